@@ -1,0 +1,294 @@
+//! Finding capture files and deciding which of them are usable.
+//!
+//! Every path the user names is expanded (directories recursively) into candidate files,
+//! and each candidate is checked cheaply by reading only its Parquet footer: the
+//! `netlat.schema_version` key-value metadata and the types of the columns the analysis
+//! reads. A file that fails any check is not fatal: it is reported as [`Skipped`] with the
+//! reason, and the analysis goes on with the rest.
+//!
+//! The version key is required, not merely checked when present: every file the capture
+//! writes carries it (docs/schema.md), and a Parquet file that happens to have columns of
+//! the same names but no key is more likely foreign than compatible.
+
+use std::collections::HashSet;
+use std::fmt;
+use std::fs::{self, File};
+use std::path::{Path, PathBuf};
+
+use polars::prelude::*;
+use serde::Serialize;
+
+/// File-name suffix of an events file; directories are searched for it.
+pub const EVENTS_SUFFIX: &str = ".events.parquet";
+/// Suffix of a file still being written by the capture (renamed when complete).
+pub const PARTIAL_SUFFIX: &str = ".partial";
+/// Suffix of the run-metadata record written next to the events files.
+pub const META_SUFFIX: &str = ".meta.json";
+/// Key-value metadata key carrying the file layout version.
+pub const SCHEMA_VERSION_KEY: &str = "netlat.schema_version";
+/// The only layout version this analyzer understands.
+pub const SCHEMA_VERSION: &str = "1";
+
+/// Kind of a column's Arrow type, as far as the analysis cares.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ColumnKind {
+    /// Arrow `Int64`.
+    Int64,
+    /// Arrow `UInt64`.
+    UInt64,
+    /// Any Arrow string type (`Utf8`, `LargeUtf8`, `Utf8View`): all read as polars `String`.
+    Text,
+}
+
+impl ColumnKind {
+    fn accepts(self, dtype: &ArrowDataType) -> bool {
+        match self {
+            Self::Int64 => matches!(dtype, ArrowDataType::Int64),
+            Self::UInt64 => matches!(dtype, ArrowDataType::UInt64),
+            Self::Text => matches!(
+                dtype,
+                ArrowDataType::Utf8 | ArrowDataType::LargeUtf8 | ArrowDataType::Utf8View
+            ),
+        }
+    }
+}
+
+impl fmt::Display for ColumnKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Int64 => "Int64",
+            Self::UInt64 => "UInt64",
+            Self::Text => "Utf8",
+        })
+    }
+}
+
+/// Columns of the `events` table (docs/schema.md) that the analysis reads, with their types.
+/// Other columns are neither read nor checked, so additive schema changes do not break us.
+pub const REQUIRED_COLUMNS: [(&str, ColumnKind); 6] = [
+    ("ts_ns", ColumnKind::Int64),
+    ("host", ColumnKind::Text),
+    ("netns", ColumnKind::UInt64),
+    ("ifname", ColumnKind::Text),
+    ("hook", ColumnKind::Text),
+    ("pkt_id", ColumnKind::UInt64),
+];
+
+/// Why a file is not used.
+#[derive(Debug, thiserror::Error)]
+pub enum InputError {
+    /// The path does not exist or cannot be opened or listed.
+    #[error("cannot read: {0}")]
+    Unreadable(#[from] std::io::Error),
+    /// A `*.partial` file: the capture is still writing it.
+    #[error("incomplete file still being written by the capture (*{PARTIAL_SUFFIX})")]
+    Partial,
+    /// A `*.meta.json` run-metadata record, not an events table.
+    #[error("run metadata, not an events file (*{META_SUFFIX})")]
+    RunMetadata,
+    /// Not a file or directory (a socket, a FIFO, ...).
+    #[error("not a regular file or directory")]
+    NotAFile,
+    /// The path cannot be handed to polars (it only takes UTF-8 paths).
+    #[error("path is not valid UTF-8")]
+    NonUtf8Path,
+    /// The footer cannot be parsed: not Parquet, truncated, or corrupt.
+    #[error("not a readable Parquet file (truncated or corrupt?): {0}")]
+    NotParquet(String),
+    /// A Parquet file without the netlat version key: written by something else.
+    #[error("no `{SCHEMA_VERSION_KEY}` key-value metadata: not a netlat capture file")]
+    NotNetlat,
+    /// A netlat file of a layout version this analyzer does not know.
+    #[error("`{SCHEMA_VERSION_KEY}` is {found:?}, this analyzer reads version {SCHEMA_VERSION}")]
+    SchemaVersion {
+        /// The version found in the file.
+        found: String,
+    },
+    /// A required column is absent.
+    #[error("missing column `{0}`")]
+    MissingColumn(&'static str),
+    /// A required column has an unexpected type.
+    #[error("column `{name}` has type {found}, expected {expected}")]
+    ColumnType {
+        /// Column name.
+        name: &'static str,
+        /// Arrow type found in the file.
+        found: String,
+        /// Type the analysis needs.
+        expected: ColumnKind,
+    },
+    /// The footer was fine but reading the data failed (corrupt pages).
+    #[error("data cannot be read: {0}")]
+    Data(String),
+}
+
+/// A file left out of the analysis, with the reason.
+#[derive(Debug, Clone, Serialize)]
+pub struct Skipped {
+    /// The path as found (as given, or joined under a given directory).
+    pub file: String,
+    /// Human-readable reason.
+    pub reason: String,
+}
+
+impl Skipped {
+    /// Records `path` as skipped because of `err`.
+    pub fn new(path: &Path, err: &InputError) -> Self {
+        Self { file: path.display().to_string(), reason: err.to_string() }
+    }
+}
+
+/// The outcome of discovery: usable files and skipped ones, both in a stable order.
+#[derive(Debug, Default)]
+pub struct Inputs {
+    /// Files that passed validation, in the order found (arguments order, then sorted
+    /// directory entries).
+    pub used: Vec<PathBuf>,
+    /// Files that were rejected.
+    pub skipped: Vec<Skipped>,
+}
+
+/// Expands `paths` into candidate files and validates each one.
+///
+/// Directories are walked recursively for `*.events.parquet`; files given explicitly are
+/// taken whatever their name, except `*.partial` and `*.meta.json`. A file reached twice
+/// (given twice, or also inside a given directory) is used once: reading it twice would
+/// make every packet in it ambiguous.
+pub fn discover(paths: &[PathBuf]) -> Inputs {
+    let mut inputs = Inputs::default();
+    let mut seen = HashSet::new();
+    for path in paths {
+        match fs::metadata(path) {
+            Err(e) => inputs.skipped.push(Skipped::new(path, &e.into())),
+            Ok(md) if md.is_dir() => walk(path, &mut inputs, &mut seen),
+            Ok(md) if md.is_file() => {
+                if let Err(e) = check_name(path) {
+                    inputs.skipped.push(Skipped::new(path, &e));
+                } else {
+                    consider(path.clone(), &mut inputs, &mut seen);
+                }
+            }
+            Ok(_) => inputs.skipped.push(Skipped::new(path, &InputError::NotAFile)),
+        }
+    }
+    inputs
+}
+
+/// Rejects names that are never events tables even when given explicitly.
+fn check_name(path: &Path) -> Result<(), InputError> {
+    let name = path.file_name().map(|n| n.to_string_lossy()).unwrap_or_default();
+    if name.ends_with(PARTIAL_SUFFIX) {
+        Err(InputError::Partial)
+    } else if name.ends_with(META_SUFFIX) {
+        Err(InputError::RunMetadata)
+    } else {
+        Ok(())
+    }
+}
+
+/// Recursively collects `*.events.parquet` under `dir`, in sorted order so that output
+/// (and the order of warnings) does not depend on the file system.
+fn walk(dir: &Path, inputs: &mut Inputs, seen: &mut HashSet<PathBuf>) {
+    let entries = match fs::read_dir(dir) {
+        Ok(rd) => rd.collect::<Result<Vec<_>, _>>(),
+        Err(e) => Err(e),
+    };
+    let mut entries = match entries {
+        Ok(v) => v,
+        Err(e) => return inputs.skipped.push(Skipped::new(dir, &e.into())),
+    };
+    entries.sort_by_key(|e| e.file_name());
+    for entry in entries {
+        let path = entry.path();
+        // `file_type` does not follow symlinks: symlinked directories are not descended
+        // into (no cycles), symlinked files are followed below.
+        let Ok(ft) = entry.file_type() else { continue };
+        if ft.is_dir() {
+            walk(&path, inputs, seen);
+            continue;
+        }
+        let name = entry.file_name();
+        if !name.to_string_lossy().ends_with(EVENTS_SUFFIX) {
+            // Includes `.x.events.parquet.partial` and `*.meta.json`: silently ignored
+            // here, since they are expected next to the events files.
+            continue;
+        }
+        if ft.is_symlink() && !fs::metadata(&path).map(|m| m.is_file()).unwrap_or(false) {
+            inputs.skipped.push(Skipped::new(&path, &InputError::NotAFile));
+            continue;
+        }
+        consider(path, inputs, seen);
+    }
+}
+
+/// Validates one candidate (once per real file) and files it as used or skipped.
+fn consider(path: PathBuf, inputs: &mut Inputs, seen: &mut HashSet<PathBuf>) {
+    let key = fs::canonicalize(&path).unwrap_or_else(|_| path.clone());
+    if !seen.insert(key) {
+        return;
+    }
+    match validate(&path) {
+        Ok(()) => inputs.used.push(path),
+        Err(e) => inputs.skipped.push(Skipped::new(&path, &e)),
+    }
+}
+
+/// Checks that `path` is a netlat events file this analyzer can read, from its footer only.
+pub fn validate(path: &Path) -> Result<(), InputError> {
+    path.to_str().ok_or(InputError::NonUtf8Path)?;
+    let file = File::open(path)?;
+    let mut reader = ParquetReader::new(file);
+    let metadata = reader.get_metadata().map_err(|e| InputError::NotParquet(e.to_string()))?;
+    let version = metadata
+        .key_value_metadata
+        .iter()
+        .flatten()
+        .find(|kv| kv.key == SCHEMA_VERSION_KEY)
+        .ok_or(InputError::NotNetlat)?
+        .value
+        .clone()
+        .unwrap_or_default();
+    if version.trim() != SCHEMA_VERSION {
+        return Err(InputError::SchemaVersion { found: version });
+    }
+    let schema = reader.schema().map_err(|e| InputError::NotParquet(e.to_string()))?;
+    for (name, kind) in REQUIRED_COLUMNS {
+        let field = schema.get(name).ok_or(InputError::MissingColumn(name))?;
+        if !kind.accepts(&field.dtype) {
+            return Err(InputError::ColumnType {
+                name,
+                found: format!("{:?}", field.dtype),
+                expected: kind,
+            });
+        }
+    }
+    Ok(())
+}
+
+/// Reads the required columns of `path` in full, to find a file whose footer is intact
+/// but whose data is not. Only used after the combined query failed, so the common path
+/// reads every file once.
+pub fn probe(path: &Path) -> Result<(), InputError> {
+    let lf = crate::matching::scan_file(path).map_err(|e| InputError::Data(e.to_string()))?;
+    lf.collect().map(drop).map_err(|e| InputError::Data(e.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn partial_and_meta_names_are_rejected() {
+        assert!(matches!(check_name(Path::new("a/.h-1.events.parquet.partial")), Err(InputError::Partial)));
+        assert!(matches!(check_name(Path::new("h-run.meta.json")), Err(InputError::RunMetadata)));
+        assert!(check_name(Path::new("x.parquet")).is_ok());
+    }
+
+    #[test]
+    fn missing_path_is_skipped_with_reason() {
+        let inputs = discover(&[PathBuf::from("/nonexistent/netlat-test")]);
+        assert!(inputs.used.is_empty());
+        assert_eq!(inputs.skipped.len(), 1);
+        assert!(inputs.skipped[0].reason.starts_with("cannot read"), "{:?}", inputs.skipped);
+    }
+}

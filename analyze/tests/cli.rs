@@ -1,0 +1,253 @@
+//! End-to-end tests of the `netlat-analyze` binary on small capture files written here.
+//!
+//! The capture folder holds two good files (hosts h1 and h2) plus bad ones that must be
+//! skipped with a warning naming them: a truncated file, a file whose footer is fine but
+//! whose data pages are garbage, a foreign Parquet file, a netlat-tagged file lacking
+//! `pkt_id`, a file of another schema version; and a `.partial` and a `.meta.json` file
+//! that are ignored silently.
+//!
+//! Traffic (one clock, ns):
+//! * ids 1..=5: h1 eth0 tc_egress → h2 eth0 xdp, latencies 10 500, 11 000, 12 250,
+//!   15 000, 40 001 (nearest rank, n = 5: p50 = 3rd, p90 = p99 = 5th value);
+//! * ids 11, 12: h2 eth0 tc_egress → h1 eth0 xdp, latencies 30 000 and 20 000;
+//! * id 100: twice at h1 tc_egress (retransmission), once at h2 xdp: ambiguous;
+//! * id 200: only at h1 tc_egress: unmatched.
+
+use std::fs::{self, File};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use polars::prelude::*;
+use serde_json::{Value, json};
+
+const T0: i64 = 1_000_000_000;
+
+/// (ts_ns, pkt_id, ifname, hook) rows of one host.
+type Rows<'a> = &'a [(i64, u64, &'a str, &'a str)];
+
+fn events(host: &str, rows: Rows) -> DataFrame {
+    let n = rows.len();
+    df!(
+        "ts_ns" => rows.iter().map(|r| r.0).collect::<Vec<_>>(),
+        "host" => vec![host; n],
+        "netns" => vec![4_026_531_840u64; n],
+        "ifname" => rows.iter().map(|r| r.2).collect::<Vec<_>>(),
+        "ifindex" => vec![2u32; n],
+        "hook" => rows.iter().map(|r| r.3).collect::<Vec<_>>(),
+        // Columns the analysis does not read, of types it does not check, as in real files.
+        "cpu" => vec![1u16; n],
+        "family" => vec![4u8; n],
+        "saddr" => vec!["198.18.0.1"; n],
+        "pkt_id" => rows.iter().map(|r| r.1).collect::<Vec<_>>(),
+    )
+    .unwrap()
+}
+
+fn write(path: &Path, mut df: DataFrame, kv: &[(&str, &str)]) {
+    let kv = kv.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+    let file = File::create(path).unwrap();
+    ParquetWriter::new(file)
+        .with_key_value_metadata(Some(KeyValueMetadata::from_static(kv)))
+        .finish(&mut df)
+        .unwrap();
+}
+
+fn netlat_kv(host: &'static str) -> [(&'static str, &'static str); 3] {
+    [("netlat.schema_version", "1"), ("netlat.table", "events"), ("netlat.host", host)]
+}
+
+struct Capture {
+    _dir: tempfile::TempDir,
+    root: PathBuf,
+    h1: PathBuf,
+    h2: PathBuf,
+}
+
+fn capture() -> Capture {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("cap");
+    fs::create_dir_all(root.join("h1")).unwrap();
+    fs::create_dir_all(root.join("h2/sub")).unwrap();
+
+    let lat = [10_500, 11_000, 12_250, 15_000, 40_001];
+    let t = |id: i64| T0 + id * 1_000_000;
+    let (mut r1, mut r2) = (Vec::new(), Vec::new());
+    for (i, l) in lat.iter().enumerate() {
+        let id = i as i64 + 1;
+        r1.push((t(id), id as u64, "eth0", "tc_egress"));
+        r2.push((t(id) + l, id as u64, "eth0", "xdp"));
+    }
+    for (id, l) in [(11, 30_000), (12, 20_000)] {
+        r2.push((t(id), id as u64, "eth0", "tc_egress"));
+        r1.push((t(id) + l, id as u64, "eth0", "xdp"));
+    }
+    r1.extend([(t(100), 100, "eth0", "tc_egress"), (t(100) + 200_000, 100, "eth0", "tc_egress")]);
+    r2.push((t(100) + 5_000, 100, "eth0", "xdp"));
+    r1.push((t(200), 200, "eth0", "tc_egress"));
+
+    let h1 = root.join("h1/h1-20250101T000000Z-7-00001.events.parquet");
+    let h2 = root.join("h2/sub/h2-20250101T000000Z-9-00001.events.parquet");
+    write(&h1, events("h1", &r1), &netlat_kv("h1"));
+    write(&h2, events("h2", &r2), &netlat_kv("h2"));
+
+    // Truncated: the footer is gone.
+    let truncated = root.join("h1/h1-20250101T000000Z-7-00002.events.parquet");
+    let bytes = fs::read(&h1).unwrap();
+    fs::write(&truncated, &bytes[..bytes.len() / 2]).unwrap();
+    // Footer intact, data pages overwritten: only found when the data is read.
+    let garbled = root.join("h2/h2-20250101T000000Z-9-00002.events.parquet");
+    let mut bytes = fs::read(&h2).unwrap();
+    let footer = u32::from_le_bytes(bytes[bytes.len() - 8..bytes.len() - 4].try_into().unwrap());
+    let data_end = bytes.len() - 8 - footer as usize;
+    bytes[4..data_end].fill(0xff);
+    fs::write(&garbled, &bytes).unwrap();
+
+    let foreign = df!("a" => [1i64, 2], "b" => ["x", "y"]).unwrap();
+    write(&root.join("foreign.events.parquet"), foreign, &[]);
+    let no_id = events("h1", &[(T0, 1, "eth0", "xdp")]).drop("pkt_id").unwrap();
+    write(&root.join("noid.events.parquet"), no_id, &netlat_kv("h1"));
+    let mut v2 = netlat_kv("h1");
+    v2[0].1 = "2";
+    write(&root.join("v2.events.parquet"), events("h1", &[(T0, 1, "eth0", "xdp")]), &v2);
+
+    // Expected beside the events files, never read.
+    fs::write(root.join("h1/.h1-20250101T000000Z-7-00003.events.parquet.partial"), b"PAR1").unwrap();
+    fs::write(root.join("h1/h1-20250101T000000Z-7.meta.json"), b"{}").unwrap();
+    Capture { _dir: dir, root, h1, h2 }
+}
+
+fn run(args: &[&dyn AsRef<std::ffi::OsStr>]) -> Output {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_netlat-analyze"));
+    for a in args {
+        cmd.arg(a);
+    }
+    cmd.output().unwrap()
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8(b.to_vec()).unwrap()
+}
+
+/// Bad files under the capture root and a fragment of their expected reason.
+const BAD: [(&str, &str); 5] = [
+    ("h1/h1-20250101T000000Z-7-00002.events.parquet", "not a readable Parquet file"),
+    ("h2/h2-20250101T000000Z-9-00002.events.parquet", "data cannot be read"),
+    ("foreign.events.parquet", "not a netlat capture file"),
+    ("noid.events.parquet", "missing column `pkt_id`"),
+    ("v2.events.parquet", "this analyzer reads version 1"),
+];
+
+fn assert_warned(stderr: &str, root: &Path) {
+    for (file, reason) in BAD {
+        let path = root.join(file).display().to_string();
+        let line = stderr.lines().find(|l| l.contains(&path));
+        let line = line.unwrap_or_else(|| panic!("no warning for {path} in:\n{stderr}"));
+        assert!(line.starts_with("netlat-analyze: warning: skipping "), "{line}");
+        assert!(line.contains(reason), "{line}");
+    }
+    assert_eq!(stderr.lines().filter(|l| l.contains("warning")).count(), BAD.len(), "{stderr}");
+    assert!(!stderr.contains(".partial") && !stderr.contains("meta.json"), "{stderr}");
+}
+
+#[test]
+fn table_output() {
+    let cap = capture();
+    let out = run(&[&cap.root]);
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert_eq!(
+        text(&out.stdout),
+        "\
+from               to           count  min_us  p50_us  p90_us  p99_us  max_us
+h1:eth0:tc_egress  h2:eth0:xdp      5  10.500  12.250  40.001  40.001  40.001
+h2:eth0:tc_egress  h1:eth0:xdp      2  20.000  20.000  30.000  30.000  30.000
+
+unmatched ids: 1
+  h1:eth0:tc_egress  1
+ambiguous ids: 1
+"
+    );
+    assert_warned(&stderr, &cap.root);
+}
+
+#[test]
+fn json_output() {
+    let cap = capture();
+    let out = run(&[&"--format", &"json", &cap.root]);
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        v["pairs"],
+        json!([
+            {"from": "h1:eth0:tc_egress", "to": "h2:eth0:xdp", "count": 5, "min_ns": 10_500,
+             "p50_ns": 12_250, "p90_ns": 40_001, "p99_ns": 40_001, "max_ns": 40_001},
+            {"from": "h2:eth0:tc_egress", "to": "h1:eth0:xdp", "count": 2, "min_ns": 20_000,
+             "p50_ns": 20_000, "p90_ns": 30_000, "p99_ns": 30_000, "max_ns": 30_000},
+        ])
+    );
+    assert_eq!(v["unmatched"], json!([{"point": "h1:eth0:tc_egress", "ids": 1}]));
+    assert_eq!(v["ambiguous"], 1);
+    assert_eq!(v["events"], 18);
+    assert_eq!(v["ids"], 9);
+    let used = [cap.h1.display().to_string(), cap.h2.display().to_string()];
+    assert_eq!(v["files"]["used"], json!(used));
+    let skipped = v["files"]["skipped"].as_array().unwrap();
+    assert_eq!(skipped.len(), BAD.len());
+    for (file, reason) in BAD {
+        let path = cap.root.join(file).display().to_string();
+        let s = skipped.iter().find(|s| s["file"] == path.as_str()).expect(file);
+        assert!(s["reason"].as_str().unwrap().contains(reason), "{s}");
+    }
+    assert_warned(&stderr, &cap.root);
+}
+
+#[test]
+fn csv_output_keeps_summary_on_stderr() {
+    let cap = capture();
+    let out = run(&[&cap.h2, &"--format=csv", &cap.h1]);
+    assert_eq!(out.status.code(), Some(0));
+    assert_eq!(
+        text(&out.stdout),
+        "from,to,count,min_us,p50_us,p90_us,p99_us,max_us\n\
+         h1:eth0:tc_egress,h2:eth0:xdp,5,10.500,12.250,40.001,40.001,40.001\n\
+         h2:eth0:tc_egress,h1:eth0:xdp,2,20.000,20.000,30.000,30.000,30.000\n"
+    );
+    assert!(text(&out.stderr).contains("ambiguous ids: 1"));
+}
+
+#[test]
+fn same_file_twice_is_read_once() {
+    let cap = capture();
+    let out = run(&[&cap.h1, &cap.h2, &cap.h1, &"--format=json"]);
+    assert_eq!(out.status.code(), Some(0));
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["ambiguous"], 1);
+    assert_eq!(v["files"]["used"].as_array().unwrap().len(), 2);
+}
+
+#[test]
+fn no_usable_input_exits_1() {
+    let cap = capture();
+    let missing = cap.root.join("missing.events.parquet");
+    let out = run(&[&cap.root.join(BAD[0].0), &cap.root.join(BAD[2].0), &missing]);
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(out.stdout.is_empty());
+    assert!(stderr.contains("error: no usable capture file (3 skipped)"), "{stderr}");
+    assert!(stderr.contains(&format!("skipping {}: cannot read", missing.display())), "{stderr}");
+
+    let empty = tempfile::tempdir().unwrap();
+    let out = run(&[&empty.path()]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out.stderr).contains("no usable capture file (0 skipped)"));
+}
+
+#[test]
+fn usage_errors_exit_2() {
+    assert_eq!(run(&[]).status.code(), Some(2));
+    assert_eq!(run(&[&"--format", &"xml", &"x"]).status.code(), Some(2));
+    let help = run(&[&"--help"]);
+    assert_eq!(help.status.code(), Some(0));
+    assert!(text(&help.stdout).contains("Exit codes:"));
+}

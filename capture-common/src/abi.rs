@@ -1,0 +1,243 @@
+//! `#[repr(C)]` records shared by the kernel programs and the loader.
+//!
+//! Field order is chosen so that no implicit padding exists: the layout is
+//! the same for `bpfel` and `x86_64`, and the compile-time asserts below
+//! catch any drift.
+
+/// Hook that produced an event (the `hook` column).
+pub mod hook {
+    /// XDP, ingress, before the stack allocates an skb.
+    pub const XDP: u8 = 0;
+    /// TC clsact ingress (after GRO).
+    pub const TC_INGRESS: u8 = 1;
+    /// TC clsact egress (before the qdisc).
+    pub const TC_EGRESS: u8 = 2;
+    /// Number of packet hooks; sizes the per-hook statistics.
+    pub const COUNT: usize = 3;
+    /// Names used in Parquet and on the command line, indexed by hook id.
+    pub const NAMES: [&str; COUNT] = ["xdp", "tc_ingress", "tc_egress"];
+}
+
+/// Per-hook counters kept in a per-CPU array: index `hook * COUNT + stat`.
+pub mod stat {
+    /// Packets the hook ran on.
+    pub const SEEN: u32 = 0;
+    /// Packets that passed filter and sampling: each must become an event
+    /// or a counted drop.
+    pub const SELECTED: u32 = 1;
+    /// Events handed to user space through the ring buffer.
+    pub const SUBMITTED: u32 = 2;
+    /// Selected packets lost because the ring buffer was full.
+    pub const RINGBUF_FULL: u32 = 3;
+    /// Packets that are not IP (ARP, LLDP, ...): never selected.
+    pub const NOT_IP: u32 = 4;
+    /// Packets whose headers could not be parsed (truncated, bad IHL,
+    /// extension or VLAN chains deeper than supported).
+    pub const MALFORMED: u32 = 5;
+    /// Sync probes of netlat's own clock-sync protocol, kept out of events.
+    pub const SYNC: u32 = 6;
+    /// Counters per hook.
+    pub const COUNT: u32 = 7;
+    /// Column names, indexed by counter id.
+    pub const NAMES: [&str; COUNT as usize] =
+        ["seen", "selected", "submitted", "ringbuf_full", "not_ip", "malformed", "sync"];
+    /// Size of the statistics array map.
+    pub const MAP_LEN: u32 = COUNT * super::hook::COUNT as u32;
+}
+
+/// Bits of [`PacketEvent::flags`].
+pub mod flags {
+    /// An 802.1Q / 802.1ad tag was present (outermost tag in `vlan`).
+    pub const VLAN: u8 = 1 << 0;
+    /// The addresses and ports are those of the VXLAN inner packet.
+    pub const VXLAN: u8 = 1 << 1;
+    /// A VXLAN packet inside the inner packet was seen and not parsed.
+    pub const NESTED_TUNNEL: u8 = 1 << 2;
+    /// IP fragment (first or later); later fragments carry no ports.
+    pub const FRAGMENT: u8 = 1 << 3;
+    /// The L4 header was cut short by the capture: ports and seq are zero.
+    pub const L4_TRUNCATED: u8 = 1 << 4;
+}
+
+/// Number of payload bytes folded into the identity hash.
+pub const ID_PAYLOAD_BYTES: usize = 8;
+
+/// One selected packet, as written by the kernel into the ring buffer.
+///
+/// IPv4 addresses occupy the first four bytes of `saddr`/`daddr`, the
+/// rest is zero; `family` tells them apart.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PacketEvent {
+    /// `bpf_ktime_get_ns()`: CLOCK_MONOTONIC of the capturing host.
+    pub ts_ns: u64,
+    /// Identity hash over fields that do not change along the path.
+    pub pkt_id: u64,
+    /// Source address (IPv4 in the first four bytes).
+    pub saddr: [u8; 16],
+    /// Destination address (IPv4 in the first four bytes).
+    pub daddr: [u8; 16],
+    /// TCP sequence number, or ICMP echo sequence.
+    pub seq: u32,
+    /// TCP acknowledgment number.
+    pub ack: u32,
+    /// L4 payload bytes (after the TCP/UDP/ICMP header).
+    pub payload_len: u32,
+    /// Length of the frame as the hook saw it (skb->len or XDP frame).
+    pub wire_len: u32,
+    /// Interface index the hook is attached to.
+    pub ifindex: u32,
+    /// IPv4 identification or IPv6 flow label.
+    pub ip_id: u32,
+    /// VXLAN network identifier (when `flags & VXLAN`).
+    pub vni: u32,
+    /// CPU the hook ran on.
+    pub cpu: u16,
+    /// Source port, or ICMP type << 8 | code.
+    pub sport: u16,
+    /// Destination port, or ICMP echo identifier.
+    pub dport: u16,
+    /// Outermost VLAN id (when `flags & VLAN`).
+    pub vlan: u16,
+    /// One of [`hook`].
+    pub hook: u8,
+    /// 4 or 6.
+    pub family: u8,
+    /// IP protocol number of the (inner) L4 header.
+    pub proto: u8,
+    /// TCP flags byte (FIN=1, SYN=2, RST=4, PSH=8, ACK=16, ...).
+    pub tcp_flags: u8,
+    /// Bits from [`flags`].
+    pub flags: u8,
+    /// Explicit padding to a multiple of 8 bytes.
+    pub _pad: [u8; 7],
+}
+
+/// What a filter atom tests.
+pub mod atom {
+    /// Match an address under a mask (`host`, `net`).
+    pub const ADDR: u8 = 1;
+    /// Match a port range (`port`, `portrange`).
+    pub const PORT: u8 = 2;
+    /// Match the IP protocol (`tcp`, `udp`, `icmp`, `proto N`).
+    pub const PROTO: u8 = 3;
+    /// Match the address family (`ip`, `ip6`).
+    pub const FAMILY: u8 = 4;
+    /// Direction: source only.
+    pub const DIR_SRC: u8 = 1;
+    /// Direction: destination only.
+    pub const DIR_DST: u8 = 2;
+    /// Direction: either source or destination.
+    pub const DIR_ANY: u8 = 3;
+}
+
+/// One predicate of a compiled filter; see [`crate::filter`].
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct FilterAtom {
+    /// Address (IPv4 in the first four bytes).
+    pub addr: [u8; 16],
+    /// Mask applied to both sides before comparing.
+    pub mask: [u8; 16],
+    /// Lowest port of the range.
+    pub port_lo: u16,
+    /// Highest port of the range (inclusive).
+    pub port_hi: u16,
+    /// One of the `atom::*` kinds.
+    pub kind: u8,
+    /// One of `atom::DIR_*`.
+    pub dir: u8,
+    /// Family for ADDR/FAMILY (4 or 6); protocol number for PROTO.
+    pub value: u8,
+    /// Non-zero: the atom's result is inverted.
+    pub negate: u8,
+}
+
+/// Most conjunctions in a compiled filter (disjunctive normal form).
+pub const MAX_TERMS: usize = 8;
+/// Most atoms in one conjunction.
+pub const MAX_ATOMS: usize = 8;
+/// Most ports in the seed-style port selection list.
+pub const MAX_PORTS: usize = 16;
+
+/// A filter expression compiled to disjunctive normal form: the packet
+/// matches if every atom of at least one term matches. `n_terms == 0`
+/// matches everything.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Filter {
+    /// Atoms, `terms[t][..term_len[t]]` in use.
+    pub terms: [[FilterAtom; MAX_ATOMS]; MAX_TERMS],
+    /// Used atoms per term.
+    pub term_len: [u8; MAX_TERMS],
+    /// Used terms; 0 means "match everything".
+    pub n_terms: u8,
+    /// Explicit padding.
+    pub _pad: [u8; 7],
+}
+
+impl Default for Filter {
+    fn default() -> Self {
+        Self {
+            terms: [[FilterAtom::default(); MAX_ATOMS]; MAX_TERMS],
+            term_len: [0; MAX_TERMS],
+            n_terms: 0,
+            _pad: [0; 7],
+        }
+    }
+}
+
+/// Load-time configuration of the packet programs (global `CFG`), set once
+/// by the loader with `EbpfLoader::set_global`: no per-event branches on
+/// user flags beyond reading these constants.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CaptureConfig {
+    /// Seed of the consistent-sampling hash (same on every host).
+    pub sample_seed: u64,
+    /// Keep a packet if `sample_hash(id, seed) <= sample_threshold`;
+    /// `u64::MAX` keeps every packet.
+    pub sample_threshold: u64,
+    /// The compiled filter expression.
+    pub filter: Filter,
+    /// Seed-style port selection: if `n_ports > 0`, keep only packets whose
+    /// source or destination port is listed.
+    pub ports: [u16; MAX_PORTS],
+    /// Used entries of `ports`.
+    pub n_ports: u16,
+    /// UDP port recognised as VXLAN (0 disables decapsulation).
+    pub vxlan_port: u16,
+    /// UDP port of netlat's sync probes (0: none); such packets are
+    /// counted as `SYNC` and never appear as events.
+    pub sync_port: u16,
+    /// Explicit padding.
+    pub _pad: u16,
+}
+
+impl Default for CaptureConfig {
+    fn default() -> Self {
+        Self {
+            sample_seed: 0,
+            sample_threshold: u64::MAX,
+            filter: Filter::default(),
+            ports: [0; MAX_PORTS],
+            n_ports: 0,
+            vxlan_port: 4789,
+            sync_port: 0,
+            _pad: 0,
+        }
+    }
+}
+
+const _: () = assert!(core::mem::size_of::<PacketEvent>() == 96);
+const _: () = assert!(core::mem::size_of::<FilterAtom>() == 40);
+const _: () = assert!(core::mem::size_of::<Filter>() == 40 * MAX_ATOMS * MAX_TERMS + 16);
+const _: () = assert!(core::mem::size_of::<CaptureConfig>() % 8 == 0);
+
+#[cfg(feature = "user")]
+mod pod {
+    // SAFETY: plain-old-data: repr(C), no padding, every bit pattern valid.
+    unsafe impl aya::Pod for super::PacketEvent {}
+    // SAFETY: as above.
+    unsafe impl aya::Pod for super::CaptureConfig {}
+}

@@ -1,0 +1,18 @@
+//! The contract between netlat's eBPF programs and its user space.
+//!
+//! Everything here is `no_std` and free of allocation so the very same code
+//! runs in the kernel (built for `bpfel-unknown-none`) and on the host, where
+//! it is unit-tested and fuzzed:
+//!
+//! * [`abi`]: `#[repr(C)]` event and configuration records with compile-time
+//!   size checks, mirrored field for field on both sides;
+//! * [`parse`]: the packet parser (Ethernet, 802.1Q, IPv4, IPv6 with
+//!   extension headers, TCP, UDP, ICMP, VXLAN) over any [`parse::PacketBuf`];
+//! * [`hash`]: the packet identity hash and consistent sampling;
+//! * [`filter`]: evaluation of a compiled filter expression.
+#![cfg_attr(not(test), no_std)]
+
+pub mod abi;
+pub mod filter;
+pub mod hash;
+pub mod parse;

@@ -1,0 +1,219 @@
+//! netlat's packet programs: XDP ingress and TC clsact ingress/egress.
+//!
+//! Each entry point is a thin wrapper around `try_packet`, which parses the
+//! frame with the shared `capture_common::parse` code, applies the filter
+//! and sampling chosen at load time (global `CFG`) and writes one
+//! `PacketEvent` into the `EVENTS` ring buffer. Every packet is counted in
+//! the per-CPU `STATS` array; a full ring buffer is a counted drop.
+#![no_std]
+#![no_main]
+
+use aya_ebpf::{
+    bindings::{xdp_action, TC_ACT_UNSPEC},
+    helpers::{bpf_get_smp_processor_id, bpf_ktime_get_ns},
+    macros::{classifier, map, xdp},
+    maps::{PerCpuArray, RingBuf},
+    programs::{TcContext, XdpContext},
+};
+use capture_common::{
+    abi::{hook, stat, CaptureConfig, PacketEvent, ID_PAYLOAD_BYTES},
+    filter, hash,
+    parse::{self, PacketBuf, ParseError},
+};
+
+/// Load-time configuration; `EbpfLoader::set_global("CFG", ..)` replaces it.
+#[unsafe(no_mangle)]
+static CFG: CaptureConfig = CaptureConfig {
+    sample_seed: 0,
+    sample_threshold: u64::MAX,
+    filter: capture_common::abi::Filter {
+        terms: [[capture_common::abi::FilterAtom {
+            addr: [0; 16],
+            mask: [0; 16],
+            port_lo: 0,
+            port_hi: 0,
+            kind: 0,
+            dir: 0,
+            value: 0,
+            negate: 0,
+        }; capture_common::abi::MAX_ATOMS]; capture_common::abi::MAX_TERMS],
+        term_len: [0; capture_common::abi::MAX_TERMS],
+        n_terms: 0,
+        _pad: [0; 7],
+    },
+    ports: [0; capture_common::abi::MAX_PORTS],
+    n_ports: 0,
+    vxlan_port: 4789,
+    sync_port: 0,
+    _pad: 0,
+};
+
+/// Events for user space; its size is set at load time.
+#[map]
+static EVENTS: RingBuf = RingBuf::with_byte_size(1 << 22, 0);
+
+/// Per-CPU counters, `hook * stat::COUNT + stat`.
+#[map]
+static STATS: PerCpuArray<u64> = PerCpuArray::with_max_entries(stat::MAP_LEN, 0);
+
+/// Parse scratch space: a PacketInfo does not fit the BPF stack beside
+/// the parser's header buffers.
+#[map]
+static SCRATCH: PerCpuArray<parse::PacketInfo> = PerCpuArray::with_max_entries(1, 0);
+
+/// The configuration, read through a volatile pointer so LLVM cannot fold
+/// the all-zero initial value into the code: the loader rewrites it.
+#[inline(always)]
+fn cfg() -> &'static CaptureConfig {
+    let p: *const CaptureConfig = &CFG;
+    // SAFETY: reads a valid pointer to a static back from the stack.
+    unsafe { &*core::ptr::read_volatile(&p) }
+}
+
+#[inline(always)]
+fn count(hook: u8, stat: u32) {
+    if let Some(c) = STATS.get_ptr_mut(u32::from(hook) * stat::COUNT + stat) {
+        // SAFETY: per-CPU slot, no concurrent writer on this CPU.
+        unsafe { *c += 1 };
+    }
+}
+
+struct Tc<'a>(&'a TcContext);
+
+impl PacketBuf for Tc<'_> {
+    #[inline(always)]
+    fn load<const N: usize>(&self, off: u32) -> Option<[u8; N]> {
+        self.0.load::<[u8; N]>(off as usize).ok()
+    }
+    #[inline(always)]
+    fn len(&self) -> u32 {
+        self.0.len()
+    }
+}
+
+struct Xdp<'a>(&'a XdpContext);
+
+impl PacketBuf for Xdp<'_> {
+    #[inline(always)]
+    fn load<const N: usize>(&self, off: u32) -> Option<[u8; N]> {
+        let mut out = [0u8; N];
+        // bpf_xdp_load_bytes (helper 189, Linux 5.18): bounds-checked copy,
+        // also across XDP multi-buffer fragments.
+        let f: unsafe extern "C" fn(*mut core::ffi::c_void, u32, *mut core::ffi::c_void, u32) -> i64 =
+            unsafe { core::mem::transmute(189usize) };
+        let r = unsafe { f(self.0.ctx.cast(), off, out.as_mut_ptr().cast(), N as u32) };
+        if r == 0 { Some(out) } else { None }
+    }
+    #[inline(always)]
+    fn len(&self) -> u32 {
+        (self.0.data_end() - self.0.data()) as u32
+    }
+}
+
+#[inline(always)]
+fn try_packet<B: PacketBuf>(buf: &B, hook: u8, ifindex: u32) {
+    count(hook, stat::SEEN);
+    let cfg = cfg();
+    let Some(info) = SCRATCH.get_ptr_mut(0) else { return };
+    // SAFETY: per-CPU slot; programs do not nest on one CPU for this map.
+    let info = unsafe { &mut *info };
+    match parse::parse(buf, cfg.vxlan_port, info) {
+        Ok(()) => {}
+        Err(ParseError::NotIp) => return count(hook, stat::NOT_IP),
+        Err(_) => return count(hook, stat::MALFORMED),
+    }
+    if cfg.sync_port != 0
+        && info.proto == parse::IPPROTO_UDP
+        && (info.dport == cfg.sync_port || info.sport == cfg.sync_port)
+    {
+        return count(hook, stat::SYNC);
+    }
+    if !filter::matches(&cfg.filter, info) || !filter::port_selected(cfg, info) {
+        return;
+    }
+    let mut payload = [0u8; ID_PAYLOAD_BYTES];
+    if info.payload_len >= ID_PAYLOAD_BYTES as u32 {
+        if let Some(p) = buf.load::<ID_PAYLOAD_BYTES>(info.payload_off) {
+            payload = p;
+        }
+    } else {
+        let mut i = 0;
+        while i < ID_PAYLOAD_BYTES {
+            if i as u32 >= info.payload_len {
+                break;
+            }
+            if let Some([b]) = buf.load::<1>(info.payload_off + i as u32) {
+                payload[i] = b;
+            }
+            i += 1;
+        }
+    }
+    let id = hash::packet_id(info, &payload);
+    if !hash::sampled(id, cfg.sample_seed, cfg.sample_threshold) {
+        return;
+    }
+    count(hook, stat::SELECTED);
+    let Some(mut entry) = EVENTS.reserve::<PacketEvent>(0) else {
+        return count(hook, stat::RINGBUF_FULL);
+    };
+    let ev = entry.as_mut_ptr();
+    // SAFETY: the reservation is exactly one PacketEvent; every field is set.
+    unsafe {
+        (*ev).ts_ns = bpf_ktime_get_ns();
+        (*ev).pkt_id = id;
+        (*ev).saddr = info.saddr;
+        (*ev).daddr = info.daddr;
+        (*ev).seq = info.seq;
+        (*ev).ack = info.ack;
+        (*ev).payload_len = info.payload_len;
+        (*ev).wire_len = buf.len();
+        (*ev).ifindex = ifindex;
+        (*ev).ip_id = info.ip_id;
+        (*ev).vni = info.vni;
+        (*ev).cpu = bpf_get_smp_processor_id() as u16;
+        (*ev).sport = info.sport;
+        (*ev).dport = info.dport;
+        (*ev).vlan = info.vlan;
+        (*ev).hook = hook;
+        (*ev).family = info.family;
+        (*ev).proto = info.proto;
+        (*ev).tcp_flags = info.tcp_flags;
+        (*ev).flags = info.flags;
+        (*ev)._pad = [0; 7];
+    }
+    entry.submit(0);
+    count(hook, stat::SUBMITTED);
+}
+
+/// XDP ingress: timestamps before the stack allocates an skb.
+#[xdp]
+pub fn netlat_xdp(ctx: XdpContext) -> u32 {
+    try_packet(&Xdp(&ctx), hook::XDP, ctx.ingress_ifindex() as u32);
+    xdp_action::XDP_PASS
+}
+
+/// TC clsact ingress.
+#[classifier]
+pub fn netlat_tc_in(ctx: TcContext) -> i32 {
+    let ifindex = unsafe { (*ctx.skb.skb).ifindex };
+    try_packet(&Tc(&ctx), hook::TC_INGRESS, ifindex);
+    TC_ACT_UNSPEC
+}
+
+/// TC clsact egress.
+#[classifier]
+pub fn netlat_tc_out(ctx: TcContext) -> i32 {
+    let ifindex = unsafe { (*ctx.skb.skb).ifindex };
+    try_packet(&Tc(&ctx), hook::TC_EGRESS, ifindex);
+    TC_ACT_UNSPEC
+}
+
+#[cfg(not(test))]
+#[panic_handler]
+fn panic(_info: &core::panic::PanicInfo) -> ! {
+    loop {}
+}
+
+#[unsafe(link_section = "license")]
+#[unsafe(no_mangle)]
+static LICENSE: [u8; 13] = *b"Dual MIT/GPL\0";

@@ -1,0 +1,31 @@
+//! Builds the eBPF object (capture-ebpf) with the pinned nightly and
+//! bpf-linker, for `include_bytes_aligned!` in the loader.
+//! `AYA_BUILD_SKIP=1` skips it (docs, clippy on machines without the
+//! toolchain); the loader then refuses to start.
+use anyhow::{anyhow, Context as _};
+
+/// Must match scripts/bootstrap.
+const NIGHTLY: &str = "nightly-2026-05-19";
+
+fn main() -> anyhow::Result<()> {
+    let meta = cargo_metadata::MetadataCommand::new()
+        .no_deps()
+        .exec()
+        .context("MetadataCommand::exec")?;
+    let pkg = meta
+        .packages
+        .into_iter()
+        .find(|p| p.name.as_str() == "capture-ebpf")
+        .ok_or_else(|| anyhow!("capture-ebpf package not found"))?;
+    let root = pkg.manifest_path.parent().ok_or_else(|| anyhow!("no parent"))?.to_owned();
+    let skip = std::env::var_os("AYA_BUILD_SKIP").is_some_and(|v| v == "1" || v == "true");
+    if skip {
+        // Leave an empty object so include_bytes_aligned! compiles.
+        let out = std::path::PathBuf::from(std::env::var_os("OUT_DIR").unwrap()).join("netlat");
+        std::fs::write(out, b"")?;
+    }
+    aya_build::build_ebpf(
+        [aya_build::Package { name: "capture-ebpf", root_dir: root.as_str(), ..Default::default() }],
+        aya_build::Toolchain::Custom(NIGHTLY),
+    )
+}

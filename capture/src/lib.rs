@@ -1,0 +1,20 @@
+//! netlat-capture: timestamps packets with eBPF (XDP, TC) on chosen
+//! interfaces, in any network namespace of the host, and writes them into
+//! rotating Parquet files.
+//!
+//! * [`filter`]: tcpdump-like filter expressions compiled for the kernel;
+//! * [`netns`]: naming and entering network namespaces;
+//! * [`loader`]: loading the eBPF object and attaching hooks;
+//! * [`schema`]: the `events` table;
+//! * [`ring`]: Parquet ring files with crash-safe rotation;
+//! * [`meta`]: the run-metadata record;
+//! * [`run`]: one capture run, end to end.
+#![deny(missing_docs)]
+
+pub mod filter;
+pub mod loader;
+pub mod meta;
+pub mod netns;
+pub mod ring;
+pub mod run;
+pub mod schema;

@@ -1,0 +1,242 @@
+//! Loading the kernel programs and attaching them to interfaces.
+//!
+//! One copy of the eBPF object is loaded per network namespace (a "scope"):
+//! interface indexes are only unique inside a namespace, so each copy owns
+//! its ring buffer and counters and its events are tagged with the scope in
+//! user space. Configuration is set once, at load time, in the `CFG` global.
+
+use std::collections::HashMap;
+
+use aya::{
+    maps::{MapData, PerCpuArray, RingBuf},
+    programs::{tc::SchedClassifier, TcAttachType, Xdp, XdpMode},
+    Ebpf, EbpfLoader,
+};
+use capture_common::abi::{hook, stat, CaptureConfig};
+
+use crate::{
+    meta::{HookCounts, IfaceMeta},
+    netns::{IfaceSpec, Netns, NetnsError},
+    schema::{PointContext, PointLookup},
+};
+
+/// The eBPF object built by build.rs.
+static EBPF_OBJ: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/netlat"));
+
+/// Loading or attaching failed.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    /// The binary was built with AYA_BUILD_SKIP and has no kernel programs.
+    #[error("this netlat-capture was built without its eBPF object (AYA_BUILD_SKIP); rebuild with the eBPF toolchain (scripts/bootstrap)")]
+    NoObject,
+    /// The kernel refused the object or a program.
+    #[error("loading eBPF programs into namespace {netns:?}: {source:#}")]
+    Load {
+        /// Namespace.
+        netns: String,
+        /// aya's error (includes the verifier log).
+        source: anyhow::Error,
+    },
+    /// Attaching a hook to an interface failed.
+    #[error("attaching {hook} to {iface}: {source:#}{hint}")]
+    Attach {
+        /// Hook name.
+        hook: &'static str,
+        /// Interface as given.
+        iface: String,
+        /// Why.
+        source: anyhow::Error,
+        /// What the user can do.
+        hint: &'static str,
+    },
+    /// Namespace or interface problem.
+    #[error(transparent)]
+    Netns(#[from] NetnsError),
+    /// Reading counters failed.
+    #[error("reading counters: {0}")]
+    Stats(#[from] aya::maps::MapError),
+}
+
+/// Which hooks to attach.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Hooks {
+    /// XDP ingress.
+    pub xdp: bool,
+    /// TC ingress.
+    pub tc_ingress: bool,
+    /// TC egress.
+    pub tc_egress: bool,
+}
+
+impl Hooks {
+    /// Names of the selected hooks.
+    pub fn names(&self) -> Vec<String> {
+        [(self.xdp, hook::XDP), (self.tc_ingress, hook::TC_INGRESS), (self.tc_egress, hook::TC_EGRESS)]
+            .iter()
+            .filter(|(on, _)| *on)
+            .map(|(_, h)| hook::NAMES[usize::from(*h)].to_owned())
+            .collect()
+    }
+}
+
+/// The programs loaded into one namespace and the interfaces they watch.
+pub struct Scope {
+    /// The namespace.
+    pub netns: Netns,
+    ebpf: Option<Ebpf>,
+    /// Events from the kernel.
+    pub ring: RingBuf<MapData>,
+    stats: PerCpuArray<MapData, u64>,
+    points: HashMap<u32, PointContext>,
+    /// Attached interfaces, for the run metadata.
+    pub ifaces: Vec<IfaceMeta>,
+}
+
+fn load_err(netns: &Netns) -> impl FnOnce(anyhow::Error) -> LoadError + '_ {
+    move |source| LoadError::Load { netns: netns.name.clone(), source }
+}
+
+impl Scope {
+    /// Loads the programs with `cfg` into `netns`'s scope.
+    pub fn load(netns: Netns, cfg: &CaptureConfig, ringbuf_bytes: u32) -> Result<Self, LoadError> {
+        if EBPF_OBJ.is_empty() {
+            return Err(LoadError::NoObject);
+        }
+        raise_memlock();
+        let mut ebpf = EbpfLoader::new()
+            .override_global("CFG", cfg, true)
+            .map_max_entries("EVENTS", ringbuf_bytes)
+            .load(EBPF_OBJ)
+            .map_err(|e| load_err(&netns)(e.into()))?;
+        for name in ["netlat_tc_in", "netlat_tc_out"] {
+            let p: &mut SchedClassifier = program(&mut ebpf, name).map_err(load_err(&netns))?;
+            p.load().map_err(|e| load_err(&netns)(anyhow::Error::new(e).context(name)))?;
+        }
+        let p: &mut Xdp = program(&mut ebpf, "netlat_xdp").map_err(load_err(&netns))?;
+        p.load().map_err(|e| {
+            load_err(&netns)(anyhow::Error::new(e).context("netlat_xdp (XDP needs Linux >= 5.18 for bpf_xdp_load_bytes)"))
+        })?;
+        let ring = RingBuf::try_from(ebpf.take_map("EVENTS").expect("EVENTS map in object"))
+            .map_err(|e| load_err(&netns)(e.into()))?;
+        let stats = PerCpuArray::try_from(ebpf.take_map("STATS").expect("STATS map in object"))
+            .map_err(|e| load_err(&netns)(e.into()))?;
+        Ok(Self { netns, ebpf: Some(ebpf), ring, stats, points: HashMap::new(), ifaces: Vec::new() })
+    }
+
+    /// Attaches the selected hooks to `spec`'s interface (in this scope's
+    /// namespace).
+    pub fn attach(&mut self, spec: &IfaceSpec, hooks: Hooks) -> Result<(), LoadError> {
+        let ifindex = self.netns.ifindex(&spec.iface)?;
+        let iface = spec.iface.clone();
+        let ebpf = self.ebpf.as_mut().expect("loaded");
+        let attach_err = |hook: &'static str, hint: &'static str| {
+            let iface = spec.display();
+            move |source: anyhow::Error| LoadError::Attach { hook, iface, source, hint }
+        };
+        self.netns.run(|| -> Result<(), LoadError> {
+            if hooks.xdp {
+                let p: &mut Xdp = program(ebpf, "netlat_xdp").map_err(attach_err("xdp", ""))?;
+                p.attach_to_if_index(ifindex, XdpMode::Default).map_err(|e| {
+                    attach_err("xdp", " (is another XDP program attached? `ip link show` tells; use --hooks to skip XDP)")(
+                        e.into(),
+                    )
+                })?;
+            }
+            for (on, name, hook, ty) in [
+                (hooks.tc_ingress, "netlat_tc_in", "tc_ingress", TcAttachType::Ingress),
+                (hooks.tc_egress, "netlat_tc_out", "tc_egress", TcAttachType::Egress),
+            ] {
+                if !on {
+                    continue;
+                }
+                let p: &mut SchedClassifier = program(ebpf, name).map_err(attach_err(hook, ""))?;
+                // Kernels >= 6.6 attach through TCX links and need no qdisc; on
+                // older ones aya uses netlink, which needs clsact.
+                if !tcx_supported() {
+                    let _ = aya::programs::tc::qdisc_add_clsact(&iface);
+                }
+                p.attach(&iface, ty).map_err(|e| attach_err(hook, "")(e.into()))?;
+            }
+            Ok(())
+        })??;
+        let ctx = PointContext { netns: self.netns.inode, ifname: spec.display() };
+        self.points.insert(ifindex, ctx);
+        self.ifaces.push(IfaceMeta {
+            ifname: spec.display(),
+            netns: self.netns.name.clone(),
+            netns_inode: self.netns.inode,
+            ifindex,
+            hooks: hooks.names(),
+        });
+        Ok(())
+    }
+
+    /// Kernel counters summed over CPUs, per hook.
+    pub fn counts(&self) -> Result<Vec<HookCounts>, LoadError> {
+        let mut out = vec![HookCounts::default(); hook::COUNT];
+        for (h, c) in out.iter_mut().enumerate() {
+            let get = |s: u32| -> Result<u64, LoadError> {
+                let idx = h as u32 * stat::COUNT + s;
+                Ok(self.stats.get(&idx, 0)?.iter().sum())
+            };
+            c.seen = get(stat::SEEN)?;
+            c.selected = get(stat::SELECTED)?;
+            c.submitted = get(stat::SUBMITTED)?;
+            c.ringbuf_full = get(stat::RINGBUF_FULL)?;
+            c.not_ip = get(stat::NOT_IP)?;
+            c.malformed = get(stat::MALFORMED)?;
+            c.sync = get(stat::SYNC)?;
+        }
+        Ok(out)
+    }
+
+    /// Detaches everything, inside the namespace (netlink detach on old
+    /// kernels must run there).
+    pub fn detach(&mut self) {
+        if let Some(ebpf) = self.ebpf.take() {
+            let _ = self.netns.run(move || drop(ebpf));
+        }
+    }
+}
+
+impl Drop for Scope {
+    fn drop(&mut self) {
+        self.detach();
+    }
+}
+
+/// Point contexts of all scopes, by scope index.
+pub struct Points(pub Vec<HashMap<u32, PointContext>>);
+
+impl Points {
+    /// Snapshot of the scopes' interface tables.
+    pub fn of(scopes: &[Scope]) -> Self {
+        Self(scopes.iter().map(|s| s.points.clone()).collect())
+    }
+}
+
+impl PointLookup for Points {
+    fn point(&self, scope: usize, ifindex: u32) -> Option<&PointContext> {
+        self.0.get(scope)?.get(&ifindex)
+    }
+}
+
+fn program<'a, T>(ebpf: &'a mut Ebpf, name: &str) -> Result<&'a mut T, anyhow::Error>
+where
+    &'a mut T: TryFrom<&'a mut aya::programs::Program, Error = aya::programs::ProgramError>,
+{
+    let p = ebpf.program_mut(name).ok_or_else(|| anyhow::anyhow!("program {name} missing from the object"))?;
+    Ok(p.try_into()?)
+}
+
+fn tcx_supported() -> bool {
+    aya::util::KernelVersion::current().is_ok_and(|v| v >= aya::util::KernelVersion::new(6, 6, 0))
+}
+
+/// Kernels before 5.11 charge BPF maps to RLIMIT_MEMLOCK.
+fn raise_memlock() {
+    let lim = libc::rlimit { rlim_cur: libc::RLIM_INFINITY, rlim_max: libc::RLIM_INFINITY };
+    // SAFETY: valid pointer; failure only matters on old kernels, where the
+    // load error that follows says so.
+    unsafe { libc::setrlimit(libc::RLIMIT_MEMLOCK, &lim) };
+}

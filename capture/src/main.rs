@@ -1,0 +1,204 @@
+//! `netlat-capture`: the command line over the `capture` library.
+//!
+//! Exit codes: 0 the capture ran and every file is closed; 1 the capture
+//! failed while running (for example the disk filled up; finished files are
+//! intact and the metadata says why); 2 bad usage or configuration (nothing
+//! was loaded); 3 the kernel side could not be set up (permissions, missing
+//! kernel features, unknown interface or namespace).
+
+use std::{collections::BTreeMap, path::PathBuf, process::ExitCode, time::Duration};
+
+use anyhow::bail;
+use capture::{
+    loader::Hooks,
+    netns::IfaceSpec,
+    run::{self, Options, RunError},
+};
+use capture_common::{abi::CaptureConfig, hash::threshold_one_in};
+use clap::Parser;
+
+const AFTER_HELP: &str = "\
+FILTER is a tcpdump-like expression, e.g. 'udp and port 5001', 'host 198.18.0.2 and not icmp',
+'src net 198.18.0.0/15 and tcp'. Interfaces in other network namespaces are named NETNS/IFACE
+(NETNS: a name under /run/netns, pid:PID, or a path to a namespace file).
+
+Exit codes: 0 done, 1 failed while capturing (finished files stay intact), 2 bad usage or
+configuration, 3 could not set up the kernel side (root, kernel features, interfaces).";
+
+/// Timestamp packets with eBPF and write them to rotating Parquet files.
+#[derive(Debug, Parser)]
+#[command(name = "netlat-capture", version, after_help = AFTER_HELP)]
+struct Cli {
+    /// Interface to capture on, IFACE or NETNS/IFACE (repeatable).
+    #[arg(short = 'i', long = "interface", value_name = "[NETNS/]IFACE", required = true)]
+    interfaces: Vec<String>,
+    /// Output folder (created if missing).
+    #[arg(short = 'w', long = "write", value_name = "DIR", default_value = ".")]
+    dir: PathBuf,
+    /// Stop after this many seconds (default: until Ctrl-C / SIGTERM).
+    #[arg(long, value_name = "SECS")]
+    duration: Option<f64>,
+    /// Configuration file (see conf/capture.yaml); flags override it.
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Rotate files at this size, MiB (tcpdump -C).
+    #[arg(short = 'C', long = "file-size", value_name = "MB")]
+    file_size_mb: Option<u64>,
+    /// Rotate files at this age, seconds (tcpdump -G).
+    #[arg(short = 'G', long = "rotate-seconds", value_name = "SECS")]
+    rotate_seconds: Option<u64>,
+    /// Keep at most this many files, deleting the oldest (tcpdump -W; 0: all).
+    #[arg(short = 'W', long = "max-files", value_name = "N")]
+    max_files: Option<u32>,
+    /// Keep 1 packet in N, the same packets on every host (consistent hash sampling).
+    #[arg(long = "sample", value_name = "N")]
+    sample_one_in: Option<u64>,
+    /// Seed of the sampling hash; use the same on every host.
+    #[arg(long, value_name = "SEED")]
+    sample_seed: Option<u64>,
+    /// Keep only packets to or from these ports (comma-separated, at most 16).
+    #[arg(long, value_name = "PORTS", value_delimiter = ',')]
+    ports: Option<Vec<u16>>,
+    /// Hooks to attach: xdp, tc_ingress, tc_egress (comma-separated).
+    #[arg(long, value_name = "LIST", value_delimiter = ',', default_value = "xdp,tc_ingress,tc_egress")]
+    hooks: Vec<String>,
+    /// Kernel ring buffer per namespace, KiB (power of two).
+    #[arg(long, value_name = "KB")]
+    ringbuf_kb: Option<u32>,
+    /// Host name recorded in files (default: the system host name).
+    #[arg(long, value_name = "NAME")]
+    host_name: Option<String>,
+    /// Write the run id into this file once every hook is attached.
+    #[arg(long, value_name = "PATH")]
+    ready_file: Option<PathBuf>,
+    /// Batches of 16k events the writer queue holds before dropping (counted).
+    #[arg(long, value_name = "N", default_value_t = 64, hide = true)]
+    queue_batches: usize,
+    /// No live status line and no summary.
+    #[arg(short, long)]
+    quiet: bool,
+    /// Filter expression (tcpdump-like); overrides the config file's.
+    #[arg(value_name = "FILTER", trailing_var_arg = true)]
+    filter: Vec<String>,
+}
+
+fn options(cli: Cli) -> anyhow::Result<Options> {
+    let conf = match &cli.config {
+        Some(p) => conf::capture::CaptureConf::load(p)?,
+        None => conf::capture::CaptureConf::default(),
+    };
+    let filter_text = if cli.filter.is_empty() { conf.filter.clone().unwrap_or_default() } else { cli.filter.join(" ") };
+    let mut kernel = CaptureConfig { filter: capture::filter::compile(&filter_text)?, ..CaptureConfig::default() };
+    let one_in = cli.sample_one_in.or(conf.sampling.one_in).unwrap_or(1);
+    if one_in == 0 {
+        bail!("--sample must be at least 1");
+    }
+    kernel.sample_threshold = threshold_one_in(one_in);
+    kernel.sample_seed = cli.sample_seed.or(conf.sampling.seed).unwrap_or(0);
+    let ports = cli.ports.clone().unwrap_or(conf.sampling.ports.clone());
+    if ports.len() > kernel.ports.len() {
+        bail!("--ports: {} ports given, at most {}", ports.len(), kernel.ports.len());
+    }
+    kernel.ports[..ports.len()].copy_from_slice(&ports);
+    kernel.n_ports = ports.len() as u16;
+    kernel.vxlan_port = conf.vxlan_port.unwrap_or(4789);
+    let mut hooks = Hooks { xdp: false, tc_ingress: false, tc_egress: false };
+    for h in &cli.hooks {
+        match h.as_str() {
+            "xdp" => hooks.xdp = true,
+            "tc_ingress" | "tc-ingress" => hooks.tc_ingress = true,
+            "tc_egress" | "tc-egress" => hooks.tc_egress = true,
+            other => bail!("--hooks: unknown hook {other:?} (known: xdp, tc_ingress, tc_egress)"),
+        }
+    }
+    let ringbuf_kb = cli.ringbuf_kb.or(conf.output.ringbuf_kb).unwrap_or(8192);
+    if ringbuf_kb < 4 || !ringbuf_kb.is_power_of_two() {
+        bail!("--ringbuf-kb: {ringbuf_kb} is not a power of two >= 4");
+    }
+    let ifaces = cli.interfaces.iter().map(|s| IfaceSpec::parse(s)).collect::<Result<Vec<_>, _>>()?;
+    let duration = match cli.duration {
+        Some(d) if !(d > 0.0 && d.is_finite()) => bail!("--duration must be a positive number of seconds"),
+        d => d.map(Duration::from_secs_f64),
+    };
+    let file_size_mb = cli.file_size_mb.or(conf.output.file_size_mb).unwrap_or(64);
+    let rotate_seconds = cli.rotate_seconds.or(conf.output.rotate_seconds).unwrap_or(60);
+    if file_size_mb == 0 || rotate_seconds == 0 {
+        bail!("--file-size and --rotate-seconds must be at least 1");
+    }
+    let max_files = cli.max_files.or(conf.output.max_files).unwrap_or(0);
+    let host = cli.host_name.clone().unwrap_or_else(capture::meta::hostname);
+    if host.is_empty() || host.contains(['/', '\0']) {
+        bail!("--host-name {host:?}: must be non-empty without '/'");
+    }
+    let config: BTreeMap<String, String> = [
+        ("filter", filter_text.clone()),
+        ("sample_one_in", one_in.to_string()),
+        ("sample_seed", kernel.sample_seed.to_string()),
+        ("ports", format!("{ports:?}")),
+        ("hooks", hooks.names().join(",")),
+        ("ringbuf_kb", ringbuf_kb.to_string()),
+        ("file_size_mb", file_size_mb.to_string()),
+        ("rotate_seconds", rotate_seconds.to_string()),
+        ("max_files", max_files.to_string()),
+        ("vxlan_port", kernel.vxlan_port.to_string()),
+        ("config_file", cli.config.as_ref().map(|p| p.display().to_string()).unwrap_or_default()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v))
+    .collect();
+    Ok(Options {
+        ifaces,
+        hooks,
+        kernel,
+        ringbuf_bytes: ringbuf_kb * 1024,
+        dir: cli.dir,
+        file_bytes: file_size_mb * 1024 * 1024,
+        file_age: Duration::from_secs(rotate_seconds),
+        max_files,
+        duration,
+        host,
+        queue_batches: cli.queue_batches,
+        quiet: cli.quiet,
+        ready_file: cli.ready_file,
+        argv: std::env::args().collect(),
+        config,
+    })
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let quiet = cli.quiet;
+    let opts = match options(cli) {
+        Ok(o) => o,
+        Err(e) => {
+            eprintln!("netlat-capture: {e:#}");
+            return ExitCode::from(2);
+        }
+    };
+    match run::run(opts) {
+        Ok(summary) => {
+            if !quiet {
+                let total = |f: fn(&capture::meta::HookCounts) -> u64| summary.counts.values().map(f).sum::<u64>();
+                eprintln!(
+                    "netlat-capture: {} events written to {} files; {} selected, {} dropped by kernel (ring buffer full), {} dropped in user space; metadata {}",
+                    total(|c| c.written),
+                    summary.files.len(),
+                    total(|c| c.selected),
+                    total(|c| c.ringbuf_full),
+                    total(|c| c.userspace_dropped),
+                    summary.meta.display()
+                );
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            // Every RunError's message already carries its causes.
+            eprintln!("netlat-capture: {e}");
+            ExitCode::from(match e {
+                RunError::Load(_) => 3,
+                RunError::Folder { .. } => 2,
+                RunError::Ring(_) | RunError::Poll(_) => 1,
+            })
+        }
+    }
+}

@@ -1,0 +1,422 @@
+//! One capture run: load and attach, stream events from the kernel ring
+//! buffers to the Parquet writer, stop on a signal or `--duration`, and
+//! account for every selected packet.
+//!
+//! Threads: the calling thread polls the ring buffers and batches events;
+//! a writer thread turns batches into Parquet. They are joined by a bounded
+//! queue: when the writer falls behind, batches are dropped *and counted*
+//! (`userspace_dropped`) rather than growing memory without bound.
+
+use std::{
+    collections::BTreeMap,
+    io::IsTerminal as _,
+    os::fd::AsRawFd,
+    path::PathBuf,
+    sync::{
+        atomic::{AtomicBool, AtomicU64, Ordering},
+        mpsc::{self, RecvTimeoutError, TrySendError},
+        Arc,
+    },
+    time::{Duration, Instant},
+};
+
+use capture_common::abi::{hook, CaptureConfig, PacketEvent};
+use parquet::file::metadata::KeyValue;
+
+use crate::{
+    loader::{Hooks, LoadError, Points, Scope},
+    meta::{HookCounts, RunMeta},
+    netns::{IfaceSpec, Netns},
+    ring::{RingConfig, RingError, RingWriter},
+    schema::{self, SCHEMA_VERSION},
+};
+
+/// Events per batch handed to the writer.
+const BATCH: usize = 16 * 1024;
+/// Longest an event waits in a partial batch.
+const BATCH_AGE: Duration = Duration::from_millis(200);
+
+/// Everything a run needs.
+#[derive(Clone, Debug)]
+pub struct Options {
+    /// Interfaces to attach to.
+    pub ifaces: Vec<IfaceSpec>,
+    /// Hooks to attach.
+    pub hooks: Hooks,
+    /// Kernel-side configuration (filter, sampling, ports).
+    pub kernel: CaptureConfig,
+    /// Ring buffer bytes per namespace.
+    pub ringbuf_bytes: u32,
+    /// Output folder.
+    pub dir: PathBuf,
+    /// Rotate at this many bytes.
+    pub file_bytes: u64,
+    /// Rotate at this age.
+    pub file_age: Duration,
+    /// Keep at most this many files (0: all).
+    pub max_files: u32,
+    /// Stop after this long.
+    pub duration: Option<Duration>,
+    /// Host name for files and the `host` column.
+    pub host: String,
+    /// Batches the writer queue holds before dropping.
+    pub queue_batches: usize,
+    /// Print the live status line (TTY) and the summary.
+    pub quiet: bool,
+    /// Touch this file once attached (for scripts).
+    pub ready_file: Option<PathBuf>,
+    /// Command line and effective settings, for the metadata.
+    pub argv: Vec<String>,
+    /// Effective configuration, for the metadata.
+    pub config: BTreeMap<String, String>,
+}
+
+/// Why a run failed.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    /// Output folder unusable (checked before loading anything).
+    #[error("output folder {path}: {source}")]
+    Folder {
+        /// The folder.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// Kernel side.
+    #[error(transparent)]
+    Load(#[from] LoadError),
+    /// Writing files.
+    #[error(transparent)]
+    Ring(#[from] RingError),
+    /// Reading the ring buffer.
+    #[error("polling the ring buffers: {0}")]
+    Poll(std::io::Error),
+}
+
+/// What a finished run reports.
+#[derive(Debug)]
+pub struct Summary {
+    /// Counters per hook name.
+    pub counts: BTreeMap<String, HookCounts>,
+    /// Finished files.
+    pub files: Vec<PathBuf>,
+    /// The metadata file.
+    pub meta: PathBuf,
+}
+
+static STOP: AtomicBool = AtomicBool::new(false);
+
+extern "C" fn on_signal(_: libc::c_int) {
+    STOP.store(true, Ordering::SeqCst);
+}
+
+fn install_signals() {
+    for sig in [libc::SIGINT, libc::SIGTERM, libc::SIGHUP] {
+        // SAFETY: the handler only stores to an atomic.
+        unsafe { libc::signal(sig, on_signal as *const () as libc::sighandler_t) };
+    }
+    // A closed pipe (ssh gone) must not kill us before files are closed.
+    unsafe { libc::signal(libc::SIGPIPE, libc::SIG_IGN) };
+}
+
+fn check_folder(dir: &PathBuf) -> Result<(), RunError> {
+    let err = |source| RunError::Folder { path: dir.clone(), source };
+    std::fs::create_dir_all(dir).map_err(err)?;
+    let probe = dir.join(format!(".netlat-write-test-{}", std::process::id()));
+    std::fs::write(&probe, b"").map_err(err)?;
+    std::fs::remove_file(&probe).map_err(err)
+}
+
+/// `YYYYmmddTHHMMSSZ-<pid>` for now.
+fn run_id() -> String {
+    let secs = sync::clock::realtime_ns().div_euclid(1_000_000_000);
+    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
+    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!(
+        "{y:04}{m:02}{d:02}T{:02}{:02}{:02}Z-{}",
+        rem / 3600,
+        rem / 60 % 60,
+        rem % 60,
+        std::process::id()
+    )
+}
+
+/// Shared between the reader and the writer thread.
+#[derive(Default)]
+struct Tally {
+    written: [AtomicU64; hook::COUNT],
+}
+
+fn writer_thread(
+    mut ring: RingWriter,
+    host: String,
+    points: Points,
+    rx: mpsc::Receiver<Vec<(usize, PacketEvent)>>,
+    tally: Arc<Tally>,
+) -> (RingWriter, Result<(), RingError>) {
+    let result = (|| loop {
+        match rx.recv_timeout(Duration::from_millis(100)) {
+            Ok(events) => {
+                let batch = schema::to_batch(&host, &events, &points).expect("schema matches builder");
+                ring.write(&batch)?;
+                for (_, e) in &events {
+                    tally.written[usize::from(e.hook).min(hook::COUNT - 1)].fetch_add(1, Ordering::Relaxed);
+                }
+                ring.tick()?;
+            }
+            Err(RecvTimeoutError::Timeout) => ring.tick()?,
+            Err(RecvTimeoutError::Disconnected) => return ring.rotate(),
+        }
+    })();
+    if result.is_err() {
+        ring.abandon();
+    }
+    (ring, result)
+}
+
+/// Runs a capture to its end.
+pub fn run(opts: Options) -> Result<Summary, RunError> {
+    STOP.store(false, Ordering::SeqCst);
+    check_folder(&opts.dir)?;
+    let run_id = run_id();
+    let prefix = format!("{}-{run_id}", opts.host);
+
+    // One scope per namespace, in order of first mention.
+    let mut scopes: Vec<Scope> = Vec::new();
+    for spec in &opts.ifaces {
+        let ns = match &spec.netns {
+            Some(name) => Netns::open(name).map_err(LoadError::from)?,
+            None => Netns::current().map_err(LoadError::from)?,
+        };
+        ns.ifindex(&spec.iface).map_err(LoadError::from)?;
+        let idx = match scopes.iter().position(|s| s.netns.inode == ns.inode) {
+            Some(i) => i,
+            None => {
+                scopes.push(Scope::load(ns, &opts.kernel, opts.ringbuf_bytes)?);
+                scopes.len() - 1
+            }
+        };
+        scopes[idx].attach(spec, opts.hooks)?;
+    }
+    install_signals();
+
+    let clock_start = sync::clock::mono_to_realtime(100);
+    let mut meta = RunMeta {
+        schema_version: SCHEMA_VERSION,
+        netlat_version: env!("CARGO_PKG_VERSION").into(),
+        status: "running".into(),
+        error: None,
+        host: opts.host.clone(),
+        run_id: run_id.clone(),
+        kernel: crate::meta::kernel_release(),
+        argv: opts.argv.clone(),
+        config: opts.config.clone(),
+        interfaces: scopes.iter().flat_map(|s| s.ifaces.clone()).collect(),
+        clock_source: "CLOCK_MONOTONIC (bpf_ktime_get_ns)".into(),
+        clock_start,
+        clock_end: None,
+        started_realtime_ns: sync::clock::realtime_ns(),
+        ended_realtime_ns: None,
+        counts: BTreeMap::new(),
+        files: Vec::new(),
+        files_deleted: Vec::new(),
+    };
+    meta.store(&opts.dir, &prefix)?;
+
+    let kv = vec![
+        KeyValue::new("netlat.schema_version".into(), SCHEMA_VERSION.to_string()),
+        KeyValue::new("netlat.table".into(), "events".to_owned()),
+        KeyValue::new("netlat.host".into(), opts.host.clone()),
+        KeyValue::new("netlat.run_id".into(), run_id.clone()),
+        KeyValue::new("netlat.clock".into(), "CLOCK_MONOTONIC".to_owned()),
+    ];
+    let ring_cfg = RingConfig {
+        dir: opts.dir.clone(),
+        prefix: prefix.clone(),
+        max_bytes: opts.file_bytes,
+        max_age: opts.file_age,
+        max_files: opts.max_files,
+    };
+    let ring = RingWriter::new(ring_cfg, schema::events_schema(), kv);
+    let (tx, rx) = mpsc::sync_channel::<Vec<(usize, PacketEvent)>>(opts.queue_batches.max(1));
+    let tally = Arc::new(Tally::default());
+    let writer = {
+        let (host, points, tally) = (opts.host.clone(), Points::of(&scopes), tally.clone());
+        std::thread::Builder::new()
+            .name("netlat-writer".into())
+            .spawn(move || writer_thread(ring, host, points, rx, tally))
+            .expect("spawn writer")
+    };
+
+    let names: Vec<String> = scopes.iter().flat_map(|s| s.ifaces.iter().map(|i| i.ifname.clone())).collect();
+    eprintln!(
+        "netlat-capture: ready: {} on {} ({}), writing {}/{prefix}-*.events.parquet",
+        run_id,
+        names.join(", "),
+        opts.hooks.names().join(", "),
+        opts.dir.display()
+    );
+    if let Some(f) = &opts.ready_file {
+        let _ = std::fs::write(f, format!("{run_id}\n"));
+    }
+
+    let mut user_dropped = [0u64; hook::COUNT];
+    let mut batch: Vec<(usize, PacketEvent)> = Vec::with_capacity(BATCH);
+    let mut batch_started = Instant::now();
+    let start = Instant::now();
+    let live = !opts.quiet && std::io::stderr().is_terminal();
+    let mut last_live = (Instant::now(), 0u64);
+    let mut poll_err = None;
+    let send = |batch: &mut Vec<(usize, PacketEvent)>, dropped: &mut [u64; hook::COUNT], block: bool| -> bool {
+        if batch.is_empty() {
+            return true;
+        }
+        let full = std::mem::replace(batch, Vec::with_capacity(BATCH));
+        if block {
+            return tx.send(full).is_ok();
+        }
+        match tx.try_send(full) {
+            Ok(()) => true,
+            Err(TrySendError::Full(lost)) => {
+                for (_, e) in &lost {
+                    dropped[usize::from(e.hook).min(hook::COUNT - 1)] += 1;
+                }
+                true
+            }
+            Err(TrySendError::Disconnected(_)) => false,
+        }
+    };
+    let drain = |scopes: &mut [Scope], batch: &mut Vec<(usize, PacketEvent)>| -> usize {
+        let mut n = 0;
+        for (i, s) in scopes.iter_mut().enumerate() {
+            while let Some(item) = s.ring.next() {
+                if item.len() >= std::mem::size_of::<PacketEvent>() {
+                    // SAFETY: the kernel wrote a whole PacketEvent; unaligned read.
+                    let e = unsafe { std::ptr::read_unaligned(item.as_ptr().cast::<PacketEvent>()) };
+                    batch.push((i, e));
+                    n += 1;
+                }
+                if batch.len() >= BATCH {
+                    break;
+                }
+            }
+        }
+        n
+    };
+    let mut writer_alive = true;
+    while !STOP.load(Ordering::SeqCst) && writer_alive {
+        if opts.duration.is_some_and(|d| start.elapsed() >= d) {
+            break;
+        }
+        let mut fds: Vec<libc::pollfd> = scopes
+            .iter()
+            .map(|s| libc::pollfd { fd: s.ring.as_raw_fd(), events: libc::POLLIN, revents: 0 })
+            .collect();
+        // SAFETY: fds is a valid array of pollfd.
+        let r = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, 100) };
+        if r < 0 {
+            let e = std::io::Error::last_os_error();
+            if e.kind() != std::io::ErrorKind::Interrupted {
+                poll_err = Some(e);
+                break;
+            }
+        }
+        loop {
+            drain(&mut scopes, &mut batch);
+            if batch.len() >= BATCH {
+                batch_started = Instant::now();
+                writer_alive = send(&mut batch, &mut user_dropped, false);
+            } else {
+                break;
+            }
+        }
+        if batch_started.elapsed() >= BATCH_AGE {
+            batch_started = Instant::now();
+            writer_alive &= send(&mut batch, &mut user_dropped, false);
+        }
+        if live && last_live.0.elapsed() >= Duration::from_secs(1) {
+            let written: u64 = tally.written.iter().map(|a| a.load(Ordering::Relaxed)).sum();
+            let kernel: u64 = scopes
+                .iter()
+                .filter_map(|s| s.counts().ok())
+                .flat_map(|c| c.into_iter().map(|h| h.ringbuf_full))
+                .sum();
+            let rate = (written - last_live.1) as f64 / last_live.0.elapsed().as_secs_f64();
+            eprint!(
+                "\r\x1b[Knetlat-capture: {:>6.0}s  {rate:>10.0} events/s  {written} written  drops: {kernel} kernel, {} user",
+                start.elapsed().as_secs_f64(),
+                user_dropped.iter().sum::<u64>()
+            );
+            last_live = (Instant::now(), written);
+        }
+    }
+    if live {
+        eprintln!();
+    }
+
+    // Detach first so no new events arrive, give in-flight programs a
+    // moment, then drain what is left: the counters are final.
+    for s in &mut scopes {
+        s.detach();
+    }
+    std::thread::sleep(Duration::from_millis(50));
+    while drain(&mut scopes, &mut batch) > 0 {
+        if batch.len() >= BATCH {
+            send(&mut batch, &mut user_dropped, true);
+        }
+    }
+    send(&mut batch, &mut user_dropped, true);
+    drop(tx);
+    let (ring, write_result) = writer.join().expect("writer thread panicked");
+
+    let mut counts = BTreeMap::new();
+    let mut per_hook = vec![HookCounts::default(); hook::COUNT];
+    for s in &scopes {
+        for (h, c) in s.counts()?.into_iter().enumerate() {
+            let t = &mut per_hook[h];
+            t.seen += c.seen;
+            t.selected += c.selected;
+            t.submitted += c.submitted;
+            t.ringbuf_full += c.ringbuf_full;
+            t.not_ip += c.not_ip;
+            t.malformed += c.malformed;
+            t.sync += c.sync;
+        }
+    }
+    for (h, mut c) in per_hook.into_iter().enumerate() {
+        c.userspace_dropped = user_dropped[h];
+        c.written = tally.written[h].load(Ordering::Relaxed);
+        counts.insert(hook::NAMES[h].to_owned(), c);
+    }
+    let files: Vec<PathBuf> = ring.finished().cloned().collect();
+    let name = |p: &PathBuf| p.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    meta.files = files.iter().map(name).collect();
+    meta.files_deleted = ring.deleted.iter().map(name).collect();
+    meta.counts = counts.clone();
+    meta.clock_end = Some(sync::clock::mono_to_realtime(100));
+    meta.ended_realtime_ns = Some(sync::clock::realtime_ns());
+    let failure = match (&write_result, &poll_err) {
+        (Err(e), _) => Some(e.to_string()),
+        (_, Some(e)) => Some(format!("polling the ring buffers: {e}")),
+        _ => None,
+    };
+    meta.status = if failure.is_some() { "failed" } else { "finished" }.into();
+    meta.error = failure;
+    // The metadata must be stored even after a write error (it may still fit).
+    let stored = meta.store(&opts.dir, &prefix);
+    write_result?;
+    if let Some(e) = poll_err {
+        return Err(RunError::Poll(e));
+    }
+    stored?;
+    Ok(Summary { counts, files, meta: RunMeta::path(&opts.dir, &prefix) })
+}

@@ -1,0 +1,83 @@
+//! Running `netlat-capture` as a child process and stopping it cleanly.
+
+use std::{
+    path::{Path, PathBuf},
+    process::{Child, Command, Stdio},
+    time::{Duration, Instant},
+};
+
+use crate::bins;
+
+/// A running capture.
+pub struct Capture {
+    child: Option<Child>,
+    /// Its output folder.
+    pub dir: PathBuf,
+    stderr_path: PathBuf,
+}
+
+/// How a capture ended.
+#[derive(Debug)]
+pub struct Finished {
+    /// Exit code (None: killed by a signal).
+    pub code: Option<i32>,
+    /// Everything it printed on stderr.
+    pub stderr: String,
+}
+
+impl Capture {
+    /// Starts `netlat-capture ARGS -w DIR --ready-file ...`, inside network
+    /// namespace `netns` if given (as `ip netns exec` would), and waits up to
+    /// 30 s for it to report ready.
+    pub fn start(netns: Option<&str>, dir: &Path, args: &[&str]) -> anyhow::Result<Self> {
+        std::fs::create_dir_all(dir)?;
+        let ready = dir.join(".ready");
+        let _ = std::fs::remove_file(&ready);
+        let stderr_path = dir.join(".capture.stderr");
+        let exe = bins::path("netlat-capture");
+        let mut cmd = match netns {
+            Some(ns) => {
+                let mut c = Command::new("ip");
+                c.args(["netns", "exec", ns]).arg(&exe);
+                c
+            }
+            None => Command::new(&exe),
+        };
+        // Our flags first: a filter expression at the end of `args` takes every word after it.
+        cmd.arg("-w").arg(dir).arg("--ready-file").arg(&ready).args(args);
+        cmd.stdin(Stdio::null()).stdout(Stdio::null()).stderr(std::fs::File::create(&stderr_path)?);
+        let child = cmd.spawn()?;
+        let mut cap = Self { child: Some(child), dir: dir.to_owned(), stderr_path };
+        let t = Instant::now();
+        while !ready.exists() {
+            if let Some(status) = cap.child.as_mut().expect("running").try_wait()? {
+                let stderr = std::fs::read_to_string(&cap.stderr_path).unwrap_or_default();
+                anyhow::bail!("netlat-capture exited before it was ready ({status}): {stderr}");
+            }
+            if t.elapsed() > Duration::from_secs(30) {
+                anyhow::bail!("netlat-capture not ready after 30 s");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Ok(cap)
+    }
+
+    /// Sends SIGTERM and waits for the capture to close its files.
+    pub fn stop(mut self) -> anyhow::Result<Finished> {
+        let mut child = self.child.take().expect("running");
+        // SAFETY: plain kill(2) on our own child.
+        unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+        let status = child.wait()?;
+        Ok(Finished { code: status.code(), stderr: std::fs::read_to_string(&self.stderr_path).unwrap_or_default() })
+    }
+}
+
+impl Drop for Capture {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            // SAFETY: as above; a test that panicked must not leave it running.
+            unsafe { libc::kill(c.id() as i32, libc::SIGTERM) };
+            let _ = c.wait();
+        }
+    }
+}

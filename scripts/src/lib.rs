@@ -1,0 +1,17 @@
+//! netlat's lab: topologies of network namespaces on one machine, traffic
+//! with known content and rates, and helpers for the kernel tests.
+//!
+//! Test traffic only ever flows between namespaces this crate creates, on
+//! addresses from 198.18.0.0/15 (RFC 2544 benchmarking space). Namespaces
+//! are named `nl<pid>x<n><host>` so leftovers of a killed run can be told
+//! apart and removed ([`cleanup_stale`]).
+#![deny(missing_docs)]
+
+pub mod accounting;
+pub mod bins;
+pub mod capture;
+pub mod netns;
+pub mod topo;
+pub mod traffic;
+
+pub use topo::{Host, Lab};

@@ -1,0 +1,87 @@
+//! Topologies of network namespaces; removed when dropped.
+
+use std::{
+    net::Ipv4Addr,
+    sync::atomic::{AtomicU32, Ordering},
+};
+
+use xshell::{cmd, Shell};
+
+/// A host of the lab: a network namespace with one interface.
+#[derive(Clone, Debug)]
+pub struct Host {
+    /// Namespace name (under /run/netns).
+    pub netns: String,
+    /// Its interface towards the lab.
+    pub iface: String,
+    /// Its address.
+    pub addr: Ipv4Addr,
+}
+
+/// A running topology. Dropping it deletes its namespaces (and with them
+/// their interfaces), also when a test panics.
+pub struct Lab {
+    /// The hosts.
+    pub hosts: Vec<Host>,
+    namespaces: Vec<String>,
+}
+
+static SEQ: AtomicU32 = AtomicU32::new(0);
+
+/// Prefix shared by every namespace of this process.
+pub fn prefix() -> String {
+    format!("nl{}x", std::process::id())
+}
+
+impl Lab {
+    /// Two hosts `a` (198.18.0.1) and `b` (198.18.0.2) joined by a veth
+    /// pair, each end named `veth0` inside its namespace.
+    pub fn two_hosts() -> anyhow::Result<Self> {
+        let sh = Shell::new()?;
+        let n = SEQ.fetch_add(1, Ordering::SeqCst);
+        let (a, b) = (format!("{}{n}a", prefix()), format!("{}{n}b", prefix()));
+        let mut lab = Self { hosts: Vec::new(), namespaces: Vec::new() };
+        for ns in [&a, &b] {
+            cmd!(sh, "ip netns add {ns}").quiet().run()?;
+            lab.namespaces.push(ns.clone());
+            cmd!(sh, "ip -n {ns} link set lo up").quiet().run()?;
+        }
+        cmd!(sh, "ip link add veth0 netns {a} type veth peer name veth0 netns {b}").quiet().run()?;
+        for (ns, ip) in [(&a, Ipv4Addr::new(198, 18, 0, 1)), (&b, Ipv4Addr::new(198, 18, 0, 2))] {
+            let cidr = format!("{ip}/24");
+            cmd!(sh, "ip -n {ns} addr add {cidr} dev veth0").quiet().run()?;
+            cmd!(sh, "ip -n {ns} link set veth0 up").quiet().run()?;
+            lab.hosts.push(Host { netns: ns.clone(), iface: "veth0".into(), addr: ip });
+        }
+        Ok(lab)
+    }
+}
+
+impl Drop for Lab {
+    fn drop(&mut self) {
+        if let Ok(sh) = Shell::new() {
+            for ns in self.namespaces.drain(..).rev() {
+                let _ = cmd!(sh, "ip netns del {ns}").quiet().ignore_status().run();
+            }
+        }
+    }
+}
+
+/// Deletes lab namespaces left by processes that no longer exist (a run
+/// killed with SIGKILL cannot clean up after itself).
+pub fn cleanup_stale() -> anyhow::Result<Vec<String>> {
+    let sh = Shell::new()?;
+    let list = cmd!(sh, "ip netns list").quiet().read()?;
+    let mut removed = Vec::new();
+    for line in list.lines() {
+        let name = line.split_whitespace().next().unwrap_or("");
+        let Some(rest) = name.strip_prefix("nl") else { continue };
+        let Some((pid, _)) = rest.split_once('x') else { continue };
+        let Ok(pid) = pid.parse::<u32>() else { continue };
+        if !std::path::Path::new(&format!("/proc/{pid}")).exists() {
+            cmd!(sh, "ip netns del {name}").quiet().ignore_status().run()?;
+            removed.push(name.to_owned());
+        }
+    }
+    Ok(removed)
+}
