@@ -8,10 +8,7 @@ use anyhow::{anyhow, Context as _};
 const NIGHTLY: &str = "nightly-2026-05-19";
 
 fn main() -> anyhow::Result<()> {
-    let meta = cargo_metadata::MetadataCommand::new()
-        .no_deps()
-        .exec()
-        .context("MetadataCommand::exec")?;
+    let meta = cargo_metadata::MetadataCommand::new().no_deps().exec().context("MetadataCommand::exec")?;
     let pkg = meta
         .packages
         .into_iter()

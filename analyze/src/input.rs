@@ -45,10 +45,7 @@ impl ColumnKind {
         match self {
             Self::Int64 => matches!(dtype, ArrowDataType::Int64),
             Self::UInt64 => matches!(dtype, ArrowDataType::UInt64),
-            Self::Text => matches!(
-                dtype,
-                ArrowDataType::Utf8 | ArrowDataType::LargeUtf8 | ArrowDataType::Utf8View
-            ),
+            Self::Text => matches!(dtype, ArrowDataType::Utf8 | ArrowDataType::LargeUtf8 | ArrowDataType::Utf8View),
         }
     }
 }
@@ -255,11 +252,7 @@ pub fn validate(path: &Path) -> Result<(), InputError> {
     for (name, kind) in REQUIRED_COLUMNS {
         let field = schema.get(name).ok_or(InputError::MissingColumn(name))?;
         if !kind.accepts(&field.dtype) {
-            return Err(InputError::ColumnType {
-                name,
-                found: format!("{:?}", field.dtype),
-                expected: kind,
-            });
+            return Err(InputError::ColumnType { name, found: format!("{:?}", field.dtype), expected: kind });
         }
     }
     Ok(())

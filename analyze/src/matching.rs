@@ -90,9 +90,7 @@ pub struct Analysis {
 
 /// Lazily reads the columns the analysis needs from one file.
 pub fn scan_file(path: &Path) -> PolarsResult<LazyFrame> {
-    let path = path
-        .to_str()
-        .ok_or_else(|| polars_err!(ComputeError: "path is not valid UTF-8: {}", path.display()))?;
+    let path = path.to_str().ok_or_else(|| polars_err!(ComputeError: "path is not valid UTF-8: {}", path.display()))?;
     // No globbing: a capture file name is a literal path, even if it contains `*` or `[`.
     let args = ScanArgsParquet { glob: false, ..Default::default() };
     let columns: Vec<Expr> = REQUIRED_COLUMNS.iter().map(|(name, _)| col(*name)).collect();
@@ -112,14 +110,17 @@ const POINT_KEYS: [&str; 4] = ["host", "netns", "ifname", "hook"];
 
 /// Runs the matching and aggregation on `events`, a table with at least the columns
 /// `ts_ns` (Int64), `pkt_id` (UInt64), `host`, `netns` (UInt64), `ifname`, `hook` (String).
-pub fn analyze(events: LazyFrame) -> PolarsResult<Analysis> { let __t = std::time::Instant::now();
+pub fn analyze(events: LazyFrame) -> PolarsResult<Analysis> {
     let events = events
         .select(REQUIRED_COLUMNS.iter().map(|(name, _)| col(*name)).collect::<Vec<_>>())
         .filter(col("ts_ns").is_not_null().and(col("pkt_id").is_not_null()));
     let keys = || POINT_KEYS.map(col);
 
     // Step 1. Points are few, so they are collected; the sort makes numbering (and thus
-    // tie-breaking between equal timestamps) deterministic.
+    // tie-breaking between equal timestamps) deterministic. The two queries that read the
+    // files run on the streaming engine: it decodes and joins in parallel batches without
+    // holding the string columns in memory (10M events: ~1.4 s, against ~6 s in memory).
+    // The later queries stay in memory, where they measured faster.
     let points_df = events
         .clone()
         .select(keys())
@@ -127,27 +128,29 @@ pub fn analyze(events: LazyFrame) -> PolarsResult<Analysis> { let __t = std::tim
         .sort(["host", "ifname", "hook", "netns"], SortMultipleOptions::default())
         .with_row_index("point", None)
         .with_column(col("point").cast(DataType::UInt32))
-        .collect_with_engine(Engine::Streaming)?.unwrap_single(); eprintln!("T {:?} line {}", __t.elapsed(), line!());
+        .collect_with_engine(Engine::Streaming)?
+        .unwrap_single();
     let points = label_points(&points_df)?;
 
-    // Materialized once: three numeric columns, reused by the queries below, instead of
-    // re-reading strings from the files for each of them.
+    // Materialized once, sorted: three numeric columns reused by the queries below instead
+    // of re-reading strings from the files for each. Sorting by `pkt_id` first puts each
+    // packet's observations next to each other in time order (step 3) and lets the
+    // group-by on `pkt_id` (step 2) use polars' fast path for sorted keys. `point` breaks
+    // ties of equal timestamps, so that the direction of such a pair is deterministic.
     let slim = events
         .join(points_df.lazy(), keys(), keys(), JoinArgs::new(JoinType::Inner))
         .select([col("pkt_id"), col("ts_ns"), col("point")])
-        .collect_with_engine(Engine::Streaming)?.unwrap_single(); eprintln!("T {:?} line {}", __t.elapsed(), line!());
+        .collect_with_engine(Engine::Streaming)?
+        .unwrap_single();
+    let slim = slim.lazy().sort(["pkt_id", "ts_ns", "point"], SortMultipleOptions::default()).collect()?;
 
     // Step 2.
     let ids = slim
         .clone()
         .lazy()
         .group_by([col("pkt_id")])
-        .agg([
-            len().alias("rows"),
-            col("point").n_unique().alias("points"),
-            col("point").first().alias("point"),
-        ])
-        .collect()?; eprintln!("T {:?} line {}", __t.elapsed(), line!());
+        .agg([len().alias("rows"), col("point").n_unique().alias("points"), col("point").first().alias("point")])
+        .collect()?;
     let totals = ids
         .clone()
         .lazy()
@@ -155,25 +158,22 @@ pub fn analyze(events: LazyFrame) -> PolarsResult<Analysis> { let __t = std::tim
             col("rows").gt(col("points")).sum().cast(DataType::UInt64).alias("ambiguous"),
             len().cast(DataType::UInt64).alias("ids"),
         ])
-        .collect()?; eprintln!("T {:?} line {}", __t.elapsed(), line!());
+        .collect()?;
     let unmatched_df = ids
         .clone()
         .lazy()
         .filter(col("rows").eq(lit(1)))
         .group_by([col("point")])
         .agg([len().cast(DataType::UInt64).alias("ids")])
-        .collect()?; eprintln!("T {:?} line {}", __t.elapsed(), line!());
-    let ambiguous_ids = ids
-        .lazy()
-        .filter(col("rows").gt(col("points")))
-        .select([col("pkt_id"), lit(true).alias("ambiguous")]);
+        .collect()?;
+    // Usually few: joined to the hops (far fewer rows than `ids`) to drop theirs.
+    let ambiguous_ids =
+        ids.lazy().filter(col("rows").gt(col("points"))).select([col("pkt_id"), lit(true).alias("ambiguous")]);
 
     // Steps 3 and 4.
+    let events_read = slim.height() as u64;
     let stats = slim
-        .clone()
         .lazy()
-        // `point` breaks ties of equal timestamps, so the pair direction is stable.
-        .sort(["pkt_id", "ts_ns", "point"], SortMultipleOptions::default())
         .select([
             col("pkt_id"),
             col("point").alias("from"),
@@ -182,14 +182,12 @@ pub fn analyze(events: LazyFrame) -> PolarsResult<Analysis> { let __t = std::tim
             col("pkt_id").shift(lit(-1)).eq(col("pkt_id")).alias("same_id"),
         ])
         .filter(col("same_id"))
-        .collect()?.lazy(); eprintln!("T {:?} hops", __t.elapsed()); let stats = stats
         .join(ambiguous_ids, [col("pkt_id")], [col("pkt_id")], JoinArgs::new(JoinType::Left))
         .filter(col("ambiguous").is_null())
-        .collect()?.lazy(); eprintln!("T {:?} join", __t.elapsed()); let stats = stats
-        // Rows keep their order within a group, so each group's latencies arrive sorted
-        // and the percentiles below are plain lookups by rank.
-        .sort(["from", "to", "latency_ns"], SortMultipleOptions::default())
-        .collect()?.lazy(); eprintln!("T {:?} sort2", __t.elapsed()); let stats = stats
+        // Rows keep their relative order within a group, so after a sort by latency alone
+        // (one key: cheaper than sorting by from, to, latency) every group's latencies
+        // arrive sorted and the percentiles below are plain lookups by rank.
+        .sort(["latency_ns"], SortMultipleOptions::default())
         .group_by([col("from"), col("to")])
         .agg([
             len().cast(DataType::UInt64).alias("count"),
@@ -199,18 +197,18 @@ pub fn analyze(events: LazyFrame) -> PolarsResult<Analysis> { let __t = std::tim
             nearest_rank("latency_ns", 99).alias("p99_ns"),
             col("latency_ns").max().alias("max_ns"),
         ])
-        .collect()?; eprintln!("T {:?} line {}", __t.elapsed(), line!());
+        .collect()?;
 
     let mut analysis = Analysis {
         pairs: pairs_from(&stats, &points)?,
         unmatched: unmatched_from(&unmatched_df, &points)?,
         ambiguous: totals.column("ambiguous")?.u64()?.get(0).unwrap_or(0),
-        events: slim.height() as u64,
+        events: events_read,
         ids: totals.column("ids")?.u64()?.get(0).unwrap_or(0),
     };
-    analysis.pairs.sort_by(|a, b| {
-        b.count.cmp(&a.count).then_with(|| a.from.cmp(&b.from)).then_with(|| a.to.cmp(&b.to))
-    });
+    analysis
+        .pairs
+        .sort_by(|a, b| b.count.cmp(&a.count).then_with(|| a.from.cmp(&b.from)).then_with(|| a.to.cmp(&b.to)));
     analysis.unmatched.sort_by(|a, b| b.ids.cmp(&a.ids).then_with(|| a.point.cmp(&b.point)));
     Ok(analysis)
 }
@@ -273,8 +271,7 @@ fn pairs_from(stats: &DataFrame, points: &[Point]) -> PolarsResult<Vec<PairStats
     let to = stats.column("to")?.u32()?;
     let count = stats.column("count")?.u64()?;
     let int = |name: &str| -> PolarsResult<Int64Chunked> { Ok(stats.column(name)?.i64()?.clone()) };
-    let (min, p50, p90, p99, max) =
-        (int("min_ns")?, int("p50_ns")?, int("p90_ns")?, int("p99_ns")?, int("max_ns")?);
+    let (min, p50, p90, p99, max) = (int("min_ns")?, int("p50_ns")?, int("p90_ns")?, int("p99_ns")?, int("max_ns")?);
     (0..stats.height())
         .map(|i| {
             Ok(PairStats {

@@ -173,10 +173,7 @@ fn json(r: &Report<'_>) -> String {
         events: a.events,
         ids: a.ids,
         percentile_method: "nearest-rank",
-        files: JsonFiles {
-            used: r.used.iter().map(|p| p.display().to_string()).collect(),
-            skipped: r.skipped,
-        },
+        files: JsonFiles { used: r.used.iter().map(|p| p.display().to_string()).collect(), skipped: r.skipped },
     };
     let mut out = serde_json::to_string_pretty(&doc).expect("report serializes");
     out.push('\n');
@@ -219,6 +216,9 @@ mod tests {
              a,b                h2:eth0:xdp      3   0.250   0.250   0.250   0.250   0.250\n"
         );
         let c = csv(&pairs[1..]);
-        assert_eq!(c, "from,to,count,min_us,p50_us,p90_us,p99_us,max_us\n\"a,b\",h2:eth0:xdp,3,0.250,0.250,0.250,0.250,0.250\n");
+        assert_eq!(
+            c,
+            "from,to,count,min_us,p50_us,p90_us,p99_us,max_us\n\"a,b\",h2:eth0:xdp,3,0.250,0.250,0.250,0.250,0.250\n"
+        );
     }
 }

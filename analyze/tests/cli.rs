@@ -18,7 +18,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 use polars::prelude::*;
-use serde_json::{Value, json};
+use serde_json::{json, Value};
 
 const T0: i64 = 1_000_000_000;
 
@@ -46,10 +46,7 @@ fn events(host: &str, rows: Rows) -> DataFrame {
 fn write(path: &Path, mut df: DataFrame, kv: &[(&str, &str)]) {
     let kv = kv.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
     let file = File::create(path).unwrap();
-    ParquetWriter::new(file)
-        .with_key_value_metadata(Some(KeyValueMetadata::from_static(kv)))
-        .finish(&mut df)
-        .unwrap();
+    ParquetWriter::new(file).with_key_value_metadata(Some(KeyValueMetadata::from_static(kv))).finish(&mut df).unwrap();
 }
 
 fn netlat_kv(host: &'static str) -> [(&'static str, &'static str); 3] {
@@ -250,4 +247,20 @@ fn usage_errors_exit_2() {
     let help = run(&[&"--help"]);
     assert_eq!(help.status.code(), Some(0));
     assert!(text(&help.stdout).contains("Exit codes:"));
+}
+
+/// Real captures from the namespace lab (`netlat-lab demo --duration 0.1
+/// --rate 1000`, in testdata/two-ns/) give the recorded table: regression
+/// guard for issue 2's end-to-end path on files the capture really wrote.
+#[test]
+fn issue2_lab_captures_match_golden() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../testdata/two-ns");
+    let out = run(&[&dir]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let want = std::fs::read_to_string(dir.join("expected.txt")).unwrap();
+    assert_eq!(text(&out.stdout), want);
+    // 100 UDP datagrams plus TCP traffic crossed a -> b: every packet leaving
+    // a's egress was matched at b's XDP hook.
+    assert!(want.contains("a:veth0:tc_egress"), "{want}");
+    assert!(want.contains("unmatched ids: 0"), "{want}");
 }

@@ -29,8 +29,7 @@ fn atom_matches(a: &FilterAtom, p: &PacketInfo) -> bool {
     let hit = match a.kind {
         atom::ADDR => {
             p.family == a.value
-                && ((src && addr_eq(&p.saddr, &a.addr, &a.mask))
-                    || (dst && addr_eq(&p.daddr, &a.addr, &a.mask)))
+                && ((src && addr_eq(&p.saddr, &a.addr, &a.mask)) || (dst && addr_eq(&p.daddr, &a.addr, &a.mask)))
         }
         atom::PORT => {
             // Ports only exist for TCP and UDP (tcpdump semantics).

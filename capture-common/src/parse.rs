@@ -155,12 +155,7 @@ pub fn parse<B: PacketBuf>(buf: &B, vxlan_port: u16, info: &mut PacketInfo) -> R
 
 /// Parses Ethernet/VLAN/IP/L4 at `off` into `info`.
 #[inline(always)]
-fn parse_l3<B: PacketBuf>(
-    buf: &B,
-    off: u32,
-    frame_end: u32,
-    info: &mut PacketInfo,
-) -> Result<(), ParseError> {
+fn parse_l3<B: PacketBuf>(buf: &B, off: u32, frame_end: u32, info: &mut PacketInfo) -> Result<(), ParseError> {
     let eth: [u8; 14] = buf.load(off).ok_or(ParseError::Truncated)?;
     let mut ethertype = be16([eth[12], eth[13]]);
     let mut l3 = off + 14;
@@ -191,12 +186,7 @@ fn parse_l3<B: PacketBuf>(
 }
 
 #[inline(always)]
-fn parse_ipv4<B: PacketBuf>(
-    buf: &B,
-    l3: u32,
-    frame_end: u32,
-    info: &mut PacketInfo,
-) -> Result<(u32, u32), ParseError> {
+fn parse_ipv4<B: PacketBuf>(buf: &B, l3: u32, frame_end: u32, info: &mut PacketInfo) -> Result<(u32, u32), ParseError> {
     let ip: [u8; 20] = buf.load(l3).ok_or(ParseError::Truncated)?;
     let ihl = u32::from(ip[0] & 0x0F) * 4;
     if ip[0] >> 4 != 4 || ihl < 20 {
@@ -218,12 +208,7 @@ fn parse_ipv4<B: PacketBuf>(
 }
 
 #[inline(always)]
-fn parse_ipv6<B: PacketBuf>(
-    buf: &B,
-    l3: u32,
-    frame_end: u32,
-    info: &mut PacketInfo,
-) -> Result<(u32, u32), ParseError> {
+fn parse_ipv6<B: PacketBuf>(buf: &B, l3: u32, frame_end: u32, info: &mut PacketInfo) -> Result<(u32, u32), ParseError> {
     // Loaded in pieces: one 40-byte buffer is too much for the BPF stack.
     let ip: [u8; 8] = buf.load(l3).ok_or(ParseError::Truncated)?;
     if ip[0] >> 4 != 6 {
@@ -293,7 +278,11 @@ fn parse_l4<B: PacketBuf>(buf: &B, l4: u32, ip_end: u32, info: &mut PacketInfo) 
                     info.ack = be32([t[8], t[9], t[10], t[11]]);
                     info.tcp_flags = t[13];
                     let doff = u32::from(t[12] >> 4) * 4;
-                    if doff < 20 { 20 } else { doff }
+                    if doff < 20 {
+                        20
+                    } else {
+                        doff
+                    }
                 }
                 None => {
                     info.flags |= flags::L4_TRUNCATED;
@@ -328,8 +317,7 @@ fn parse_l4<B: PacketBuf>(buf: &B, l4: u32, ip_end: u32, info: &mut PacketInfo) 
     };
     info.payload_off = l4 + hdr_len;
     // A cut-short L4 header has no payload, only header fragments.
-    info.payload_len =
-        if info.flags & flags::L4_TRUNCATED != 0 { 0 } else { ip_end.saturating_sub(l4 + hdr_len) };
+    info.payload_len = if info.flags & flags::L4_TRUNCATED != 0 { 0 } else { ip_end.saturating_sub(l4 + hdr_len) };
 }
 
 #[cfg(test)]

@@ -102,7 +102,11 @@ impl PacketBuf for Xdp<'_> {
         let f: unsafe extern "C" fn(*mut core::ffi::c_void, u32, *mut core::ffi::c_void, u32) -> i64 =
             unsafe { core::mem::transmute(189usize) };
         let r = unsafe { f(self.0.ctx.cast(), off, out.as_mut_ptr().cast(), N as u32) };
-        if r == 0 { Some(out) } else { None }
+        if r == 0 {
+            Some(out)
+        } else {
+            None
+        }
     }
     #[inline(always)]
     fn len(&self) -> u32 {

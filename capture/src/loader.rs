@@ -114,7 +114,9 @@ impl Scope {
         }
         let p: &mut Xdp = program(&mut ebpf, "netlat_xdp").map_err(load_err(&netns))?;
         p.load().map_err(|e| {
-            load_err(&netns)(anyhow::Error::new(e).context("netlat_xdp (XDP needs Linux >= 5.18 for bpf_xdp_load_bytes)"))
+            load_err(&netns)(
+                anyhow::Error::new(e).context("netlat_xdp (XDP needs Linux >= 5.18 for bpf_xdp_load_bytes)"),
+            )
         })?;
         let ring = RingBuf::try_from(ebpf.take_map("EVENTS").expect("EVENTS map in object"))
             .map_err(|e| load_err(&netns)(e.into()))?;
@@ -137,9 +139,10 @@ impl Scope {
             if hooks.xdp {
                 let p: &mut Xdp = program(ebpf, "netlat_xdp").map_err(attach_err("xdp", ""))?;
                 p.attach_to_if_index(ifindex, XdpMode::Default).map_err(|e| {
-                    attach_err("xdp", " (is another XDP program attached? `ip link show` tells; use --hooks to skip XDP)")(
-                        e.into(),
-                    )
+                    attach_err(
+                        "xdp",
+                        " (is another XDP program attached? `ip link show` tells; use --hooks to skip XDP)",
+                    )(e.into())
                 })?;
             }
             for (on, name, hook, ty) in [

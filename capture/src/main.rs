@@ -87,7 +87,8 @@ fn options(cli: Cli) -> anyhow::Result<Options> {
         Some(p) => conf::capture::CaptureConf::load(p)?,
         None => conf::capture::CaptureConf::default(),
     };
-    let filter_text = if cli.filter.is_empty() { conf.filter.clone().unwrap_or_default() } else { cli.filter.join(" ") };
+    let filter_text =
+        if cli.filter.is_empty() { conf.filter.clone().unwrap_or_default() } else { cli.filter.join(" ") };
     let mut kernel = CaptureConfig { filter: capture::filter::compile(&filter_text)?, ..CaptureConfig::default() };
     let one_in = cli.sample_one_in.or(conf.sampling.one_in).unwrap_or(1);
     if one_in == 0 {

@@ -106,10 +106,7 @@ impl Netns {
             s.spawn(|| {
                 // SAFETY: setns on this thread only; the fd stays open for the call.
                 if unsafe { libc::setns(self.file.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
-                    return Err(NetnsError::Enter {
-                        name: self.name.clone(),
-                        source: std::io::Error::last_os_error(),
-                    });
+                    return Err(NetnsError::Enter { name: self.name.clone(), source: std::io::Error::last_os_error() });
                 }
                 Ok(f())
             })

@@ -250,9 +250,9 @@ mod tests {
         assert_eq!(r.rows(), 5000);
         assert!(files[0].ends_with("h-run-00001.events.parquet"));
         // no partial files remain
-        let partial = std::fs::read_dir(dir.path()).unwrap().filter(|e| {
-            e.as_ref().unwrap().file_name().to_string_lossy().ends_with(".partial")
-        });
+        let partial = std::fs::read_dir(dir.path())
+            .unwrap()
+            .filter(|e| e.as_ref().unwrap().file_name().to_string_lossy().ends_with(".partial"));
         assert_eq!(partial.count(), 0);
     }
 

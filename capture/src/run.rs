@@ -141,13 +141,7 @@ fn run_id() -> String {
     let d = doy - (153 * mp + 2) / 5 + 1;
     let m = if mp < 10 { mp + 3 } else { mp - 9 };
     let y = yoe + era * 400 + i64::from(m <= 2);
-    format!(
-        "{y:04}{m:02}{d:02}T{:02}{:02}{:02}Z-{}",
-        rem / 3600,
-        rem / 60 % 60,
-        rem % 60,
-        std::process::id()
-    )
+    format!("{y:04}{m:02}{d:02}T{:02}{:02}{:02}Z-{}", rem / 3600, rem / 60 % 60, rem % 60, std::process::id())
 }
 
 /// Shared between the reader and the writer thread.
@@ -317,10 +311,8 @@ pub fn run(opts: Options) -> Result<Summary, RunError> {
         if opts.duration.is_some_and(|d| start.elapsed() >= d) {
             break;
         }
-        let mut fds: Vec<libc::pollfd> = scopes
-            .iter()
-            .map(|s| libc::pollfd { fd: s.ring.as_raw_fd(), events: libc::POLLIN, revents: 0 })
-            .collect();
+        let mut fds: Vec<libc::pollfd> =
+            scopes.iter().map(|s| libc::pollfd { fd: s.ring.as_raw_fd(), events: libc::POLLIN, revents: 0 }).collect();
         // SAFETY: fds is a valid array of pollfd.
         let r = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, 100) };
         if r < 0 {
@@ -345,11 +337,8 @@ pub fn run(opts: Options) -> Result<Summary, RunError> {
         }
         if live && last_live.0.elapsed() >= Duration::from_secs(1) {
             let written: u64 = tally.written.iter().map(|a| a.load(Ordering::Relaxed)).sum();
-            let kernel: u64 = scopes
-                .iter()
-                .filter_map(|s| s.counts().ok())
-                .flat_map(|c| c.into_iter().map(|h| h.ringbuf_full))
-                .sum();
+            let kernel: u64 =
+                scopes.iter().filter_map(|s| s.counts().ok()).flat_map(|c| c.into_iter().map(|h| h.ringbuf_full)).sum();
             let rate = (written - last_live.1) as f64 / last_live.0.elapsed().as_secs_f64();
             eprint!(
                 "\r\x1b[Knetlat-capture: {:>6.0}s  {rate:>10.0} events/s  {written} written  drops: {kernel} kernel, {} user",

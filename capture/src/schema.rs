@@ -160,7 +160,8 @@ mod tests {
 
     #[test]
     fn batch_has_every_column_and_formats_addresses() {
-        let mut e = PacketEvent { ts_ns: 10, ifindex: 3, family: 4, hook: hook::TC_EGRESS, pkt_id: 9, ..Default::default() };
+        let mut e =
+            PacketEvent { ts_ns: 10, ifindex: 3, family: 4, hook: hook::TC_EGRESS, pkt_id: 9, ..Default::default() };
         e.saddr[..4].copy_from_slice(&[198, 18, 0, 1]);
         e.daddr[..4].copy_from_slice(&[198, 18, 0, 2]);
         let mut v6 = e;

@@ -76,7 +76,11 @@ fn demo(duration: f64, rate: u64, out: PathBuf) -> anyhow::Result<()> {
         took.as_secs_f64(),
         count as f64 / took.as_secs_f64(),
         got.len(),
-        { let mut r = rtts.clone(); r.sort(); r[r.len() / 2] }
+        {
+            let mut r = rtts.clone();
+            r.sort();
+            r[r.len() / 2]
+        }
     );
     let mut unexplained = 0u64;
     for host in ["a", "b"] {

@@ -45,6 +45,12 @@ impl Lab {
             cmd!(sh, "ip netns add {ns}").quiet().run()?;
             lab.namespaces.push(ns.clone());
             cmd!(sh, "ip -n {ns} link set lo up").quiet().run()?;
+            // No IPv6 autoconfiguration chatter (DAD, MLD from `::`): such
+            // packets are identical from every host and only blur results.
+            for key in ["all", "default"] {
+                let set = format!("net.ipv6.conf.{key}.disable_ipv6=1");
+                cmd!(sh, "ip netns exec {ns} sysctl -qw {set}").quiet().run()?;
+            }
         }
         cmd!(sh, "ip link add veth0 netns {a} type veth peer name veth0 netns {b}").quiet().run()?;
         for (ns, ip) in [(&a, Ipv4Addr::new(198, 18, 0, 1)), (&b, Ipv4Addr::new(198, 18, 0, 2))] {

@@ -91,7 +91,8 @@ fn netlat_programs() -> Vec<String> {
         }
         let mut attr = GetNext { start_id: id, ..Default::default() };
         // BPF_PROG_GET_NEXT_ID = 11
-        let r = unsafe { libc::syscall(libc::SYS_bpf, 11, &mut attr as *mut _ as usize, std::mem::size_of::<GetNext>()) };
+        let r =
+            unsafe { libc::syscall(libc::SYS_bpf, 11, &mut attr as *mut _ as usize, std::mem::size_of::<GetNext>()) };
         if r != 0 {
             break;
         }
@@ -117,7 +118,8 @@ fn netlat_programs() -> Vec<String> {
         }
         let mut ia = InfoAttr { bpf_fd: fd as u32, info_len: info.len() as u32, info: info.as_mut_ptr() as u64 };
         // BPF_OBJ_GET_INFO_BY_FD = 15; bpf_prog_info.name is at offset 64, 16 bytes.
-        let r = unsafe { libc::syscall(libc::SYS_bpf, 15, &mut ia as *mut _ as usize, std::mem::size_of::<InfoAttr>()) };
+        let r =
+            unsafe { libc::syscall(libc::SYS_bpf, 15, &mut ia as *mut _ as usize, std::mem::size_of::<InfoAttr>()) };
         unsafe { libc::close(fd as i32) };
         if r == 0 {
             let raw = &info[64..80];
@@ -232,11 +234,7 @@ fn issue2_two_namespaces_every_packet_once_at_each_point() {
     for (id, obs) in &by_seq {
         let pts: BTreeSet<String> = obs.iter().map(|e| point(e)).collect();
         assert_eq!(obs.len(), 3, "id {id:x}: {obs:?}");
-        assert_eq!(
-            pts,
-            ["a:tc_egress", "b:tc_ingress", "b:xdp"].iter().map(|s| s.to_string()).collect(),
-            "id {id:x}"
-        );
+        assert_eq!(pts, ["a:tc_egress", "b:tc_ingress", "b:xdp"].iter().map(|s| s.to_string()).collect(), "id {id:x}");
         let ts = |p: &str| obs.iter().find(|e| point(e) == p).unwrap().ts;
         wire.push(ts("b:xdp") - ts("a:tc_egress"));
         stack.push(ts("b:tc_ingress") - ts("b:xdp"));

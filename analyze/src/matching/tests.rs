@@ -14,9 +14,7 @@ fn frame(rows: &[(i64, u64, &str)]) -> LazyFrame {
 
 /// Events as (ts_ns, pkt_id, netns, "host:ifname:hook").
 fn frame_ns(rows: &[(i64, u64, u64, &str)]) -> LazyFrame {
-    let part = |i: usize| -> Vec<String> {
-        rows.iter().map(|r| r.3.split(':').nth(i).unwrap().to_owned()).collect()
-    };
+    let part = |i: usize| -> Vec<String> { rows.iter().map(|r| r.3.split(':').nth(i).unwrap().to_owned()).collect() };
     df!(
         "ts_ns" => rows.iter().map(|r| r.0).collect::<Vec<i64>>(),
         "host" => part(0),
@@ -127,10 +125,7 @@ fn ambiguous_ids_are_excluded_and_counted_and_singles_are_unmatched() {
     let a = analyze(frame(&rows)).unwrap();
     assert_eq!(a.pairs, vec![stats(A, B, 1, [25; 5])]);
     assert_eq!(a.ambiguous, 2);
-    assert_eq!(
-        a.unmatched,
-        vec![Unmatched { point: A.into(), ids: 2 }, Unmatched { point: B.into(), ids: 1 }]
-    );
+    assert_eq!(a.unmatched, vec![Unmatched { point: A.into(), ids: 2 }, Unmatched { point: B.into(), ids: 1 }]);
     assert_eq!((a.events, a.ids), (10, 6));
 }
 
@@ -164,19 +159,49 @@ fn equal_timestamps_pair_in_point_order_with_zero_latency() {
 #[test]
 fn points_differing_only_in_netns_get_distinct_labels() {
     let a = analyze(frame_ns(&[(0, 1, 10, A), (40, 1, 11, A)])).unwrap();
-    assert_eq!(
-        a.pairs,
-        vec![stats(
-            "h1:eth0:tc_egress[netns 10]",
-            "h1:eth0:tc_egress[netns 11]",
-            1,
-            [40; 5]
-        )]
-    );
+    assert_eq!(a.pairs, vec![stats("h1:eth0:tc_egress[netns 10]", "h1:eth0:tc_egress[netns 11]", 1, [40; 5])]);
 }
 
 #[test]
 fn empty_input_gives_empty_analysis() {
     let a = analyze(frame(&[])).unwrap();
     assert_eq!(a, Analysis::default());
+}
+
+#[test]
+fn large_scrambled_input_matches_a_reference() {
+    // Big enough for polars' parallel, partitioned code paths, which must keep each
+    // group's rows in order for the rank lookups to be right.
+    let pairs = [(A, B), (B, C), (C, A)];
+    let mut rows = Vec::new();
+    let mut expected: Vec<Vec<i64>> = vec![Vec::new(); pairs.len()];
+    let mut x: u64 = 0x2545_f491_4f6c_dd1d;
+    for id in 1..=60_000u64 {
+        // xorshift: scrambles both latencies and row order
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        let k = (id % 3) as usize;
+        let lat = (x % 1_000_000) as i64;
+        let t0 = (x >> 24) as i64 % 1_000_000_000;
+        rows.push((x, (t0, id, pairs[k].0)));
+        rows.push((x.rotate_left(29), (t0 + lat, id, pairs[k].1)));
+        expected[k].push(lat);
+    }
+    rows.sort_unstable_by_key(|r| r.0);
+    let rows: Vec<_> = rows.into_iter().map(|r| r.1).collect();
+    let a = analyze(frame(&rows)).unwrap();
+
+    let rank = |v: &[i64], pct: usize| v[(pct * v.len()).div_ceil(100) - 1];
+    let mut want: Vec<PairStats> = pairs
+        .iter()
+        .zip(&mut expected)
+        .map(|(&(from, to), v)| {
+            v.sort_unstable();
+            let figures = [v[0], rank(v, 50), rank(v, 90), rank(v, 99), v[v.len() - 1]];
+            stats(from, to, v.len() as u64, figures)
+        })
+        .collect();
+    want.sort_by(|a, b| a.from.cmp(&b.from));
+    assert_eq!(a.pairs, want);
 }
