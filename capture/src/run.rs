@@ -148,6 +148,8 @@ fn run_id() -> String {
 #[derive(Default)]
 struct Tally {
     written: [AtomicU64; hook::COUNT],
+    /// Finished files on disk, for the live line.
+    files: AtomicU64,
 }
 
 fn writer_thread(
@@ -158,6 +160,7 @@ fn writer_thread(
     tally: Arc<Tally>,
 ) -> (RingWriter, Result<(), RingError>) {
     let result = (|| loop {
+        tally.files.store(ring.finished().count() as u64, Ordering::Relaxed);
         match rx.recv_timeout(Duration::from_millis(100)) {
             Ok(events) => {
                 let batch = schema::to_batch(&host, &events, &points).expect("schema matches builder");
@@ -341,8 +344,9 @@ pub fn run(opts: Options) -> Result<Summary, RunError> {
                 scopes.iter().filter_map(|s| s.counts().ok()).flat_map(|c| c.into_iter().map(|h| h.ringbuf_full)).sum();
             let rate = (written - last_live.1) as f64 / last_live.0.elapsed().as_secs_f64();
             eprint!(
-                "\r\x1b[Knetlat-capture: {:>6.0}s  {rate:>10.0} events/s  {written} written  drops: {kernel} kernel, {} user",
+                "\r\x1b[Knetlat-capture: {:>6.0}s  {rate:>10.0} events/s  {written} written  {} files  drops: {kernel} kernel, {} user",
                 start.elapsed().as_secs_f64(),
+                tally.files.load(Ordering::Relaxed),
                 user_dropped.iter().sum::<u64>()
             );
             last_live = (Instant::now(), written);
