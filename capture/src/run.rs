@@ -278,18 +278,24 @@ pub fn run(opts: Options) -> Result<Summary, RunError> {
             return true;
         }
         let full = std::mem::replace(batch, Vec::with_capacity(BATCH));
-        if block {
-            return tx.send(full).is_ok();
-        }
-        match tx.try_send(full) {
+        // Events that do not reach the writer are counted, never just lost:
+        // a full queue, or a writer that stopped on an error.
+        let mut count_lost = |lost: &[(usize, PacketEvent)]| {
+            for (_, e) in lost {
+                dropped[usize::from(e.hook).min(hook::COUNT - 1)] += 1;
+            }
+        };
+        let sent = if block { tx.send(full).map_err(|e| TrySendError::Disconnected(e.0)) } else { tx.try_send(full) };
+        match sent {
             Ok(()) => true,
             Err(TrySendError::Full(lost)) => {
-                for (_, e) in &lost {
-                    dropped[usize::from(e.hook).min(hook::COUNT - 1)] += 1;
-                }
+                count_lost(&lost);
                 true
             }
-            Err(TrySendError::Disconnected(_)) => false,
+            Err(TrySendError::Disconnected(lost)) => {
+                count_lost(&lost);
+                false
+            }
         }
     };
     let drain = |scopes: &mut [Scope], batch: &mut Vec<(usize, PacketEvent)>| -> usize {

@@ -308,3 +308,48 @@ fn issue2_bad_input_is_named_with_exit_codes() {
     assert!(err.contains("bad.yaml") && err.contains("one_inn"), "{err}");
     assert_eq!(netlat_programs().len(), before, "a failed start left programs loaded");
 }
+
+/// Consistent sampling (trajectory sampling): with the same seed, both
+/// hosts keep exactly the same 1-in-4 packets, so every sampled packet is
+/// still seen at every point, and the fraction is about a quarter.
+#[test]
+fn issue2_hash_sampling_keeps_the_same_packets_everywhere() {
+    if !root_or_skip("issue2_hash_sampling_keeps_the_same_packets_everywhere") {
+        return;
+    }
+    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let tmp = tempfile::tempdir().unwrap();
+    let lab = Lab::two_hosts().unwrap();
+    let (a, b) = (lab.hosts[0].clone(), lab.hosts[1].clone());
+    let common = ["-q", "--sample", "4", "--sample-seed", "99", "udp", "and", "dst", "port", "6003"];
+    let mut args_a = vec!["-i", "veth0", "--host-name", "a"];
+    args_a.extend(common);
+    let b_iface = format!("{}/veth0", b.netns);
+    let mut args_b = vec!["-i", b_iface.as_str(), "--host-name", "b"];
+    args_b.extend(common);
+    let cap_a = Capture::start(Some(&a.netns), &tmp.path().join("a"), &args_a).unwrap();
+    let cap_b = Capture::start(None, &tmp.path().join("b"), &args_b).unwrap();
+    const N: u64 = 4000;
+    let dst = SocketAddrV4::new(b.addr, 6003);
+    let sink = traffic::UdpSink::start(&b.netns, dst).unwrap();
+    traffic::udp_send(&a.netns, dst, N, 5000, 64).unwrap();
+    assert_eq!(sink.finish().unwrap().len() as u64, N);
+    let (fa, fb) = (cap_a.stop().unwrap(), cap_b.stop().unwrap());
+    assert_eq!((fa.code, fb.code), (Some(0), Some(0)), "{}\n{}", fa.stderr, fb.stderr);
+    for host in ["a", "b"] {
+        for h in lab::accounting::read(&tmp.path().join(host)).unwrap() {
+            assert_eq!(h.unexplained() + h.ringbuf_full + h.userspace_dropped, 0, "{host}/{h}");
+        }
+    }
+    let mut evs = read_events(&tmp.path().join("a"));
+    evs.extend(read_events(&tmp.path().join("b")));
+    let ids = |host: &str, hook: &str| -> BTreeSet<u64> {
+        evs.iter().filter(|e| e.host == host && e.hook == hook).map(|e| e.pkt_id).collect()
+    };
+    let sent = ids("a", "tc_egress");
+    assert_eq!(sent, ids("b", "xdp"), "b's XDP kept other packets than a's egress");
+    assert_eq!(sent, ids("b", "tc_ingress"));
+    // Binomial(4000, 1/4): mean 1000, sd 27; 6 sd either way.
+    assert!((840..=1160).contains(&sent.len()), "kept {} of {N}", sent.len());
+    drop(lab);
+}
