@@ -232,7 +232,7 @@ impl Default for CaptureConfig {
 const _: () = assert!(core::mem::size_of::<PacketEvent>() == 96);
 const _: () = assert!(core::mem::size_of::<FilterAtom>() == 40);
 const _: () = assert!(core::mem::size_of::<Filter>() == 40 * MAX_ATOMS * MAX_TERMS + 16);
-const _: () = assert!(core::mem::size_of::<CaptureConfig>() % 8 == 0);
+const _: () = assert!(core::mem::size_of::<CaptureConfig>() & 7 == 0);
 
 #[cfg(feature = "user")]
 mod pod {

@@ -13,7 +13,7 @@ pub trait PacketBuf {
     /// Reads `N` bytes at `off`, or `None` if they are not all inside.
     fn load<const N: usize>(&self, off: u32) -> Option<[u8; N]>;
     /// Length of the packet in bytes, as the hook saw it.
-    fn len(&self) -> u32;
+    fn frame_len(&self) -> u32;
 }
 
 /// A packet held in a byte slice (user space, tests and fuzzing).
@@ -29,7 +29,7 @@ impl PacketBuf for SliceBuf<'_> {
         Some(out)
     }
     #[inline]
-    fn len(&self) -> u32 {
+    fn frame_len(&self) -> u32 {
         u32::try_from(self.0.len()).unwrap_or(u32::MAX)
     }
 }
@@ -124,7 +124,7 @@ fn be32(b: [u8; 4]) -> u32 {
 #[inline(always)]
 pub fn parse<B: PacketBuf>(buf: &B, vxlan_port: u16, info: &mut PacketInfo) -> Result<(), ParseError> {
     *info = PacketInfo::default();
-    let frame_end = buf.len();
+    let frame_end = buf.frame_len();
     parse_l3(buf, 0, frame_end, info)?;
     if vxlan_port == 0 || info.proto != IPPROTO_UDP || info.dport != vxlan_port {
         return Ok(());

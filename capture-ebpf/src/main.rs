@@ -86,7 +86,7 @@ impl PacketBuf for Tc<'_> {
         self.0.load::<[u8; N]>(off as usize).ok()
     }
     #[inline(always)]
-    fn len(&self) -> u32 {
+    fn frame_len(&self) -> u32 {
         self.0.len()
     }
 }
@@ -109,7 +109,7 @@ impl PacketBuf for Xdp<'_> {
         }
     }
     #[inline(always)]
-    fn len(&self) -> u32 {
+    fn frame_len(&self) -> u32 {
         (self.0.data_end() - self.0.data()) as u32
     }
 }
@@ -170,7 +170,7 @@ fn try_packet<B: PacketBuf>(buf: &B, hook: u8, ifindex: u32) {
         (*ev).seq = info.seq;
         (*ev).ack = info.ack;
         (*ev).payload_len = info.payload_len;
-        (*ev).wire_len = buf.len();
+        (*ev).wire_len = buf.frame_len();
         (*ev).ifindex = ifindex;
         (*ev).ip_id = info.ip_id;
         (*ev).vni = info.vni;

@@ -90,8 +90,13 @@ pub fn to_batch(
     let mut saddrs = StringBuilder::with_capacity(n, n * 12);
     let mut daddrs = StringBuilder::with_capacity(n, n * 12);
     let mut netns = Vec::with_capacity(n);
-    // Addresses repeat within a flow: format each distinct one once.
-    let mut last: Option<([u8; 16], [u8; 16], u8, String, String)> = None;
+    // Addresses repeat within a flow: format each distinct pair once.
+    struct LastPair {
+        key: ([u8; 16], [u8; 16], u8),
+        src: String,
+        dst: String,
+    }
+    let mut last: Option<LastPair> = None;
     for (scope, e) in events {
         hosts.append_value(host);
         match points.point(*scope, e.ifindex) {
@@ -105,19 +110,13 @@ pub fn to_batch(
             }
         }
         hooks.append_value(hook::NAMES.get(usize::from(e.hook)).copied().unwrap_or("unknown"));
-        match &last {
-            Some((s, d, f, ss, ds)) if *s == e.saddr && *d == e.daddr && *f == e.family => {
-                saddrs.append_value(ss);
-                daddrs.append_value(ds);
-            }
-            _ => {
-                let ss = addr_string(e.family, &e.saddr);
-                let ds = addr_string(e.family, &e.daddr);
-                saddrs.append_value(&ss);
-                daddrs.append_value(&ds);
-                last = Some((e.saddr, e.daddr, e.family, ss, ds));
-            }
+        let key = (e.saddr, e.daddr, e.family);
+        if last.as_ref().is_none_or(|l| l.key != key) {
+            last = Some(LastPair { key, src: addr_string(e.family, &e.saddr), dst: addr_string(e.family, &e.daddr) });
         }
+        let pair = last.as_ref().expect("just set");
+        saddrs.append_value(&pair.src);
+        daddrs.append_value(&pair.dst);
     }
     let columns: Vec<ArrayRef> = vec![
         col!(Int64Array, |(_, e)| e.ts_ns as i64),

@@ -27,9 +27,9 @@ pub fn udp_send(ns: &str, dst: SocketAddrV4, count: u64, rate: u64, size: usize)
     let mut buf = vec![0xA5u8; size.max(8)];
     let start = Instant::now();
     for i in 0..count {
-        if rate > 0 {
-            let due = start + Duration::from_nanos(i * 1_000_000_000 / rate);
-            pace_until(due);
+        // rate 0: no pacing.
+        if let Some(ns) = (i * 1_000_000_000).checked_div(rate) {
+            pace_until(start + Duration::from_nanos(ns));
         }
         buf[..8].copy_from_slice(&i.to_be_bytes());
         loop {
