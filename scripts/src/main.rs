@@ -14,7 +14,7 @@ use std::{
 
 use anyhow::{bail, Context as _};
 use clap::{Parser, Subcommand};
-use lab::{bins, capture::Capture, topo, traffic, Lab};
+use lab::{bins, capture, topo, traffic, Lab};
 
 #[derive(Parser)]
 #[command(name = "netlat-lab", version, about = "netlat's local namespace lab")]
@@ -52,11 +52,7 @@ fn demo(duration: f64, rate: u64, out: PathBuf) -> anyhow::Result<()> {
     let lab = Lab::two_hosts()?;
     let (a, b) = (&lab.hosts[0], &lab.hosts[1]);
     eprintln!("netlat-lab: hosts a={} ({}) b={} ({}) joined by veth", a.netns, a.addr, b.netns, b.addr);
-    // Host a captures from inside its namespace, host b from the root
-    // namespace through NETNS/IFACE: both ways a container host would.
-    let cap_a = Capture::start(Some(&a.netns), &out.join("a"), &["-i", "veth0", "--host-name", "a", "-q"])?;
-    let b_iface = format!("{}/veth0", b.netns);
-    let cap_b = Capture::start(None, &out.join("b"), &["-i", &b_iface, "--host-name", "b", "-q"])?;
+    let (cap_a, cap_b) = capture::start_pair(&lab, &out, &[], &["-q"])?;
     let dst = SocketAddrV4::new(b.addr, 5001);
     let sink = traffic::UdpSink::start(&b.netns, dst)?;
     let count = (duration * rate as f64) as u64;

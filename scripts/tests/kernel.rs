@@ -14,7 +14,7 @@ use std::{
 
 use arrow::array::{Array, AsArray};
 use arrow::datatypes::{Int64Type, UInt16Type, UInt32Type, UInt64Type, UInt8Type};
-use lab::{bins, capture::Capture, traffic, Lab};
+use lab::{bins, capture, traffic, Lab};
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 
 /// Kernel tests share hooks and program lists: run them one at a time.
@@ -179,14 +179,8 @@ fn issue2_two_namespaces_every_packet_once_at_each_point() {
     let lab = Lab::two_hosts().unwrap();
     let (a, b) = (lab.hosts[0].clone(), lab.hosts[1].clone());
     let before = netlat_programs().len();
-    let filter = ["udp", "and", "port", "6001", "or", "tcp", "and", "port", "6002"];
-    let mut args_a = vec!["-i", "veth0", "--host-name", "a", "-q"];
-    args_a.extend(filter);
-    let cap_a = Capture::start(Some(&a.netns), &tmp.path().join("a"), &args_a).unwrap();
-    let b_iface = format!("{}/veth0", b.netns);
-    let mut args_b = vec!["-i", b_iface.as_str(), "--host-name", "b", "-q", "-G", "1"];
-    args_b.extend(filter);
-    let cap_b = Capture::start(None, &tmp.path().join("b"), &args_b).unwrap();
+    let filter = ["-q", "udp", "and", "port", "6001", "or", "tcp", "and", "port", "6002"];
+    let (cap_a, cap_b) = capture::start_pair(&lab, tmp.path(), &["-G", "1"], &filter).unwrap();
     assert_eq!(netlat_programs().len(), before + 6, "3 programs per capture");
 
     const UDP: u64 = 2000;
@@ -322,13 +316,7 @@ fn issue2_hash_sampling_keeps_the_same_packets_everywhere() {
     let lab = Lab::two_hosts().unwrap();
     let (a, b) = (lab.hosts[0].clone(), lab.hosts[1].clone());
     let common = ["-q", "--sample", "4", "--sample-seed", "99", "udp", "and", "dst", "port", "6003"];
-    let mut args_a = vec!["-i", "veth0", "--host-name", "a"];
-    args_a.extend(common);
-    let b_iface = format!("{}/veth0", b.netns);
-    let mut args_b = vec!["-i", b_iface.as_str(), "--host-name", "b"];
-    args_b.extend(common);
-    let cap_a = Capture::start(Some(&a.netns), &tmp.path().join("a"), &args_a).unwrap();
-    let cap_b = Capture::start(None, &tmp.path().join("b"), &args_b).unwrap();
+    let (cap_a, cap_b) = capture::start_pair(&lab, tmp.path(), &[], &common).unwrap();
     const N: u64 = 4000;
     let dst = SocketAddrV4::new(b.addr, 6003);
     let sink = traffic::UdpSink::start(&b.netns, dst).unwrap();
