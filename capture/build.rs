@@ -24,5 +24,29 @@ fn main() -> anyhow::Result<()> {
     aya_build::build_ebpf(
         [aya_build::Package { name: "capture-ebpf", root_dir: root.as_str(), ..Default::default() }],
         aya_build::Toolchain::Custom(NIGHTLY),
-    )
+    )?;
+    let obj = std::path::PathBuf::from(std::env::var_os("OUT_DIR").unwrap()).join("netlat");
+    check_no_panic_paths(&obj)
+}
+
+/// A panic path in kernel code (say, a bounds check LLVM could not prove
+/// away) ends the program with an endless loop; the verifier rejects it at
+/// load time with "last insn is not an exit or jmp". Catch it here, naming
+/// the culprit, instead of on the first `netlat-capture` run.
+fn check_no_panic_paths(obj: &std::path::Path) -> anyhow::Result<()> {
+    use object::{Object as _, ObjectSymbol as _};
+    let data = std::fs::read(obj).with_context(|| format!("reading {}", obj.display()))?;
+    if data.is_empty() {
+        return Ok(()); // AYA_BUILD_SKIP
+    }
+    let file = object::File::parse(&*data).with_context(|| format!("parsing {}", obj.display()))?;
+    let panics: Vec<&str> = file.symbols().filter_map(|s| s.name().ok()).filter(|n| n.contains("panic")).collect();
+    anyhow::ensure!(
+        panics.is_empty(),
+        "the eBPF object {} contains panic paths the verifier will reject: {}; \
+         use iterators or `get` instead of indexing in kernel code",
+        obj.display(),
+        panics.join(", ")
+    );
+    Ok(())
 }
