@@ -8,7 +8,7 @@ use std::{
     net::SocketAddrV4,
     path::Path,
     process::Command,
-    sync::Mutex,
+    sync::{Mutex, MutexGuard},
     time::Duration,
 };
 
@@ -20,13 +20,16 @@ use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 /// Kernel tests share hooks and program lists: run them one at a time.
 static SERIAL: Mutex<()> = Mutex::new(());
 
-fn root_or_skip(test: &str) -> bool {
-    if lab::netns::is_root() {
-        return true;
+/// Start of every kernel test: `None` (skip, with a message) without root
+/// outside CI, a failure without root in CI; otherwise the guard that keeps
+/// kernel tests one at a time.
+fn kernel_test(test: &str) -> Option<MutexGuard<'static, ()>> {
+    if !lab::netns::is_root() {
+        assert!(std::env::var("CI").is_err(), "{test}: kernel tests must run as root in CI");
+        eprintln!("SKIPPED {test}: needs root (run scripts/test as root)");
+        return None;
     }
-    assert!(std::env::var("CI").is_err(), "{test}: kernel tests must run as root in CI");
-    eprintln!("SKIPPED {test}: needs root (run scripts/test as root)");
-    false
+    Some(SERIAL.lock().unwrap_or_else(|e| e.into_inner()))
 }
 
 /// One row of the events table, as the tests need it.
@@ -171,10 +174,7 @@ fn duckdb_reads(dir: &Path, rows: &usize) {
 /// each point, identities match, latencies are positive and below the RTT.
 #[test]
 fn issue2_two_namespaces_every_packet_once_at_each_point() {
-    if !root_or_skip("issue2_two_namespaces_every_packet_once_at_each_point") {
-        return;
-    }
-    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let Some(_serial) = kernel_test("issue2_two_namespaces_every_packet_once_at_each_point") else { return };
     let tmp = tempfile::tempdir().unwrap();
     let lab = Lab::two_hosts().unwrap();
     let (a, b) = (lab.hosts[0].clone(), lab.hosts[1].clone());
@@ -272,10 +272,7 @@ fn issue2_two_namespaces_every_packet_once_at_each_point() {
 /// documented exit codes, before anything is loaded.
 #[test]
 fn issue2_bad_input_is_named_with_exit_codes() {
-    if !root_or_skip("issue2_bad_input_is_named_with_exit_codes") {
-        return;
-    }
-    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let Some(_serial) = kernel_test("issue2_bad_input_is_named_with_exit_codes") else { return };
     let tmp = tempfile::tempdir().unwrap();
     let before = netlat_programs().len();
     let run = |args: &[&str]| {
@@ -308,10 +305,7 @@ fn issue2_bad_input_is_named_with_exit_codes() {
 /// still seen at every point, and the fraction is about a quarter.
 #[test]
 fn issue2_hash_sampling_keeps_the_same_packets_everywhere() {
-    if !root_or_skip("issue2_hash_sampling_keeps_the_same_packets_everywhere") {
-        return;
-    }
-    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let Some(_serial) = kernel_test("issue2_hash_sampling_keeps_the_same_packets_everywhere") else { return };
     let tmp = tempfile::tempdir().unwrap();
     let lab = Lab::two_hosts().unwrap();
     let (a, b) = (lab.hosts[0].clone(), lab.hosts[1].clone());
