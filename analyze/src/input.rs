@@ -20,6 +20,10 @@ use serde::Serialize;
 
 /// File-name suffix of an events file; directories are searched for it.
 pub const EVENTS_SUFFIX: &str = ".events.parquet";
+/// File-name suffix of a clock-sync table; directories are searched for it too.
+pub const SYNC_SUFFIX: &str = ".sync.parquet";
+/// Key-value metadata key naming the table (`events` or `sync`).
+pub const TABLE_KEY: &str = "netlat.table";
 /// Suffix of a file still being written by the capture (renamed when complete).
 pub const PARTIAL_SUFFIX: &str = ".partial";
 /// Suffix of the run-metadata record written next to the events files.
@@ -36,6 +40,8 @@ pub enum ColumnKind {
     Int64,
     /// Arrow `UInt64`.
     UInt64,
+    /// Arrow `UInt8`.
+    UInt8,
     /// Any Arrow string type (`Utf8`, `LargeUtf8`, `Utf8View`): all read as polars `String`.
     Text,
 }
@@ -45,6 +51,7 @@ impl ColumnKind {
         match self {
             Self::Int64 => matches!(dtype, ArrowDataType::Int64),
             Self::UInt64 => matches!(dtype, ArrowDataType::UInt64),
+            Self::UInt8 => matches!(dtype, ArrowDataType::UInt8),
             Self::Text => matches!(dtype, ArrowDataType::Utf8 | ArrowDataType::LargeUtf8 | ArrowDataType::Utf8View),
         }
     }
@@ -55,6 +62,7 @@ impl fmt::Display for ColumnKind {
         f.write_str(match self {
             Self::Int64 => "Int64",
             Self::UInt64 => "UInt64",
+            Self::UInt8 => "UInt8",
             Self::Text => "Utf8",
         })
     }
@@ -70,6 +78,27 @@ pub const REQUIRED_COLUMNS: [(&str, ColumnKind); 6] = [
     ("hook", ColumnKind::Text),
     ("pkt_id", ColumnKind::UInt64),
 ];
+
+/// Columns of the `sync` table that clock alignment reads.
+pub const SYNC_COLUMNS: [(&str, ColumnKind); 8] = [
+    ("ts_ns", ColumnKind::Int64),
+    ("host", ColumnKind::Text),
+    ("hook", ColumnKind::Text),
+    ("kind", ColumnKind::Text),
+    ("session", ColumnKind::UInt64),
+    ("seq", ColumnKind::UInt64),
+    ("idx", ColumnKind::UInt8),
+    ("daddr", ColumnKind::Text),
+];
+
+/// Which netlat table a file holds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Table {
+    /// Packet events.
+    Events,
+    /// Clock-sync probe stamps.
+    Sync,
+}
 
 /// Why a file is not used.
 #[derive(Debug, thiserror::Error)]
@@ -143,11 +172,16 @@ pub struct Inputs {
     pub used: Vec<PathBuf>,
     /// Files that were rejected.
     pub skipped: Vec<Skipped>,
+    /// Clock-sync tables that passed validation.
+    pub sync: Vec<PathBuf>,
+    /// Run-metadata records (`*.meta.json`): what each capture's prober saw.
+    pub meta: Vec<PathBuf>,
 }
 
 /// Expands `paths` into candidate files and validates each one.
 ///
-/// Directories are walked recursively for `*.events.parquet`; files given explicitly are
+/// Directories are walked recursively for `*.events.parquet`, `*.sync.parquet` and
+/// `*.meta.json` (the last only for what the captures' probers saw); files given explicitly are
 /// taken whatever their name, except `*.partial` and `*.meta.json`. A file reached twice
 /// (given twice, or also inside a given directory) is used once: reading it twice would
 /// make every packet in it ambiguous.
@@ -158,6 +192,7 @@ pub fn discover(paths: &[PathBuf]) -> Inputs {
         match fs::metadata(path) {
             Err(e) => inputs.skipped.push(Skipped::new(path, &e.into())),
             Ok(md) if md.is_dir() => walk(path, &mut inputs, &mut seen),
+            Ok(md) if md.is_file() && path.to_string_lossy().ends_with(META_SUFFIX) => inputs.meta.push(path.clone()),
             Ok(md) if md.is_file() => {
                 if let Err(e) = check_name(path) {
                     inputs.skipped.push(Skipped::new(path, &e));
@@ -205,7 +240,12 @@ fn walk(dir: &Path, inputs: &mut Inputs, seen: &mut HashSet<PathBuf>) {
             continue;
         }
         let name = entry.file_name();
-        if !name.to_string_lossy().ends_with(EVENTS_SUFFIX) {
+        let name = name.to_string_lossy();
+        if name.ends_with(META_SUFFIX) && !name.starts_with('.') {
+            inputs.meta.push(path);
+            continue;
+        }
+        if !name.ends_with(EVENTS_SUFFIX) && !name.ends_with(SYNC_SUFFIX) {
             // Includes `.x.events.parquet.partial` and `*.meta.json`: silently ignored
             // here, since they are expected next to the events files.
             continue;
@@ -225,13 +265,15 @@ fn consider(path: PathBuf, inputs: &mut Inputs, seen: &mut HashSet<PathBuf>) {
         return;
     }
     match validate(&path) {
-        Ok(()) => inputs.used.push(path),
+        Ok(Table::Events) => inputs.used.push(path),
+        Ok(Table::Sync) => inputs.sync.push(path),
         Err(e) => inputs.skipped.push(Skipped::new(&path, &e)),
     }
 }
 
-/// Checks that `path` is a netlat events file this analyzer can read, from its footer only.
-pub fn validate(path: &Path) -> Result<(), InputError> {
+/// Checks that `path` is a netlat events or sync file this analyzer can read, from its
+/// footer only, and says which.
+pub fn validate(path: &Path) -> Result<Table, InputError> {
     path.to_str().ok_or(InputError::NonUtf8Path)?;
     let file = File::open(path)?;
     let mut reader = ParquetReader::new(file);
@@ -248,14 +290,22 @@ pub fn validate(path: &Path) -> Result<(), InputError> {
     if version.trim() != SCHEMA_VERSION {
         return Err(InputError::SchemaVersion { found: version });
     }
+    let table = match metadata.key_value_metadata.iter().flatten().find(|kv| kv.key == TABLE_KEY) {
+        Some(kv) if kv.value.as_deref() == Some("sync") => Table::Sync,
+        _ => Table::Events,
+    };
     let schema = reader.schema().map_err(|e| InputError::NotParquet(e.to_string()))?;
-    for (name, kind) in REQUIRED_COLUMNS {
+    let required: &[(&'static str, ColumnKind)] = match table {
+        Table::Events => &REQUIRED_COLUMNS,
+        Table::Sync => &SYNC_COLUMNS,
+    };
+    for &(name, kind) in required {
         let field = schema.get(name).ok_or(InputError::MissingColumn(name))?;
         if !kind.accepts(&field.dtype) {
             return Err(InputError::ColumnType { name, found: format!("{:?}", field.dtype), expected: kind });
         }
     }
-    Ok(())
+    Ok(table)
 }
 
 /// Reads the required columns of `path` in full, to find a file whose footer is intact

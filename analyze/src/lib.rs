@@ -4,11 +4,14 @@
 //! `netlat-analyze FILES_OR_DIRS...` reads `*.events.parquet` files, matches observations
 //! of the same packet by `pkt_id`, and reports per ordered pair of observation points the
 //! count, min, p50, p90, p99 and max of the latency between consecutive observations.
-//! All captures are assumed to share one clock.
+//! Timestamps of different hosts are first mapped into one time base with the clock maps
+//! estimated from the captures' `*.sync.parquet` tables, and every cross-host figure
+//! carries the alignment's error bound; `netlat-analyze sync` prints the clock table.
 //!
 //! * [`input`]: finding files and rejecting unusable ones (with a reason, never fatal).
 //! * [`matching`]: the polars query: matching, ambiguity, percentiles (nearest rank).
-//! * [`report`]: table, CSV and JSON output.
+//! * [`clocks`]: clock alignment from the captures' sync tables;
+//! * [`report`]: table, CSV and JSON output; [`sync_report`]: the clock table.
 //!
 //! # Exit codes of `netlat-analyze`
 //!
@@ -18,12 +21,28 @@
 //! | 1 | no usable input file, or a runtime error |
 //! | 2 | usage error (bad arguments) |
 
+pub mod clocks;
 pub mod input;
 pub mod matching;
 pub mod report;
+pub mod sync_report;
 
+use std::collections::BTreeSet;
+
+use clocks::Alignment;
 use input::{Inputs, Skipped};
 use matching::Analysis;
+
+/// How clocks are aligned.
+#[derive(Debug, Clone, Default)]
+pub struct ClockOptions {
+    /// The user declares that all captures share one clock.
+    pub same_clock: bool,
+    /// Reference host (default: the first by name with sync data).
+    pub reference: Option<String>,
+    /// Estimator settings.
+    pub estimator: sync::pair::Config,
+}
 
 /// Exit code: success.
 pub const EXIT_OK: u8 = 0;
@@ -46,18 +65,69 @@ pub enum AnalyzeError {
     Query(#[from] polars::error::PolarsError),
 }
 
-/// Analyzes `inputs.used`.
+/// Host names of events files, from their footers (`netlat.host`), or from the `host`
+/// column of files without that key.
+pub fn event_hosts(files: &[std::path::PathBuf]) -> BTreeSet<String> {
+    use polars::prelude::*;
+    let mut hosts = BTreeSet::new();
+    for f in files {
+        let from_footer = std::fs::File::open(f).ok().and_then(|file| {
+            let md = ParquetReader::new(file).get_metadata().ok()?.clone();
+            let kv = md.key_value_metadata.as_ref()?.iter().find(|kv| kv.key == "netlat.host")?.value.clone()?;
+            Some(kv)
+        });
+        match from_footer {
+            Some(h) => {
+                hosts.insert(h);
+            }
+            None => {
+                let distinct = matching::scan_file(f)
+                    .and_then(|lf| lf.select([col("host")]).unique(None, UniqueKeepStrategy::Any).collect());
+                if let Ok(df) = distinct {
+                    if let Ok(c) = df.column("host").and_then(|c| c.str().cloned()) {
+                        hosts.extend(c.iter().flatten().map(str::to_owned));
+                    }
+                }
+            }
+        }
+    }
+    hosts
+}
+
+/// The clock alignment alone (`netlat-analyze sync`): hosts come from the events files'
+/// footers and from the sync tables.
+pub fn clocks(inputs: &mut Inputs, clock: &ClockOptions) -> Alignment {
+    let hosts = event_hosts(&inputs.used);
+    let reference = clock.reference.as_deref();
+    clocks::align(
+        &hosts,
+        &mut inputs.sync,
+        &inputs.meta,
+        &mut inputs.skipped,
+        &clock.estimator,
+        reference,
+        clock.same_clock,
+    )
+}
+
+/// Analyzes `inputs.used`, aligning clocks with `inputs.sync`.
 ///
 /// Validation only reads footers, so a file with intact footer but corrupt data is found
 /// only when the query reads it. Then every file is read on its own, the ones that fail
 /// are moved to `inputs.skipped`, and the query is run again on the rest; the caller can
 /// tell new skips by the length of `inputs.skipped` before the call.
-pub fn analyze(inputs: &mut Inputs) -> Result<Analysis, AnalyzeError> {
+pub fn analyze(inputs: &mut Inputs, clock: &ClockOptions) -> Result<(Analysis, Alignment), AnalyzeError> {
     loop {
         if inputs.used.is_empty() {
             return Err(AnalyzeError::NoUsableInput { skipped: inputs.skipped.len() });
         }
-        let result = matching::scan_files(&inputs.used).and_then(matching::analyze);
+        let (sync, meta, skipped) = (&mut inputs.sync, &inputs.meta, &mut inputs.skipped);
+        let align = |points: &[matching::Point]| {
+            let hosts: BTreeSet<String> = points.iter().map(|p| p.host.clone()).collect();
+            let reference = clock.reference.as_deref();
+            clocks::align(&hosts, sync, meta, skipped, &clock.estimator, reference, clock.same_clock)
+        };
+        let result = matching::scan_files(&inputs.used).and_then(|lf| matching::analyze(lf, align));
         let err = match result {
             Ok(analysis) => return Ok(analysis),
             Err(err) => err,

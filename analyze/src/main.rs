@@ -10,16 +10,22 @@ use std::process::ExitCode;
 
 use analyze::input::{self, Skipped};
 use analyze::report::{Format, Report};
-use analyze::{EXIT_FAILURE, EXIT_OK};
-use anyhow::Context;
-use clap::Parser;
+use analyze::{ClockOptions, EXIT_FAILURE, EXIT_OK};
+use anyhow::{bail, Context};
+use clap::{Args, Parser, Subcommand};
 
 const AFTER_HELP: &str = "\
 Matching: rows with the same pkt_id are observations of one packet. An id seen twice at one
 point is ambiguous and left out (counted as `ambiguous ids`); an id seen at only one point is
-counted as unmatched for that point. The observations of every other id are ordered by ts_ns
-and each consecutive pair a -> b gives one latency ts_b - ts_a. Captures are assumed to share
-one clock.
+counted as unmatched for that point. The observations of every other id are ordered by time
+and each consecutive pair a -> b gives one latency ts_b - ts_a.
+
+Clocks: timestamps of different hosts are mapped into the time base of a reference host with
+the offsets and drifts estimated from the clock-sync probes in *.sync.parquet (see
+`netlat-analyze sync`). bound_us is the resulting error bound (±) of each latency: a fixed
+forward/reverse asymmetry of the sync path cannot be observed, so it is bounded, not removed.
+`unaligned` marks latencies between hosts that could not be aligned; the notes say why.
+--same-clock declares that all captures share one clock (hosts on one machine).
 
 Percentiles use the nearest-rank method: the p-th percentile of n values is the value at
 rank ceil(p*n/100). Table and CSV give microseconds with 3 decimals, JSON integer nanoseconds.
@@ -35,46 +41,112 @@ Exit codes:
 /// One-way packet latency between observation points, from netlat capture files.
 #[derive(Debug, Parser)]
 #[command(name = "netlat-analyze", version, after_help = AFTER_HELP)]
+#[command(args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
 struct Cli {
-    /// Capture files, or directories searched recursively for *.events.parquet.
+    #[command(subcommand)]
+    command: Option<Command>,
+    #[command(flatten)]
+    latency: Common,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Print the clock table: each host's offset, drift and error bound against the
+    /// reference host, the pairs it is based on, and hosts that could not be aligned.
+    Sync(Common),
+}
+
+#[derive(Debug, Args)]
+struct Common {
+    /// Capture files, or directories searched recursively for *.events.parquet and
+    /// *.sync.parquet.
     #[arg(required = true, value_name = "FILES_OR_DIRS")]
     paths: Vec<PathBuf>,
-
     /// Output format.
     #[arg(long, value_enum, default_value_t = Format::Table)]
     format: Format,
+    /// All captures share one clock: do not align (hosts on one machine).
+    #[arg(long)]
+    same_clock: bool,
+    /// Reference host of the time base (default: the first host by name with sync data).
+    #[arg(long, value_name = "HOST")]
+    reference: Option<String>,
+    /// Clock-fit window, seconds.
+    #[arg(long, value_name = "SECS", default_value_t = 10.0)]
+    sync_window: f64,
+    /// Coded-pair check: largest change of the probe gap in flight, ns.
+    #[arg(long, value_name = "NS", default_value_t = 2000)]
+    sync_purity_ns: i64,
+}
+
+impl Common {
+    fn clock(&self) -> anyhow::Result<ClockOptions> {
+        if !(self.sync_window >= 0.1 && self.sync_window.is_finite()) {
+            bail!("--sync-window must be at least 0.1 seconds");
+        }
+        let estimator = sync::pair::Config {
+            window_ns: (self.sync_window * 1e9) as i64,
+            purity_ns: self.sync_purity_ns.max(0),
+            ..Default::default()
+        };
+        Ok(ClockOptions { same_clock: self.same_clock, reference: self.reference.clone(), estimator })
+    }
 }
 
 fn warn(s: &Skipped) {
     eprintln!("netlat-analyze: warning: skipping {}: {}", s.file, s.reason);
 }
 
-fn run(cli: &Cli) -> anyhow::Result<()> {
-    let mut inputs = input::discover(&cli.paths);
-    inputs.skipped.iter().for_each(warn);
-    let reported = inputs.skipped.len();
-    let result = analyze::analyze(&mut inputs);
-    // Files found unreadable only while querying.
-    inputs.skipped[reported..].iter().for_each(warn);
-    let analysis = result?;
-
-    let report = Report { analysis: &analysis, used: &inputs.used, skipped: &inputs.skipped };
-    if cli.format == Format::Csv {
-        eprint!("{}", report.summary());
-    }
+fn print(text: &str) -> anyhow::Result<()> {
     let mut out = io::stdout().lock();
-    let written = out.write_all(report.render(cli.format).as_bytes()).and_then(|()| out.flush());
-    match written {
+    match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
         // A reader that stops early (`| head`) is not an error.
         Err(e) if e.kind() == io::ErrorKind::BrokenPipe => Ok(()),
         other => other.context("writing output"),
     }
 }
 
+fn latency(args: &Common) -> anyhow::Result<()> {
+    let clock = args.clock()?;
+    let mut inputs = input::discover(&args.paths);
+    inputs.skipped.iter().for_each(warn);
+    let reported = inputs.skipped.len();
+    let result = analyze::analyze(&mut inputs, &clock);
+    // Files found unreadable only while querying.
+    inputs.skipped[reported..].iter().for_each(warn);
+    let (analysis, alignment) = result?;
+
+    let report = Report { analysis: &analysis, used: &inputs.used, skipped: &inputs.skipped, alignment: &alignment };
+    if args.format == Format::Csv {
+        eprint!("{}", report.summary());
+    }
+    print(&report.render(args.format))
+}
+
+fn clocks(args: &Common) -> anyhow::Result<()> {
+    let clock = args.clock()?;
+    let mut inputs = input::discover(&args.paths);
+    inputs.skipped.iter().for_each(warn);
+    let reported = inputs.skipped.len();
+    if inputs.used.is_empty() && inputs.sync.is_empty() && inputs.meta.is_empty() {
+        bail!("no usable capture file ({} skipped)", inputs.skipped.len());
+    }
+    let alignment = analyze::clocks(&mut inputs, &clock);
+    inputs.skipped[reported..].iter().for_each(warn);
+    if args.format == Format::Csv {
+        eprint!("{}", analyze::sync_report::notes(&alignment));
+    }
+    print(&analyze::sync_report::render(&alignment, args.format))
+}
+
 fn main() -> ExitCode {
     // clap exits with 2 on usage errors and 0 for --help/--version.
     let cli = Cli::parse();
-    match run(&cli) {
+    let result = match &cli.command {
+        Some(Command::Sync(args)) => clocks(args),
+        None => latency(&cli.latency),
+    };
+    match result {
         Ok(()) => ExitCode::from(EXIT_OK),
         Err(e) => {
             eprintln!("netlat-analyze: error: {e:#}");

@@ -26,6 +26,7 @@ use std::path::{Path, PathBuf};
 use polars::prelude::*;
 use serde::Serialize;
 
+use crate::clocks::Alignment;
 use crate::input::REQUIRED_COLUMNS;
 
 /// An observation point: where a packet was seen.
@@ -62,6 +63,9 @@ pub struct PairStats {
     pub p99_ns: i64,
     /// Largest latency.
     pub max_ns: i64,
+    /// Error bound (±) from clock alignment: 0 on one host; `None` when the
+    /// two hosts are not in one time base (unaligned).
+    pub bound_ns: Option<i64>,
 }
 
 /// Ids seen at exactly one point, counted per point.
@@ -110,7 +114,9 @@ const POINT_KEYS: [&str; 4] = ["host", "netns", "ifname", "hook"];
 
 /// Runs the matching and aggregation on `events`, a table with at least the columns
 /// `ts_ns` (Int64), `pkt_id` (UInt64), `host`, `netns` (UInt64), `ifname`, `hook` (String).
-pub fn analyze(events: LazyFrame) -> PolarsResult<Analysis> {
+/// Timestamps are first mapped into a common time base by the [`Alignment`] that `align`
+/// makes for the observation points found.
+pub fn analyze(events: LazyFrame, align: impl FnOnce(&[Point]) -> Alignment) -> PolarsResult<(Analysis, Alignment)> {
     let events = events
         .select(REQUIRED_COLUMNS.iter().map(|(name, _)| col(*name)).collect::<Vec<_>>())
         .filter(col("ts_ns").is_not_null().and(col("pkt_id").is_not_null()));
@@ -131,6 +137,7 @@ pub fn analyze(events: LazyFrame) -> PolarsResult<Analysis> {
         .collect_with_engine(Engine::Streaming)?
         .unwrap_single();
     let points = label_points(&points_df)?;
+    let alignment = align(&points);
 
     // Materialized once, sorted: three numeric columns reused by the queries below instead
     // of re-reading strings from the files for each. Sorting by `pkt_id` first puts each
@@ -142,6 +149,7 @@ pub fn analyze(events: LazyFrame) -> PolarsResult<Analysis> {
         .select([col("pkt_id"), col("ts_ns"), col("point")])
         .collect_with_engine(Engine::Streaming)?
         .unwrap_single();
+    let slim = align_times(slim, &points, &alignment)?;
     let slim = slim.lazy().sort(["pkt_id", "ts_ns", "point"], SortMultipleOptions::default()).collect()?;
 
     // Step 2.
@@ -199,8 +207,13 @@ pub fn analyze(events: LazyFrame) -> PolarsResult<Analysis> {
         ])
         .collect()?;
 
+    let mut pairs = pairs_from(&stats, &points)?;
+    for p in &mut pairs {
+        let host = |label: &str| points.iter().find(|q| q.label == label).map(|q| q.host.clone()).unwrap_or_default();
+        p.bound_ns = alignment.pair_bound(&host(&p.from), &host(&p.to)).map(|b| b.round() as i64);
+    }
     let mut analysis = Analysis {
-        pairs: pairs_from(&stats, &points)?,
+        pairs,
         unmatched: unmatched_from(&unmatched_df, &points)?,
         ambiguous: totals.column("ambiguous")?.u64()?.get(0).unwrap_or(0),
         events: events_read,
@@ -210,7 +223,30 @@ pub fn analyze(events: LazyFrame) -> PolarsResult<Analysis> {
         .pairs
         .sort_by(|a, b| b.count.cmp(&a.count).then_with(|| a.from.cmp(&b.from)).then_with(|| a.to.cmp(&b.to)));
     analysis.unmatched.sort_by(|a, b| b.ids.cmp(&a.ids).then_with(|| a.point.cmp(&b.point)));
-    Ok(analysis)
+    Ok((analysis, alignment))
+}
+
+/// Maps every `ts_ns` of `slim` into the reference time base, per point's host. A per-row
+/// pass in Rust: the maps are piecewise linear with a binary search per row, which polars
+/// expressions cannot express without one branch per knot.
+fn align_times(slim: DataFrame, points: &[Point], alignment: &Alignment) -> PolarsResult<DataFrame> {
+    let maps: Vec<Option<&sync::map::Piecewise>> = points.iter().map(|p| alignment.map(&p.host)).collect();
+    if maps.iter().all(Option::is_none) {
+        return Ok(slim);
+    }
+    let ts = slim.column("ts_ns")?.i64()?;
+    let point = slim.column("point")?.u32()?;
+    let aligned: Int64Chunked = ts
+        .iter()
+        .zip(point.iter())
+        .map(|(t, p)| {
+            let (t, p) = (t?, p?);
+            Some(maps.get(p as usize).copied().flatten().map_or(t, |m| m.to_reference(t)))
+        })
+        .collect();
+    let mut slim = slim;
+    slim.with_column(aligned.with_name("ts_ns".into()).into_column())?;
+    Ok(slim)
 }
 
 /// The `pct`-th percentile of `column` within a group whose values are sorted ascending:
@@ -283,6 +319,7 @@ fn pairs_from(stats: &DataFrame, points: &[Point]) -> PolarsResult<Vec<PairStats
                 p90_ns: p90.get(i).unwrap_or(0),
                 p99_ns: p99.get(i).unwrap_or(0),
                 max_ns: max.get(i).unwrap_or(0),
+                bound_ns: Some(0),
             })
         })
         .collect()

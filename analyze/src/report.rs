@@ -9,6 +9,7 @@ use std::path::PathBuf;
 
 use serde::Serialize;
 
+use crate::clocks::Alignment;
 use crate::input::Skipped;
 use crate::matching::{Analysis, PairStats, Unmatched};
 
@@ -33,10 +34,13 @@ pub struct Report<'a> {
     pub used: &'a [PathBuf],
     /// Files that were left out, with reasons.
     pub skipped: &'a [Skipped],
+    /// How clocks were aligned.
+    pub alignment: &'a Alignment,
 }
 
-/// Column headers of the table and CSV outputs.
-pub const HEADER: [&str; 8] = ["from", "to", "count", "min_us", "p50_us", "p90_us", "p99_us", "max_us"];
+/// Column headers of the table and CSV outputs. `bound_us` is the ± error bound from clock
+/// alignment (0 within one host), or `unaligned`.
+pub const HEADER: [&str; 9] = ["from", "to", "count", "min_us", "p50_us", "p90_us", "p99_us", "max_us", "bound_us"];
 
 impl Report<'_> {
     /// Renders the report for standard output in `format`.
@@ -64,8 +68,35 @@ impl Report<'_> {
             let _ = writeln!(out, "  {:<width$}  {}", u.point, u.ids);
         }
         let _ = writeln!(out, "ambiguous ids: {}", a.ambiguous);
+        out.push_str(&clock_lines(self.alignment));
         out
     }
+}
+
+/// The clock table in one line per host, and every note.
+pub fn clock_lines(al: &Alignment) -> String {
+    let mut out = String::new();
+    if let Some(r) = &al.result {
+        if let Some(reference) = &r.reference {
+            let _ = writeln!(out, "clocks (reference {reference}):");
+            for h in r.hosts.iter().filter(|h| !h.reference && h.map.is_some()) {
+                let _ = writeln!(
+                    out,
+                    "  {}: offset {:+.9} s, drift {:+.3} ppm, bound ±{} us, {} of {} samples",
+                    h.host,
+                    h.offset_ns / 1e9,
+                    h.drift_ppm,
+                    micros(h.bound_ns.round() as i64),
+                    h.samples_used,
+                    h.samples
+                );
+            }
+        }
+    }
+    for n in &al.notes {
+        let _ = writeln!(out, "note: {n}");
+    }
+    out
 }
 
 /// Nanoseconds as microseconds with three decimals, using integer arithmetic so that the
@@ -76,7 +107,7 @@ pub fn micros(ns: i64) -> String {
     format!("{sign}{}.{:03}", abs / 1000, abs % 1000)
 }
 
-fn cells(p: &PairStats) -> [String; 8] {
+fn cells(p: &PairStats) -> [String; 9] {
     [
         p.from.clone(),
         p.to.clone(),
@@ -86,13 +117,14 @@ fn cells(p: &PairStats) -> [String; 8] {
         micros(p.p90_ns),
         micros(p.p99_ns),
         micros(p.max_ns),
+        p.bound_ns.map_or_else(|| "unaligned".to_owned(), micros),
     ]
 }
 
 /// Aligned table: names left-aligned, numbers right-aligned, two spaces between columns,
 /// no trailing spaces.
 fn table(pairs: &[PairStats]) -> String {
-    let rows: Vec<[String; 8]> = pairs.iter().map(cells).collect();
+    let rows: Vec<[String; 9]> = pairs.iter().map(cells).collect();
     let mut widths = HEADER.map(str::len);
     for row in &rows {
         for (w, cell) in widths.iter_mut().zip(row) {
@@ -154,8 +186,55 @@ struct JsonFiles<'a> {
 }
 
 #[derive(Serialize)]
+struct JsonClock {
+    host: String,
+    reference: bool,
+    aligned: bool,
+    offset_ns: f64,
+    drift_ppm: f64,
+    bound_ns: f64,
+    samples_used: usize,
+    samples: usize,
+    problem: Option<String>,
+}
+
+#[derive(Serialize)]
+struct JsonClocks<'a> {
+    same_clock: bool,
+    reference: Option<&'a str>,
+    hosts: Vec<JsonClock>,
+    notes: &'a [String],
+}
+
+fn json_clocks(al: &Alignment) -> JsonClocks<'_> {
+    let hosts = al
+        .result
+        .iter()
+        .flat_map(|r| &r.hosts)
+        .map(|h| JsonClock {
+            host: h.host.clone(),
+            reference: h.reference,
+            aligned: h.map.is_some(),
+            offset_ns: h.offset_ns,
+            drift_ppm: h.drift_ppm,
+            bound_ns: h.bound_ns,
+            samples_used: h.samples_used,
+            samples: h.samples,
+            problem: h.problem.clone(),
+        })
+        .collect();
+    JsonClocks {
+        same_clock: al.same_clock,
+        reference: al.result.as_ref().and_then(|r| r.reference.as_deref()),
+        hosts,
+        notes: &al.notes,
+    }
+}
+
+#[derive(Serialize)]
 struct JsonReport<'a> {
     pairs: &'a [PairStats],
+    clocks: JsonClocks<'a>,
     unmatched: &'a [Unmatched],
     ambiguous: u64,
     events: u64,
@@ -168,6 +247,7 @@ fn json(r: &Report<'_>) -> String {
     let a = r.analysis;
     let doc = JsonReport {
         pairs: &a.pairs,
+        clocks: json_clocks(r.alignment),
         unmatched: &a.unmatched,
         ambiguous: a.ambiguous,
         events: a.events,
@@ -194,6 +274,7 @@ mod tests {
             p90_ns: ns,
             p99_ns: ns,
             max_ns: ns,
+            bound_ns: (count != 3).then_some(1500),
         }
     }
 
@@ -211,14 +292,14 @@ mod tests {
         let t = table(&pairs);
         assert_eq!(
             t,
-            "from               to           count  min_us  p50_us  p90_us  p99_us  max_us\n\
-             h1:eth0:tc_egress  h2:eth0:xdp     12   5.000   5.000   5.000   5.000   5.000\n\
-             a,b                h2:eth0:xdp      3   0.250   0.250   0.250   0.250   0.250\n"
+            "from               to           count  min_us  p50_us  p90_us  p99_us  max_us   bound_us\n\
+             h1:eth0:tc_egress  h2:eth0:xdp     12   5.000   5.000   5.000   5.000   5.000      1.500\n\
+             a,b                h2:eth0:xdp      3   0.250   0.250   0.250   0.250   0.250  unaligned\n"
         );
         let c = csv(&pairs[1..]);
         assert_eq!(
             c,
-            "from,to,count,min_us,p50_us,p90_us,p99_us,max_us\n\"a,b\",h2:eth0:xdp,3,0.250,0.250,0.250,0.250,0.250\n"
+            "from,to,count,min_us,p50_us,p90_us,p99_us,max_us,bound_us\n\"a,b\",h2:eth0:xdp,3,0.250,0.250,0.250,0.250,0.250,unaligned\n"
         );
     }
 }

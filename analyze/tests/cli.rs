@@ -155,13 +155,14 @@ fn table_output() {
     assert_eq!(
         text(&out.stdout),
         "\
-from               to           count  min_us  p50_us  p90_us  p99_us  max_us
-h1:eth0:tc_egress  h2:eth0:xdp      5  10.500  12.250  40.001  40.001  40.001
-h2:eth0:tc_egress  h1:eth0:xdp      2  20.000  20.000  30.000  30.000  30.000
+from               to           count  min_us  p50_us  p90_us  p99_us  max_us   bound_us
+h1:eth0:tc_egress  h2:eth0:xdp      5  10.500  12.250  40.001  40.001  40.001  unaligned
+h2:eth0:tc_egress  h1:eth0:xdp      2  20.000  20.000  30.000  30.000  30.000  unaligned
 
 unmatched ids: 1
   h1:eth0:tc_egress  1
 ambiguous ids: 1
+note: hosts h1, h2 could not be aligned: no clock-sync data (no *.sync.parquet files, or captures ran with --sync-port 0); cross-host latencies use each host's own clock and are only right if the clocks agree (hosts on one machine: pass --same-clock)
 "
     );
     assert_warned(&stderr, &cap.root);
@@ -178,11 +179,13 @@ fn json_output() {
         v["pairs"],
         json!([
             {"from": "h1:eth0:tc_egress", "to": "h2:eth0:xdp", "count": 5, "min_ns": 10_500,
-             "p50_ns": 12_250, "p90_ns": 40_001, "p99_ns": 40_001, "max_ns": 40_001},
+             "p50_ns": 12_250, "p90_ns": 40_001, "p99_ns": 40_001, "max_ns": 40_001, "bound_ns": null},
             {"from": "h2:eth0:tc_egress", "to": "h1:eth0:xdp", "count": 2, "min_ns": 20_000,
-             "p50_ns": 20_000, "p90_ns": 30_000, "p99_ns": 30_000, "max_ns": 30_000},
+             "p50_ns": 20_000, "p90_ns": 30_000, "p99_ns": 30_000, "max_ns": 30_000, "bound_ns": null},
         ])
     );
+    assert_eq!(v["clocks"]["same_clock"], false);
+    assert!(v["clocks"]["notes"][0].as_str().unwrap().contains("could not be aligned: no clock-sync data"), "{v}");
     assert_eq!(v["unmatched"], json!([{"point": "h1:eth0:tc_egress", "ids": 1}]));
     assert_eq!(v["ambiguous"], 1);
     assert_eq!(v["events"], 18);
@@ -202,13 +205,13 @@ fn json_output() {
 #[test]
 fn csv_output_keeps_summary_on_stderr() {
     let cap = capture();
-    let out = run(&[&cap.h2, &"--format=csv", &cap.h1]);
+    let out = run(&[&cap.h2, &"--format=csv", &"--same-clock", &cap.h1]);
     assert_eq!(out.status.code(), Some(0));
     assert_eq!(
         text(&out.stdout),
-        "from,to,count,min_us,p50_us,p90_us,p99_us,max_us\n\
-         h1:eth0:tc_egress,h2:eth0:xdp,5,10.500,12.250,40.001,40.001,40.001\n\
-         h2:eth0:tc_egress,h1:eth0:xdp,2,20.000,20.000,30.000,30.000,30.000\n"
+        "from,to,count,min_us,p50_us,p90_us,p99_us,max_us,bound_us\n\
+         h1:eth0:tc_egress,h2:eth0:xdp,5,10.500,12.250,40.001,40.001,40.001,0.000\n\
+         h2:eth0:tc_egress,h1:eth0:xdp,2,20.000,20.000,30.000,30.000,30.000,0.000\n"
     );
     assert!(text(&out.stderr).contains("ambiguous ids: 1"));
 }
@@ -255,7 +258,8 @@ fn usage_errors_exit_2() {
 #[test]
 fn issue2_lab_captures_match_golden() {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../testdata/two-ns");
-    let out = run(&[&dir]);
+    // Both hosts ran on one machine, without clock sync.
+    let out = run(&[&dir, &"--same-clock"]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
     let want = std::fs::read_to_string(dir.join("expected.txt")).unwrap();
     assert_eq!(text(&out.stdout), want);
@@ -263,4 +267,156 @@ fn issue2_lab_captures_match_golden() {
     // a's egress was matched at b's XDP hook.
     assert!(want.contains("a:veth0:tc_egress"), "{want}");
     assert!(want.contains("unmatched ids: 0"), "{want}");
+}
+
+fn sync_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../testdata/sync-3h")
+}
+
+/// Real captures of three namespaces on one switch (`netlat-lab syncbench --duration 4
+/// --rate 50`), host b's clock set 0.5 s and 50 ppm ahead, c's 0.5 s and 50 ppm behind
+/// (`--sim-clock`): the aligned latency table and the clock table match the recorded ones.
+#[test]
+fn issue3_sync_captures_match_golden() {
+    let dir = sync_dir();
+    let out = run(&[&dir]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stdout), fs::read_to_string(dir.join("expected.txt")).unwrap());
+    let out = run(&[&"sync", &dir]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stdout), fs::read_to_string(dir.join("expected-sync.txt")).unwrap());
+}
+
+fn nearest_rank(sorted: &[i64], pct: usize) -> i64 {
+    sorted[(sorted.len() * pct).div_ceil(100).max(1) - 1]
+}
+
+/// The same captures against the truth the lab set up: every figure netlat-analyze prints
+/// for a cross-host pair lies within its printed bound of the figure computed on the one
+/// real clock (each timestamp mapped back through the injected clock error), and the
+/// clock table recovers the injected offsets and drifts.
+#[test]
+fn issue3_aligned_latencies_agree_with_the_injected_clocks() {
+    let dir = sync_dir();
+    let mut sims = std::collections::HashMap::new();
+    let mut first_probe = std::collections::HashMap::new();
+    for h in ["a", "b", "c"] {
+        for f in fs::read_dir(dir.join(h)).unwrap() {
+            let p = f.unwrap().path();
+            let name = p.to_string_lossy().into_owned();
+            if name.ends_with(".meta.json") {
+                let v: Value = serde_json::from_slice(&fs::read(&p).unwrap()).unwrap();
+                let sim: sync::sim::SimClock = if v["sim_clock"].is_null() {
+                    Default::default()
+                } else {
+                    serde_json::from_value(v["sim_clock"].clone()).unwrap()
+                };
+                sims.insert(h.to_owned(), sim);
+            } else if name.ends_with(".sync.parquet") {
+                let df = ParquetReader::new(File::open(&p).unwrap()).finish().unwrap();
+                first_probe.insert(h.to_owned(), df.column("ts_ns").unwrap().i64().unwrap().min().unwrap());
+            }
+        }
+    }
+    // Truth per packet: tc_egress on one host, xdp on another, on the real clock.
+    let mut tx = std::collections::HashMap::new();
+    let mut rx = std::collections::HashMap::new();
+    for h in ["a", "b", "c"] {
+        for f in fs::read_dir(dir.join(h)).unwrap() {
+            let p = f.unwrap().path();
+            if !p.to_string_lossy().ends_with(".events.parquet") {
+                continue;
+            }
+            let df = ParquetReader::new(File::open(&p).unwrap()).finish().unwrap();
+            let ts = df.column("ts_ns").unwrap().i64().unwrap().clone();
+            let hook = df.column("hook").unwrap().str().unwrap().clone();
+            let id = df.column("pkt_id").unwrap().u64().unwrap().clone();
+            for i in 0..df.height() {
+                let real = sims[h].invert(ts.get(i).unwrap());
+                match hook.get(i).unwrap() {
+                    "tc_egress" => tx.insert(id.get(i).unwrap(), (h, real)),
+                    "xdp" => rx.insert(id.get(i).unwrap(), (h, real)),
+                    _ => None,
+                };
+            }
+        }
+    }
+    let mut truth: std::collections::BTreeMap<(&str, &str), Vec<i64>> = Default::default();
+    for (id, (from, t1)) in &tx {
+        if let Some((to, t2)) = rx.get(id) {
+            if from != to {
+                truth.entry((from, to)).or_default().push(t2 - t1);
+            }
+        }
+    }
+    let out = run(&[&dir, &"--format", &"json"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(truth.len(), 3);
+    for ((from, to), mut lat) in truth {
+        lat.sort_unstable();
+        let pair = v["pairs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["from"] == format!("{from}:veth0:tc_egress") && p["to"] == format!("{to}:veth0:xdp"))
+            .unwrap_or_else(|| panic!("no pair {from} -> {to} in {v}"));
+        let bound = pair["bound_ns"].as_i64().unwrap();
+        assert!(bound > 0 && bound < 10_000, "{pair}");
+        assert_eq!(pair["count"].as_u64().unwrap() as usize, lat.len());
+        for (key, want) in [
+            ("min_ns", lat[0]),
+            ("p50_ns", nearest_rank(&lat, 50)),
+            ("p90_ns", nearest_rank(&lat, 90)),
+            ("p99_ns", nearest_rank(&lat, 99)),
+            ("max_ns", lat[lat.len() - 1]),
+        ] {
+            let got = pair[key].as_i64().unwrap();
+            assert!((got - want).abs() <= bound, "{from}->{to} {key}: printed {got}, truth {want}, bound {bound}");
+        }
+    }
+    // The clock table.
+    let out = run(&[&"sync", &dir, &"--format", &"json"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["result"]["reference"], "a");
+    for h in v["result"]["hosts"].as_array().unwrap().iter().filter(|h| h["host"] != "a") {
+        let name = h["host"].as_str().unwrap();
+        let (sa, sh) = (sims["a"], sims[name]);
+        let true_offset = sync::sim::true_offset(&sa, &sh, first_probe[name]);
+        let offset = h["offset_ns"].as_f64().unwrap();
+        let bound = h["bound_ns"].as_f64().unwrap();
+        assert!((offset - true_offset).abs() < bound, "{name}: offset {offset}, truth {true_offset}, bound {bound}");
+        let true_drift = (1.0 - (1.0 + sa.drift_ppm * 1e-6) / (1.0 + sh.drift_ppm * 1e-6)) * 1e6;
+        let drift = h["drift_ppm"].as_f64().unwrap();
+        assert!((drift - true_drift).abs() < 0.5, "{name}: drift {drift}, truth {true_drift}");
+    }
+}
+
+/// Bad input gets a statement, not silent numbers: a peer whose captures are missing is
+/// named with the probes it never answered, and a single host is said to need no alignment.
+#[test]
+fn issue3_missing_peer_and_single_host_are_explained() {
+    let dir = sync_dir();
+    let out = run(&[&dir.join("a"), &dir.join("b")]);
+    assert_eq!(out.status.code(), Some(0));
+    let t = text(&out.stdout);
+    assert!(t.contains("note: host a sent") && t.contains("to 198.18.0.3 that no capture saw arrive"), "{t}");
+    // A record that is not JSON is named and skipped.
+    let tmp = tempfile::tempdir().unwrap();
+    let bad = tmp.path().join("x.meta.json");
+    fs::write(&bad, "{not json").unwrap();
+    let out = run(&[&dir.join("a"), &dir.join("b"), &bad]);
+    assert_eq!(out.status.code(), Some(0));
+    assert!(
+        text(&out.stderr).contains(&format!("skipping {}: not a run-metadata record", bad.display())),
+        "{}",
+        text(&out.stderr)
+    );
+    assert!(t.contains("b: offset +0.5"), "{t}");
+    let out = run(&[&"sync", &dir.join("a")]);
+    assert_eq!(out.status.code(), Some(0));
+    let t = text(&out.stdout);
+    assert!(t.contains("note: one host (a)"), "{t}");
+    assert!(t.contains("no capture saw arrive"), "{t}");
 }

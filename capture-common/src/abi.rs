@@ -36,11 +36,14 @@ pub mod stat {
     pub const MALFORMED: u32 = 5;
     /// Sync probes of netlat's own clock-sync protocol, kept out of events.
     pub const SYNC: u32 = 6;
+    /// Sync probes whose timestamp was lost because the sync ring buffer
+    /// was full.
+    pub const SYNC_LOST: u32 = 7;
     /// Counters per hook.
-    pub const COUNT: u32 = 7;
+    pub const COUNT: u32 = 8;
     /// Column names, indexed by counter id.
     pub const NAMES: [&str; COUNT as usize] =
-        ["seen", "selected", "submitted", "ringbuf_full", "not_ip", "malformed", "sync"];
+        ["seen", "selected", "submitted", "ringbuf_full", "not_ip", "malformed", "sync", "sync_lost"];
     /// Size of the statistics array map.
     pub const MAP_LEN: u32 = COUNT * super::hook::COUNT as u32;
 }
@@ -111,6 +114,42 @@ pub struct PacketEvent {
     pub flags: u8,
     /// Explicit padding to a multiple of 8 bytes.
     pub _pad: [u8; 7],
+}
+
+/// The timestamp of one clock-sync probe at one hook, written by the kernel
+/// into the `SYNC_EVENTS` ring buffer (apart from packet events, so user
+/// traffic filling its ring cannot crowd out clock sync).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SyncStamp {
+    /// `bpf_ktime_get_ns()`: CLOCK_MONOTONIC of the capturing host.
+    pub ts_ns: u64,
+    /// Probe session (see [`crate::probe`]).
+    pub session: u64,
+    /// Pair number within the session.
+    pub seq: u64,
+    /// Source address (IPv4 in the first four bytes).
+    pub saddr: [u8; 16],
+    /// Destination address.
+    pub daddr: [u8; 16],
+    /// Interface index the hook is attached to.
+    pub ifindex: u32,
+    /// UDP source port.
+    pub sport: u16,
+    /// UDP destination port.
+    pub dport: u16,
+    /// One of [`hook`].
+    pub hook: u8,
+    /// 4 or 6.
+    pub family: u8,
+    /// Probe or reply ([`crate::probe::kind`]).
+    pub kind: u8,
+    /// 0 or 1: position in the coded pair.
+    pub idx: u8,
+    /// CPU the hook ran on.
+    pub cpu: u16,
+    /// Explicit padding.
+    pub _pad: [u8; 2],
 }
 
 /// What a filter atom tests.
@@ -207,8 +246,10 @@ pub struct CaptureConfig {
     pub n_ports: u16,
     /// UDP port recognised as VXLAN (0 disables decapsulation).
     pub vxlan_port: u16,
-    /// UDP port of netlat's sync probes (0: none); such packets are
-    /// counted as `SYNC` and never appear as events.
+    /// UDP port of netlat's sync probes (0: none). UDP packets from or to
+    /// it that carry a probe header ([`crate::probe`]) are timestamped into
+    /// the sync ring buffer, counted as `SYNC`, and never appear as events;
+    /// other packets on the port are ordinary traffic.
     pub sync_port: u16,
     /// Explicit padding.
     pub _pad: u16,
@@ -230,6 +271,7 @@ impl Default for CaptureConfig {
 }
 
 const _: () = assert!(core::mem::size_of::<PacketEvent>() == 96);
+const _: () = assert!(core::mem::size_of::<SyncStamp>() == 72);
 const _: () = assert!(core::mem::size_of::<FilterAtom>() == 40);
 const _: () = assert!(core::mem::size_of::<Filter>() == 40 * MAX_ATOMS * MAX_TERMS + 16);
 const _: () = assert!(core::mem::size_of::<CaptureConfig>() & 7 == 0);
@@ -238,6 +280,8 @@ const _: () = assert!(core::mem::size_of::<CaptureConfig>() & 7 == 0);
 mod pod {
     // SAFETY: plain-old-data: repr(C), no padding, every bit pattern valid.
     unsafe impl aya::Pod for super::PacketEvent {}
+    // SAFETY: as above.
+    unsafe impl aya::Pod for super::SyncStamp {}
     // SAFETY: as above.
     unsafe impl aya::Pod for super::CaptureConfig {}
 }

@@ -9,10 +9,12 @@
 //! * [`parse`]: the packet parser (Ethernet, 802.1Q, IPv4, IPv6 with
 //!   extension headers, TCP, UDP, ICMP, VXLAN) over any [`parse::PacketBuf`];
 //! * [`hash`]: the packet identity hash and consistent sampling;
-//! * [`filter`]: evaluation of a compiled filter expression.
+//! * [`filter`]: evaluation of a compiled filter expression;
+//! * [`probe`]: the wire format of clock-sync probes.
 #![cfg_attr(not(test), no_std)]
 
 pub mod abi;
 pub mod filter;
 pub mod hash;
 pub mod parse;
+pub mod probe;

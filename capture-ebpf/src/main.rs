@@ -16,9 +16,10 @@ use aya_ebpf::{
     programs::{TcContext, XdpContext},
 };
 use capture_common::{
-    abi::{hook, stat, CaptureConfig, PacketEvent, ID_PAYLOAD_BYTES},
+    abi::{flags, hook, stat, CaptureConfig, PacketEvent, SyncStamp, ID_PAYLOAD_BYTES},
     filter, hash,
-    parse::{self, PacketBuf, ParseError},
+    parse::{self, PacketBuf, PacketInfo, ParseError},
+    probe,
 };
 
 /// Load-time configuration; `EbpfLoader::set_global("CFG", ..)` replaces it.
@@ -51,6 +52,11 @@ static CFG: CaptureConfig = CaptureConfig {
 /// Events for user space; its size is set at load time.
 #[map]
 static EVENTS: RingBuf = RingBuf::with_byte_size(1 << 22, 0);
+
+/// Timestamps of clock-sync probes: a ring of their own, so a flood of
+/// user traffic cannot starve clock sync (and vice versa).
+#[map]
+static SYNC_EVENTS: RingBuf = RingBuf::with_byte_size(1 << 16, 0);
 
 /// Per-CPU counters, `hook * stat::COUNT + stat`.
 #[map]
@@ -128,9 +134,12 @@ fn try_packet<B: PacketBuf>(buf: &B, hook: u8, ifindex: u32) {
     }
     if cfg.sync_port != 0
         && info.proto == parse::IPPROTO_UDP
+        && info.flags & flags::VXLAN == 0
         && (info.dport == cfg.sync_port || info.sport == cfg.sync_port)
     {
-        return count(hook, stat::SYNC);
+        if let Some(h) = buf.load::<{ probe::HEADER_LEN }>(info.payload_off).and_then(|b| probe::Header::decode(&b)) {
+            return sync_stamp(info, &h, hook, ifindex);
+        }
     }
     if !filter::matches(&cfg.filter, info) || !filter::port_selected(cfg, info) {
         return;
@@ -187,6 +196,34 @@ fn try_packet<B: PacketBuf>(buf: &B, hook: u8, ifindex: u32) {
     }
     entry.submit(0);
     count(hook, stat::SUBMITTED);
+}
+
+/// Records a clock-sync probe; it never becomes a packet event.
+#[inline(always)]
+fn sync_stamp(info: &PacketInfo, h: &probe::Header, hook: u8, ifindex: u32) {
+    count(hook, stat::SYNC);
+    let Some(mut entry) = SYNC_EVENTS.reserve::<SyncStamp>(0) else {
+        return count(hook, stat::SYNC_LOST);
+    };
+    let s = entry.as_mut_ptr();
+    // SAFETY: the reservation is exactly one SyncStamp; every field is set.
+    unsafe {
+        (*s).ts_ns = bpf_ktime_get_ns();
+        (*s).session = h.session;
+        (*s).seq = h.seq;
+        (*s).saddr = info.saddr;
+        (*s).daddr = info.daddr;
+        (*s).ifindex = ifindex;
+        (*s).sport = info.sport;
+        (*s).dport = info.dport;
+        (*s).hook = hook;
+        (*s).family = info.family;
+        (*s).kind = h.kind;
+        (*s).idx = h.idx;
+        (*s).cpu = bpf_get_smp_processor_id() as u16;
+        (*s)._pad = [0; 2];
+    }
+    entry.submit(0);
 }
 
 /// XDP ingress: timestamps before the stack allocates an skb.

@@ -5,7 +5,8 @@
 //! * [`filter`]: tcpdump-like filter expressions compiled for the kernel;
 //! * [`netns`]: naming and entering network namespaces;
 //! * [`loader`]: loading the eBPF object and attaching hooks;
-//! * [`schema`]: the `events` table;
+//! * [`schema`]: the `events` table; [`sync_table`]: the `sync` table;
+//! * [`syncing`]: the clock-sync prober and responder during a run;
 //! * [`ring`]: Parquet ring files with crash-safe rotation;
 //! * [`meta`]: the run-metadata record;
 //! * [`run`]: one capture run, end to end.
@@ -18,3 +19,5 @@ pub mod netns;
 pub mod ring;
 pub mod run;
 pub mod schema;
+pub mod sync_table;
+pub mod syncing;

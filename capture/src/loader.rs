@@ -86,6 +86,8 @@ pub struct Scope {
     ebpf: Option<Ebpf>,
     /// Events from the kernel.
     pub ring: RingBuf<MapData>,
+    /// Clock-sync probe stamps from the kernel.
+    pub sync_ring: RingBuf<MapData>,
     stats: PerCpuArray<MapData, u64>,
     points: HashMap<u32, PointContext>,
     /// Attached interfaces, for the run metadata.
@@ -120,9 +122,11 @@ impl Scope {
         })?;
         let ring = RingBuf::try_from(ebpf.take_map("EVENTS").expect("EVENTS map in object"))
             .map_err(|e| load_err(&netns)(e.into()))?;
+        let sync_ring = RingBuf::try_from(ebpf.take_map("SYNC_EVENTS").expect("SYNC_EVENTS map in object"))
+            .map_err(|e| load_err(&netns)(e.into()))?;
         let stats = PerCpuArray::try_from(ebpf.take_map("STATS").expect("STATS map in object"))
             .map_err(|e| load_err(&netns)(e.into()))?;
-        Ok(Self { netns, ebpf: Some(ebpf), ring, stats, points: HashMap::new(), ifaces: Vec::new() })
+        Ok(Self { netns, ebpf: Some(ebpf), ring, sync_ring, stats, points: HashMap::new(), ifaces: Vec::new() })
     }
 
     /// Attaches the selected hooks to `spec`'s interface (in this scope's
@@ -189,6 +193,7 @@ impl Scope {
             c.not_ip = get(stat::NOT_IP)?;
             c.malformed = get(stat::MALFORMED)?;
             c.sync = get(stat::SYNC)?;
+            c.sync_lost = get(stat::SYNC_LOST)?;
         }
         Ok(out)
     }

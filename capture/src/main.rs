@@ -22,6 +22,10 @@ FILTER is a tcpdump-like expression, e.g. 'udp and port 5001', 'host 198.18.0.2 
 'src net 198.18.0.0/15 and tcp'. Interfaces in other network namespaces are named NETNS/IFACE
 (NETNS: a name under /run/netns, pid:PID, or a path to a namespace file).
 
+Clock sync: every capture answers probes on UDP port 7310 (--sync-port); --sync-peer ADDR makes it
+probe ADDR too. Probes are timestamped where packets are (TC egress, XDP) and written to
+*.sync.parquet; `netlat-analyze sync` turns them into clock offsets and drifts.
+
 Exit codes: 0 done, 1 failed while capturing (finished files stay intact), 2 bad usage or
 configuration, 3 could not set up the kernel side (root, kernel features, interfaces).";
 
@@ -68,6 +72,23 @@ struct Cli {
     /// Host name recorded in files (default: the system host name).
     #[arg(long, value_name = "NAME")]
     host_name: Option<String>,
+    /// Probe this peer's clock (ADDR or ADDR:PORT; repeatable): coded pairs
+    /// of UDP probes, timestamped by the kernel programs, for clock sync.
+    #[arg(long = "sync-peer", value_name = "ADDR[:PORT]")]
+    sync_peers: Vec<String>,
+    /// UDP port of the clock-sync responder (default 7310; 0: sync off).
+    #[arg(long, value_name = "PORT")]
+    sync_port: Option<u16>,
+    /// Coded probe pairs per second per peer (default 10).
+    #[arg(long, value_name = "PAIRS")]
+    sync_rate: Option<f64>,
+    /// Gap between the two probes of a pair, µs (default 20).
+    #[arg(long, value_name = "US")]
+    sync_gap_us: Option<u64>,
+    /// Test aid: distort every recorded timestamp as if this host's clock had
+    /// this offset, drift and step, e.g. offset=0.5s,drift=-50ppm,step=2ms@30s.
+    #[arg(long, value_name = "SPEC", help_heading = "Test aids")]
+    sim_clock: Option<String>,
     /// Write the run id into this file once every hook is attached.
     #[arg(long, value_name = "PATH")]
     ready_file: Option<PathBuf>,
@@ -131,6 +152,30 @@ fn options(cli: Cli) -> anyhow::Result<Options> {
     if host.is_empty() || host.contains(['/', '\0']) {
         bail!("--host-name {host:?}: must be non-empty without '/'");
     }
+    let sync_port = cli.sync_port.or(conf.sync.port).unwrap_or(conf::capture::SYNC_PORT);
+    let peer_texts = if cli.sync_peers.is_empty() { conf.sync.peers.clone() } else { cli.sync_peers.clone() };
+    let peers = peer_texts
+        .iter()
+        .map(|p| conf::capture::parse_peer(p, sync_port).map_err(|m| anyhow::anyhow!("--sync-peer: {m}")))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let sync_rate = cli.sync_rate.or(conf.sync.rate).unwrap_or(10.0);
+    if !(sync_rate > 0.0 && sync_rate <= 10_000.0) {
+        bail!("--sync-rate {sync_rate}: must be in (0, 10000] pairs per second");
+    }
+    let sync_gap_us = cli.sync_gap_us.or(conf.sync.gap_us).unwrap_or(20);
+    if sync_gap_us > 100_000 {
+        bail!("--sync-gap-us {sync_gap_us}: at most 100000");
+    }
+    if sync_port == 0 && !peers.is_empty() {
+        bail!("--sync-peer needs a sync port (--sync-port 0 turns clock sync off)");
+    }
+    let sync = (sync_port != 0).then(|| capture::syncing::SyncOptions {
+        port: sync_port,
+        peers: peers.clone(),
+        rate: sync_rate,
+        gap: Duration::from_micros(sync_gap_us),
+    });
+    let sim_clock = cli.sim_clock.as_deref().map(sync::sim::SimClock::parse).transpose()?;
     let config: BTreeMap<String, String> = [
         ("filter", filter_text.clone()),
         ("sample_one_in", one_in.to_string()),
@@ -143,6 +188,11 @@ fn options(cli: Cli) -> anyhow::Result<Options> {
         ("max_files", max_files.to_string()),
         ("vxlan_port", kernel.vxlan_port.to_string()),
         ("config_file", cli.config.as_ref().map(|p| p.display().to_string()).unwrap_or_default()),
+        ("sync_port", sync_port.to_string()),
+        ("sync_peers", peers.iter().map(ToString::to_string).collect::<Vec<_>>().join(",")),
+        ("sync_rate", sync_rate.to_string()),
+        ("sync_gap_us", sync_gap_us.to_string()),
+        ("sim_clock", cli.sim_clock.clone().unwrap_or_default()),
     ]
     .into_iter()
     .map(|(k, v)| (k.to_owned(), v))
@@ -163,6 +213,8 @@ fn options(cli: Cli) -> anyhow::Result<Options> {
         ready_file: cli.ready_file,
         argv: std::env::args().collect(),
         config,
+        sync,
+        sim_clock,
     })
 }
 
@@ -196,7 +248,7 @@ fn main() -> ExitCode {
             // Every RunError's message already carries its causes.
             eprintln!("netlat-capture: {e}");
             ExitCode::from(match e {
-                RunError::Load(_) => 3,
+                RunError::Load(_) | RunError::Sync(_) => 3,
                 RunError::Folder { .. } => 2,
                 RunError::Ring(_) | RunError::Poll(_) => 1,
             })

@@ -49,6 +49,33 @@ pub struct HookCounts {
     pub malformed: u64,
     /// netlat sync probes (kept out of the events).
     pub sync: u64,
+    /// Sync probe stamps lost because the sync ring buffer was full.
+    pub sync_lost: u64,
+}
+
+/// Clock sync in this run.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct SyncMeta {
+    /// Responder port (0: sync off).
+    pub port: u16,
+    /// Namespace the prober and responder ran in.
+    pub netns: String,
+    /// Peers probed.
+    pub peers: Vec<String>,
+    /// Coded pairs per second per peer.
+    pub rate: f64,
+    /// Gap inside a pair, µs.
+    pub gap_us: u64,
+    /// Stamps in `sync` files.
+    pub stamps_written: u64,
+    /// Stamps read but dropped in user space (writer queue full).
+    pub stamps_dropped: u64,
+    /// Why the responder could not run, if it could not.
+    pub responder_error: Option<String>,
+    /// The prober's and responder's own counts.
+    pub prober: Option<sync::prober::ProberStats>,
+    /// Finished sync files on disk.
+    pub files: Vec<String>,
 }
 
 /// The record.
@@ -90,6 +117,11 @@ pub struct RunMeta {
     pub files: Vec<String>,
     /// Files removed by the `max_files` ring limit.
     pub files_deleted: Vec<String>,
+    /// Clock sync.
+    pub sync: SyncMeta,
+    /// Synthetic clock errors applied to every timestamp (a test aid);
+    /// `ref_ns` is the true CLOCK_MONOTONIC at the start.
+    pub sim_clock: Option<sync::sim::SimClock>,
 }
 
 impl RunMeta {

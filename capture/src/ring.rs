@@ -56,6 +56,8 @@ pub struct RingConfig {
     pub dir: PathBuf,
     /// File name prefix: `<host>-<run_id>`.
     pub prefix: String,
+    /// Table name, the file name's second suffix: `events` or `sync`.
+    pub table: &'static str,
     /// Rotate when a file reaches this many bytes.
     pub max_bytes: u64,
     /// Rotate when a file is this old.
@@ -138,7 +140,7 @@ impl RingWriter {
     fn open(&mut self) -> Result<&mut Open, RingError> {
         if self.current.is_none() {
             self.seq += 1;
-            let name = format!("{}-{:05}.events.parquet", self.cfg.prefix, self.seq);
+            let name = format!("{}-{:05}.{}.parquet", self.cfg.prefix, self.seq, self.cfg.table);
             let fin = self.cfg.dir.join(&name);
             let tmp = self.cfg.dir.join(format!(".{name}.partial"));
             // create_new: never overwrite anything, even after a restart.
@@ -223,6 +225,7 @@ mod tests {
         let cfg = RingConfig {
             dir: dir.to_owned(),
             prefix: "h-run".into(),
+            table: "events",
             max_bytes,
             max_age: Duration::from_secs(3600),
             max_files,

@@ -20,15 +20,18 @@ use std::{
     time::{Duration, Instant},
 };
 
-use capture_common::abi::{hook, CaptureConfig, PacketEvent};
+use capture_common::abi::{hook, CaptureConfig, PacketEvent, SyncStamp};
 use parquet::file::metadata::KeyValue;
+use sync::sim::SimClock;
 
 use crate::{
     loader::{Hooks, LoadError, Points, Scope},
-    meta::{HookCounts, RunMeta},
+    meta::{HookCounts, RunMeta, SyncMeta},
     netns::{IfaceSpec, Netns},
     ring::{RingConfig, RingError, RingWriter},
     schema::{self, SCHEMA_VERSION},
+    sync_table,
+    syncing::{SyncOptions, SyncRunner},
 };
 
 /// Events per batch handed to the writer.
@@ -69,6 +72,10 @@ pub struct Options {
     pub argv: Vec<String>,
     /// Effective configuration, for the metadata.
     pub config: BTreeMap<String, String>,
+    /// Clock sync (`None`: off).
+    pub sync: Option<SyncOptions>,
+    /// Synthetic clock errors (a test aid); `ref_ns` is set at the start.
+    pub sim_clock: Option<SimClock>,
 }
 
 /// Why a run failed.
@@ -91,6 +98,9 @@ pub enum RunError {
     /// Reading the ring buffer.
     #[error("polling the ring buffers: {0}")]
     Poll(std::io::Error),
+    /// Clock sync could not start (e.g. its port is taken).
+    #[error("{0}")]
+    Sync(String),
 }
 
 /// What a finished run reports.
@@ -148,44 +158,159 @@ fn run_id() -> String {
 #[derive(Default)]
 struct Tally {
     written: [AtomicU64; hook::COUNT],
+    sync_written: AtomicU64,
     /// Finished files on disk, for the live line.
     files: AtomicU64,
 }
 
+/// What the reader hands the writer.
+enum Batch {
+    Events(Vec<(usize, PacketEvent)>),
+    Sync(Vec<(usize, SyncStamp)>),
+}
+
+impl Batch {
+    fn is_empty(&self) -> bool {
+        match self {
+            Batch::Events(v) => v.is_empty(),
+            Batch::Sync(v) => v.is_empty(),
+        }
+    }
+}
+
+/// The event ring and the sync ring.
+struct Rings {
+    events: RingWriter,
+    sync: RingWriter,
+}
+
 fn writer_thread(
-    mut ring: RingWriter,
+    mut rings: Rings,
     host: String,
     points: Points,
-    rx: mpsc::Receiver<Vec<(usize, PacketEvent)>>,
+    rx: mpsc::Receiver<Batch>,
     tally: Arc<Tally>,
-) -> (RingWriter, Result<(), RingError>) {
+) -> (Rings, Result<(), RingError>) {
     let result = (|| loop {
-        tally.files.store(ring.finished().count() as u64, Ordering::Relaxed);
+        tally.files.store(rings.events.finished().count() as u64, Ordering::Relaxed);
         match rx.recv_timeout(Duration::from_millis(100)) {
-            Ok(events) => {
+            Ok(Batch::Events(events)) => {
                 let batch = schema::to_batch(&host, &events, &points).expect("schema matches builder");
-                ring.write(&batch)?;
+                rings.events.write(&batch)?;
                 for (_, e) in &events {
                     tally.written[usize::from(e.hook).min(hook::COUNT - 1)].fetch_add(1, Ordering::Relaxed);
                 }
-                ring.tick()?;
             }
-            Err(RecvTimeoutError::Timeout) => ring.tick()?,
-            Err(RecvTimeoutError::Disconnected) => return ring.rotate(),
+            Ok(Batch::Sync(stamps)) => {
+                let batch = sync_table::to_sync_batch(&host, &stamps, &points).expect("schema matches builder");
+                rings.sync.write(&batch)?;
+                tally.sync_written.fetch_add(stamps.len() as u64, Ordering::Relaxed);
+            }
+            Err(RecvTimeoutError::Timeout) => {}
+            Err(RecvTimeoutError::Disconnected) => {
+                rings.events.rotate()?;
+                return rings.sync.rotate();
+            }
         }
+        rings.events.tick()?;
+        rings.sync.tick()?;
     })();
     if result.is_err() {
-        ring.abandon();
+        rings.events.abandon();
+        rings.sync.abandon();
     }
-    (ring, result)
+    (rings, result)
+}
+
+/// Reads both ring buffers of every scope into batches, applying the
+/// synthetic clock if any.
+struct Reader {
+    events: Vec<(usize, PacketEvent)>,
+    stamps: Vec<(usize, SyncStamp)>,
+    sim: Option<SimClock>,
+}
+
+impl Reader {
+    fn drain(&mut self, scopes: &mut [Scope]) -> usize {
+        let mut n = 0;
+        for (i, s) in scopes.iter_mut().enumerate() {
+            while let Some(item) = s.sync_ring.next() {
+                if item.len() >= std::mem::size_of::<SyncStamp>() {
+                    // SAFETY: the kernel wrote a whole SyncStamp; unaligned read.
+                    let mut st = unsafe { std::ptr::read_unaligned(item.as_ptr().cast::<SyncStamp>()) };
+                    if let Some(sim) = &self.sim {
+                        st.ts_ns = sim.apply(st.ts_ns as i64) as u64;
+                    }
+                    self.stamps.push((i, st));
+                }
+            }
+            while let Some(item) = s.ring.next() {
+                if item.len() >= std::mem::size_of::<PacketEvent>() {
+                    // SAFETY: the kernel wrote a whole PacketEvent; unaligned read.
+                    let mut e = unsafe { std::ptr::read_unaligned(item.as_ptr().cast::<PacketEvent>()) };
+                    if let Some(sim) = &self.sim {
+                        e.ts_ns = sim.apply(e.ts_ns as i64) as u64;
+                    }
+                    self.events.push((i, e));
+                    n += 1;
+                }
+                if self.events.len() >= BATCH {
+                    break;
+                }
+            }
+        }
+        n
+    }
+}
+
+/// Drops handed to the writer: per hook for events, and sync stamps.
+#[derive(Default)]
+struct Lost {
+    events: [u64; hook::COUNT],
+    stamps: u64,
+}
+
+/// Hands a batch to the writer. Batches that do not reach it are counted,
+/// never just lost: a full queue, or a writer that stopped on an error.
+/// Returns false once the writer is gone.
+fn send(tx: &mpsc::SyncSender<Batch>, batch: Batch, lost: &mut Lost, block: bool) -> bool {
+    if batch.is_empty() {
+        return true;
+    }
+    let sent = if block { tx.send(batch).map_err(|e| TrySendError::Disconnected(e.0)) } else { tx.try_send(batch) };
+    let (back, alive) = match sent {
+        Ok(()) => return true,
+        Err(TrySendError::Full(b)) => (b, true),
+        Err(TrySendError::Disconnected(b)) => (b, false),
+    };
+    match back {
+        Batch::Events(v) => v.iter().for_each(|(_, e)| lost.events[usize::from(e.hook).min(hook::COUNT - 1)] += 1),
+        Batch::Sync(v) => lost.stamps += v.len() as u64,
+    }
+    alive
+}
+
+fn kv(opts: &Options, run_id: &str, table: &str) -> Vec<KeyValue> {
+    let mut kv = vec![
+        KeyValue::new("netlat.schema_version".into(), SCHEMA_VERSION.to_string()),
+        KeyValue::new("netlat.table".into(), table.to_owned()),
+        KeyValue::new("netlat.host".into(), opts.host.clone()),
+        KeyValue::new("netlat.run_id".into(), run_id.to_owned()),
+        KeyValue::new("netlat.clock".into(), "CLOCK_MONOTONIC".to_owned()),
+    ];
+    if let Some(sim) = &opts.sim_clock {
+        kv.push(KeyValue::new("netlat.sim_clock".into(), serde_json::to_string(sim).expect("serializable")));
+    }
+    kv
 }
 
 /// Runs a capture to its end.
-pub fn run(opts: Options) -> Result<Summary, RunError> {
+pub fn run(mut opts: Options) -> Result<Summary, RunError> {
     STOP.store(false, Ordering::SeqCst);
     check_folder(&opts.dir)?;
     let run_id = run_id();
     let prefix = format!("{}-{run_id}", opts.host);
+    opts.kernel.sync_port = opts.sync.as_ref().map_or(0, |s| s.port);
 
     // One scope per namespace, in order of first mention.
     let mut scopes: Vec<Scope> = Vec::new();
@@ -204,9 +329,39 @@ pub fn run(opts: Options) -> Result<Summary, RunError> {
         };
         scopes[idx].attach(spec, opts.hooks)?;
     }
+
+    // Timestamps are distorted from here on; the truth is kept in the metadata.
+    if let Some(sim) = &mut opts.sim_clock {
+        sim.ref_ns = sync::clock::monotonic_ns();
+    }
+    let sim = opts.sim_clock;
+    let sim_mapping = |mut m: sync::clock::MonoToRealtime| {
+        if let Some(sim) = &sim {
+            let distorted = sim.apply(m.mono_ns);
+            m.offset_ns -= distorted - m.mono_ns;
+            m.mono_ns = distorted;
+        }
+        m
+    };
+
+    let mut sync_meta = SyncMeta::default();
+    let mut prober = None;
+    if let Some(so) = &opts.sync {
+        sync_meta.port = so.port;
+        sync_meta.netns = scopes[0].netns.name.clone();
+        sync_meta.peers = so.peers.iter().map(ToString::to_string).collect();
+        sync_meta.rate = so.rate;
+        sync_meta.gap_us = so.gap.as_micros() as u64;
+        match SyncRunner::start(so, &scopes[0].netns).map_err(RunError::Sync)? {
+            Ok(p) => prober = Some(p),
+            Err(why) => {
+                eprintln!("netlat-capture: warning: clock-sync responder off: {why}");
+                sync_meta.responder_error = Some(why);
+            }
+        }
+    }
     install_signals();
 
-    let clock_start = sync::clock::mono_to_realtime(100);
     let mut meta = RunMeta {
         schema_version: SCHEMA_VERSION,
         netlat_version: env!("CARGO_PKG_VERSION").into(),
@@ -219,38 +374,43 @@ pub fn run(opts: Options) -> Result<Summary, RunError> {
         config: opts.config.clone(),
         interfaces: scopes.iter().flat_map(|s| s.ifaces.clone()).collect(),
         clock_source: "CLOCK_MONOTONIC (bpf_ktime_get_ns)".into(),
-        clock_start,
+        clock_start: sim_mapping(sync::clock::mono_to_realtime(100)),
         clock_end: None,
         started_realtime_ns: sync::clock::realtime_ns(),
         ended_realtime_ns: None,
         counts: BTreeMap::new(),
         files: Vec::new(),
         files_deleted: Vec::new(),
+        sync: sync_meta,
+        sim_clock: opts.sim_clock,
     };
     meta.store(&opts.dir, &prefix)?;
 
-    let kv = vec![
-        KeyValue::new("netlat.schema_version".into(), SCHEMA_VERSION.to_string()),
-        KeyValue::new("netlat.table".into(), "events".to_owned()),
-        KeyValue::new("netlat.host".into(), opts.host.clone()),
-        KeyValue::new("netlat.run_id".into(), run_id.clone()),
-        KeyValue::new("netlat.clock".into(), "CLOCK_MONOTONIC".to_owned()),
-    ];
-    let ring_cfg = RingConfig {
+    let ring_cfg = |table: &'static str, max_files: u32| RingConfig {
         dir: opts.dir.clone(),
         prefix: prefix.clone(),
+        table,
         max_bytes: opts.file_bytes,
         max_age: opts.file_age,
-        max_files: opts.max_files,
+        max_files,
     };
-    let ring = RingWriter::new(ring_cfg, schema::events_schema(), kv);
-    let (tx, rx) = mpsc::sync_channel::<Vec<(usize, PacketEvent)>>(opts.queue_batches.max(1));
+    let rings = Rings {
+        events: RingWriter::new(
+            ring_cfg("events", opts.max_files),
+            schema::events_schema(),
+            kv(&opts, &run_id, "events"),
+        ),
+        // Sync files are small and every one of them is needed to align the
+        // events that are kept: the ring limit does not apply.
+        sync: RingWriter::new(ring_cfg("sync", 0), sync_table::sync_schema(), kv(&opts, &run_id, "sync")),
+    };
+    let (tx, rx) = mpsc::sync_channel::<Batch>(opts.queue_batches.max(1));
     let tally = Arc::new(Tally::default());
     let writer = {
         let (host, points, tally) = (opts.host.clone(), Points::of(&scopes), tally.clone());
         std::thread::Builder::new()
             .name("netlat-writer".into())
-            .spawn(move || writer_thread(ring, host, points, rx, tally))
+            .spawn(move || writer_thread(rings, host, points, rx, tally))
             .expect("spawn writer")
     };
 
@@ -266,62 +426,25 @@ pub fn run(opts: Options) -> Result<Summary, RunError> {
         let _ = std::fs::write(f, format!("{run_id}\n"));
     }
 
-    let mut user_dropped = [0u64; hook::COUNT];
-    let mut batch: Vec<(usize, PacketEvent)> = Vec::with_capacity(BATCH);
+    let mut lost = Lost::default();
+    let mut reader = Reader { events: Vec::with_capacity(BATCH), stamps: Vec::new(), sim };
+    let take_events = |r: &mut Reader| Batch::Events(std::mem::replace(&mut r.events, Vec::with_capacity(BATCH)));
+    let take_stamps = |r: &mut Reader| Batch::Sync(std::mem::take(&mut r.stamps));
     let mut batch_started = Instant::now();
     let start = Instant::now();
     let live = !opts.quiet && std::io::stderr().is_terminal();
     let mut last_live = (Instant::now(), 0u64);
     let mut poll_err = None;
-    let send = |batch: &mut Vec<(usize, PacketEvent)>, dropped: &mut [u64; hook::COUNT], block: bool| -> bool {
-        if batch.is_empty() {
-            return true;
-        }
-        let full = std::mem::replace(batch, Vec::with_capacity(BATCH));
-        // Events that do not reach the writer are counted, never just lost:
-        // a full queue, or a writer that stopped on an error.
-        let mut count_lost = |lost: &[(usize, PacketEvent)]| {
-            for (_, e) in lost {
-                dropped[usize::from(e.hook).min(hook::COUNT - 1)] += 1;
-            }
-        };
-        let sent = if block { tx.send(full).map_err(|e| TrySendError::Disconnected(e.0)) } else { tx.try_send(full) };
-        match sent {
-            Ok(()) => true,
-            Err(TrySendError::Full(lost)) => {
-                count_lost(&lost);
-                true
-            }
-            Err(TrySendError::Disconnected(lost)) => {
-                count_lost(&lost);
-                false
-            }
-        }
-    };
-    let drain = |scopes: &mut [Scope], batch: &mut Vec<(usize, PacketEvent)>| -> usize {
-        let mut n = 0;
-        for (i, s) in scopes.iter_mut().enumerate() {
-            while let Some(item) = s.ring.next() {
-                if item.len() >= std::mem::size_of::<PacketEvent>() {
-                    // SAFETY: the kernel wrote a whole PacketEvent; unaligned read.
-                    let e = unsafe { std::ptr::read_unaligned(item.as_ptr().cast::<PacketEvent>()) };
-                    batch.push((i, e));
-                    n += 1;
-                }
-                if batch.len() >= BATCH {
-                    break;
-                }
-            }
-        }
-        n
-    };
     let mut writer_alive = true;
     while !STOP.load(Ordering::SeqCst) && writer_alive {
         if opts.duration.is_some_and(|d| start.elapsed() >= d) {
             break;
         }
-        let mut fds: Vec<libc::pollfd> =
-            scopes.iter().map(|s| libc::pollfd { fd: s.ring.as_raw_fd(), events: libc::POLLIN, revents: 0 }).collect();
+        let mut fds: Vec<libc::pollfd> = scopes
+            .iter()
+            .flat_map(|s| [s.ring.as_raw_fd(), s.sync_ring.as_raw_fd()])
+            .map(|fd| libc::pollfd { fd, events: libc::POLLIN, revents: 0 })
+            .collect();
         // SAFETY: fds is a valid array of pollfd.
         let r = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, 100) };
         if r < 0 {
@@ -332,17 +455,18 @@ pub fn run(opts: Options) -> Result<Summary, RunError> {
             }
         }
         loop {
-            drain(&mut scopes, &mut batch);
-            if batch.len() >= BATCH {
+            reader.drain(&mut scopes);
+            if reader.events.len() >= BATCH {
                 batch_started = Instant::now();
-                writer_alive = send(&mut batch, &mut user_dropped, false);
+                writer_alive = send(&tx, take_events(&mut reader), &mut lost, false);
             } else {
                 break;
             }
         }
         if batch_started.elapsed() >= BATCH_AGE {
             batch_started = Instant::now();
-            writer_alive &= send(&mut batch, &mut user_dropped, false);
+            writer_alive &= send(&tx, take_events(&mut reader), &mut lost, false);
+            writer_alive &= send(&tx, take_stamps(&mut reader), &mut lost, false);
         }
         if live && last_live.0.elapsed() >= Duration::from_secs(1) {
             let written: u64 = tally.written.iter().map(|a| a.load(Ordering::Relaxed)).sum();
@@ -350,10 +474,11 @@ pub fn run(opts: Options) -> Result<Summary, RunError> {
                 scopes.iter().filter_map(|s| s.counts().ok()).flat_map(|c| c.into_iter().map(|h| h.ringbuf_full)).sum();
             let rate = (written - last_live.1) as f64 / last_live.0.elapsed().as_secs_f64();
             eprint!(
-                "\r\x1b[Knetlat-capture: {:>6.0}s  {rate:>10.0} events/s  {written} written  {} files  drops: {kernel} kernel, {} user",
+                "\r\x1b[Knetlat-capture: {:>6.0}s  {rate:>10.0} events/s  {written} written  {} files  {} sync stamps  drops: {kernel} kernel, {} user",
                 start.elapsed().as_secs_f64(),
                 tally.files.load(Ordering::Relaxed),
-                user_dropped.iter().sum::<u64>()
+                tally.sync_written.load(Ordering::Relaxed),
+                lost.events.iter().sum::<u64>()
             );
             last_live = (Instant::now(), written);
         }
@@ -362,20 +487,23 @@ pub fn run(opts: Options) -> Result<Summary, RunError> {
         eprintln!();
     }
 
-    // Detach first so no new events arrive, give in-flight programs a
-    // moment, then drain what is left: the counters are final.
+    // Stop probing, then detach so no new events arrive, give in-flight
+    // programs a moment, then drain what is left: the counters are final.
+    let prober_stats = prober.and_then(SyncRunner::finish);
+    std::thread::sleep(Duration::from_millis(20));
     for s in &mut scopes {
         s.detach();
     }
     std::thread::sleep(Duration::from_millis(50));
-    while drain(&mut scopes, &mut batch) > 0 {
-        if batch.len() >= BATCH {
-            send(&mut batch, &mut user_dropped, true);
+    while reader.drain(&mut scopes) > 0 {
+        if reader.events.len() >= BATCH {
+            send(&tx, take_events(&mut reader), &mut lost, true);
         }
     }
-    send(&mut batch, &mut user_dropped, true);
+    send(&tx, take_events(&mut reader), &mut lost, true);
+    send(&tx, take_stamps(&mut reader), &mut lost, true);
     drop(tx);
-    let (ring, write_result) = writer.join().expect("writer thread panicked");
+    let (rings, write_result) = writer.join().expect("writer thread panicked");
 
     let mut counts = BTreeMap::new();
     let mut per_hook = vec![HookCounts::default(); hook::COUNT];
@@ -389,19 +517,24 @@ pub fn run(opts: Options) -> Result<Summary, RunError> {
             t.not_ip += c.not_ip;
             t.malformed += c.malformed;
             t.sync += c.sync;
+            t.sync_lost += c.sync_lost;
         }
     }
     for (h, mut c) in per_hook.into_iter().enumerate() {
-        c.userspace_dropped = user_dropped[h];
+        c.userspace_dropped = lost.events[h];
         c.written = tally.written[h].load(Ordering::Relaxed);
         counts.insert(hook::NAMES[h].to_owned(), c);
     }
-    let files: Vec<PathBuf> = ring.finished().cloned().collect();
+    let files: Vec<PathBuf> = rings.events.finished().cloned().collect();
     let name = |p: &PathBuf| p.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
     meta.files = files.iter().map(name).collect();
-    meta.files_deleted = ring.deleted.iter().map(name).collect();
+    meta.files_deleted = rings.events.deleted.iter().map(name).collect();
+    meta.sync.files = rings.sync.finished().map(name).collect();
+    meta.sync.stamps_written = tally.sync_written.load(Ordering::Relaxed);
+    meta.sync.stamps_dropped = lost.stamps;
+    meta.sync.prober = prober_stats;
     meta.counts = counts.clone();
-    meta.clock_end = Some(sync::clock::mono_to_realtime(100));
+    meta.clock_end = Some(sim_mapping(sync::clock::mono_to_realtime(100)));
     meta.ended_realtime_ns = Some(sync::clock::realtime_ns());
     let failure = match (&write_result, &poll_err) {
         (Err(e), _) => Some(e.to_string()),

@@ -17,6 +17,11 @@
 //!   max_files: 10               # keep at most this many per run (tcpdump -W)
 //!   ringbuf_kb: 8192            # kernel ring buffer per namespace
 //! vxlan_port: 4789
+//! sync:                         # clock-sync probes (the seed's ping_info.yaml)
+//!   port: 7310                  # UDP port of the responder; 0 turns sync off
+//!   peers: ["198.18.0.2", "198.18.0.3:7310"]   # ADDR or ADDR:PORT
+//!   rate: 10                    # coded pairs per second per peer
+//!   gap_us: 20                  # gap between the two probes of a pair
 //! ```
 
 use std::path::Path;
@@ -29,7 +34,7 @@ use crate::{from_yaml, read, ConfError};
 pub const MAX_PORTS: usize = 16;
 
 /// Top level of `capture.yaml`.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CaptureConf {
     /// Filter expression (tcpdump-like).
@@ -44,7 +49,45 @@ pub struct CaptureConf {
     /// UDP port decapsulated as VXLAN; 0 disables.
     #[serde(default)]
     pub vxlan_port: Option<u16>,
+    /// Clock-sync probes.
+    #[serde(default)]
+    pub sync: Sync,
 }
+
+/// Clock-sync settings.
+#[derive(Clone, Debug, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Sync {
+    /// Responder port (and destination port of peers given without one);
+    /// 0 turns clock sync off.
+    #[serde(default)]
+    pub port: Option<u16>,
+    /// Peers to probe: `ADDR` or `ADDR:PORT` (IPv6 as `[ADDR]:PORT`).
+    #[serde(default)]
+    pub peers: Vec<String>,
+    /// Coded pairs per second per peer.
+    #[serde(default)]
+    pub rate: Option<f64>,
+    /// Gap between the two probes of a pair, µs.
+    #[serde(default)]
+    pub gap_us: Option<u64>,
+}
+
+/// Parses a peer `ADDR`, `ADDR:PORT` or `[ADDR6]:PORT`; `port` fills in a
+/// missing port.
+pub fn parse_peer(text: &str, port: u16) -> Result<std::net::SocketAddr, String> {
+    use std::net::{IpAddr, SocketAddr};
+    if let Ok(a) = text.parse::<SocketAddr>() {
+        return Ok(a);
+    }
+    match text.trim_start_matches('[').trim_end_matches(']').parse::<IpAddr>() {
+        Ok(ip) => Ok(SocketAddr::new(ip, port)),
+        Err(_) => Err(format!("{text:?} is not an address (ADDR, ADDR:PORT or [ADDR6]:PORT)")),
+    }
+}
+
+/// Default responder port.
+pub const SYNC_PORT: u16 = 7310;
 
 /// Consistent hash sampling plus the seed tool's port selection.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize)]
@@ -119,6 +162,17 @@ impl CaptureConf {
                 return Err(bad("output.ringbuf_kb", format!("{kb} is not a power of two >= 4")));
             }
         }
+        for (i, p) in self.sync.peers.iter().enumerate() {
+            parse_peer(p, SYNC_PORT).map_err(|m| bad(&format!("sync.peers[{i}]"), m))?;
+        }
+        if let Some(r) = self.sync.rate {
+            if !(r > 0.0 && r <= 10_000.0) {
+                return Err(bad("sync.rate", format!("{r} pairs/s is outside (0, 10000]")));
+            }
+        }
+        if self.sync.gap_us.is_some_and(|g| g > 100_000) {
+            return Err(bad("sync.gap_us", "must be at most 100000 µs".into()));
+        }
         Ok(())
     }
 }
@@ -143,6 +197,22 @@ mod tests {
         assert_eq!(c.sampling.ports, vec![5001, 80]);
         assert_eq!(c.output.max_files, Some(4));
         assert_eq!(c.vxlan_port, Some(8472));
+    }
+
+    #[test]
+    fn sync_section_parses_and_checks_peers() {
+        let c = parse(
+            "sync:\n  port: 7400\n  peers: [198.18.0.2, \"198.18.0.3:7500\", \"[2001:db8::1]:7310\"]\n  rate: 20\n",
+        )
+        .unwrap();
+        assert_eq!(c.sync.port, Some(7400));
+        assert_eq!(parse_peer(&c.sync.peers[0], 7400).unwrap().to_string(), "198.18.0.2:7400");
+        assert_eq!(parse_peer(&c.sync.peers[1], 7400).unwrap().to_string(), "198.18.0.3:7500");
+        assert_eq!(parse_peer(&c.sync.peers[2], 7400).unwrap().to_string(), "[2001:db8::1]:7310");
+        let e = parse("sync:\n  peers: [198.18.0.2, hostb]\n").unwrap_err().to_string();
+        assert!(e.contains("sync.peers[1]") && e.contains("hostb"), "{e}");
+        let e = parse("sync:\n  rate: 0\n").unwrap_err().to_string();
+        assert!(e.contains("sync.rate"), "{e}");
     }
 
     #[test]

@@ -11,6 +11,8 @@ pub mod accounting;
 pub mod bins;
 pub mod capture;
 pub mod netns;
+pub mod syncbench;
+pub mod testing;
 pub mod topo;
 pub mod traffic;
 

@@ -37,8 +37,77 @@ enum Cmd {
         #[arg(long, default_value = "out/demo")]
         out: PathBuf,
     },
+    /// Clock-sync accuracy benchmark: hosts with injected clock errors, their
+    /// estimated clocks and aligned latencies against the truth.
+    Syncbench {
+        /// Seconds of capture.
+        #[arg(long, default_value_t = 60.0)]
+        duration: f64,
+        /// UDP datagrams per second on each flow (host i to host i+1).
+        #[arg(long, default_value_t = 1000)]
+        rate: u64,
+        /// Coded probe pairs per second per peer.
+        #[arg(long, default_value_t = 10.0)]
+        sync_rate: f64,
+        /// Estimator window, seconds.
+        #[arg(long, default_value_t = 10.0)]
+        window: f64,
+        /// HOST=SIM_CLOCK (repeatable; default a=, b=offset=0.5s,drift=50ppm,
+        /// c=offset=-0.5s,drift=-50ppm).
+        #[arg(long = "clock", value_name = "HOST=SPEC")]
+        clocks: Vec<String>,
+        /// Output folder (captures in OUT/HOST).
+        #[arg(long, default_value = "out/syncbench")]
+        out: PathBuf,
+        /// Only compare the captures already in OUT.
+        #[arg(long)]
+        compare_only: bool,
+    },
     /// Remove lab namespaces whose creator is gone.
     Cleanup,
+}
+
+#[allow(clippy::too_many_arguments)]
+fn syncbench(
+    duration: f64,
+    rate: u64,
+    sync_rate: f64,
+    window: f64,
+    clocks: Vec<String>,
+    out: PathBuf,
+    compare_only: bool,
+) -> anyhow::Result<()> {
+    let clocks = if clocks.is_empty() {
+        vec!["a=".into(), "b=offset=0.5s,drift=50ppm".into(), "c=offset=-0.5s,drift=-50ppm".into()]
+    } else {
+        clocks
+    };
+    let hosts = clocks
+        .iter()
+        .map(|c| c.split_once('=').map(|(h, s)| (h.to_owned(), s.to_owned())))
+        .collect::<Option<Vec<_>>>()
+        .context("--clock takes HOST=SPEC")?;
+    let cfg = lab::syncbench::BenchConfig {
+        out,
+        duration,
+        hosts,
+        rate,
+        sync_rate,
+        window,
+        step_guard: std::time::Duration::from_millis(300),
+    };
+    let report = if compare_only {
+        lab::syncbench::compare(&cfg)?
+    } else {
+        if !lab::netns::is_root() {
+            bail!("the lab needs root (network namespaces, eBPF)");
+        }
+        topo::cleanup_stale()?;
+        lab::syncbench::run(&cfg)?
+    };
+    println!("{}", report.sync_table);
+    println!("{}", report.markdown());
+    Ok(())
 }
 
 fn demo(duration: f64, rate: u64, out: PathBuf) -> anyhow::Result<()> {
@@ -100,6 +169,9 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let r = match cli.cmd {
         Cmd::Demo { duration, rate, out } => demo(duration, rate, out),
+        Cmd::Syncbench { duration, rate, sync_rate, window, clocks, out, compare_only } => {
+            syncbench(duration, rate, sync_rate, window, clocks, out, compare_only)
+        }
         Cmd::Cleanup => topo::cleanup_stale().map(|v| {
             for n in v {
                 eprintln!("netlat-lab: removed stale namespace {n}");

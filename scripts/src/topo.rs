@@ -33,7 +33,48 @@ pub fn prefix() -> String {
     format!("nl{}x", std::process::id())
 }
 
+fn new_netns(sh: &Shell, ns: &str, lab: &mut Lab) -> anyhow::Result<()> {
+    cmd!(sh, "ip netns add {ns}").quiet().run()?;
+    lab.namespaces.push(ns.to_owned());
+    cmd!(sh, "ip -n {ns} link set lo up").quiet().run()?;
+    // No IPv6 autoconfiguration chatter (DAD, MLD from `::`): such
+    // packets are identical from every host and only blur results.
+    for key in ["all", "default"] {
+        let set = format!("net.ipv6.conf.{key}.disable_ipv6=1");
+        cmd!(sh, "ip netns exec {ns} sysctl -qw {set}").quiet().run()?;
+    }
+    Ok(())
+}
+
 impl Lab {
+    /// Hosts named `names` (at most 200) on one switch: each host's `veth0`
+    /// is plugged into a bridge in a namespace of its own, host `i` has
+    /// address 198.18.0.(i+1)/24.
+    pub fn star(names: &[&str]) -> anyhow::Result<Self> {
+        anyhow::ensure!(!names.is_empty() && names.len() <= 200, "1 to 200 hosts");
+        let sh = Shell::new()?;
+        let n = SEQ.fetch_add(1, Ordering::SeqCst);
+        let mut lab = Self { hosts: Vec::new(), namespaces: Vec::new() };
+        let sw = format!("{}{n}sw", prefix());
+        new_netns(&sh, &sw, &mut lab)?;
+        cmd!(sh, "ip -n {sw} link add br0 type bridge").quiet().run()?;
+        cmd!(sh, "ip -n {sw} link set br0 up").quiet().run()?;
+        for (i, name) in names.iter().enumerate() {
+            let ns = format!("{}{n}{name}", prefix());
+            new_netns(&sh, &ns, &mut lab)?;
+            let port = format!("p{i}");
+            cmd!(sh, "ip link add veth0 netns {ns} type veth peer name {port} netns {sw}").quiet().run()?;
+            cmd!(sh, "ip -n {sw} link set {port} master br0").quiet().run()?;
+            cmd!(sh, "ip -n {sw} link set {port} up").quiet().run()?;
+            let ip = Ipv4Addr::new(198, 18, 0, i as u8 + 1);
+            let cidr = format!("{ip}/24");
+            cmd!(sh, "ip -n {ns} addr add {cidr} dev veth0").quiet().run()?;
+            cmd!(sh, "ip -n {ns} link set veth0 up").quiet().run()?;
+            lab.hosts.push(Host { netns: ns, iface: "veth0".into(), addr: ip });
+        }
+        Ok(lab)
+    }
+
     /// Two hosts `a` (198.18.0.1) and `b` (198.18.0.2) joined by a veth
     /// pair, each end named `veth0` inside its namespace.
     pub fn two_hosts() -> anyhow::Result<Self> {
@@ -42,15 +83,7 @@ impl Lab {
         let (a, b) = (format!("{}{n}a", prefix()), format!("{}{n}b", prefix()));
         let mut lab = Self { hosts: Vec::new(), namespaces: Vec::new() };
         for ns in [&a, &b] {
-            cmd!(sh, "ip netns add {ns}").quiet().run()?;
-            lab.namespaces.push(ns.clone());
-            cmd!(sh, "ip -n {ns} link set lo up").quiet().run()?;
-            // No IPv6 autoconfiguration chatter (DAD, MLD from `::`): such
-            // packets are identical from every host and only blur results.
-            for key in ["all", "default"] {
-                let set = format!("net.ipv6.conf.{key}.disable_ipv6=1");
-                cmd!(sh, "ip netns exec {ns} sysctl -qw {set}").quiet().run()?;
-            }
+            new_netns(&sh, ns, &mut lab)?;
         }
         cmd!(sh, "ip link add veth0 netns {a} type veth peer name veth0 netns {b}").quiet().run()?;
         for (ns, ip) in [(&a, Ipv4Addr::new(198, 18, 0, 1)), (&b, Ipv4Addr::new(198, 18, 0, 2))] {

@@ -8,7 +8,6 @@ use std::{
     net::SocketAddrV4,
     path::Path,
     process::Command,
-    sync::{Mutex, MutexGuard},
     time::Duration,
 };
 
@@ -17,20 +16,7 @@ use arrow::datatypes::{Int64Type, UInt16Type, UInt32Type, UInt64Type, UInt8Type}
 use lab::{bins, capture, traffic, Lab};
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 
-/// Kernel tests share hooks and program lists: run them one at a time.
-static SERIAL: Mutex<()> = Mutex::new(());
-
-/// Start of every kernel test: `None` (skip, with a message) without root
-/// outside CI, a failure without root in CI; otherwise the guard that keeps
-/// kernel tests one at a time.
-fn kernel_test(test: &str) -> Option<MutexGuard<'static, ()>> {
-    if !lab::netns::is_root() {
-        assert!(std::env::var("CI").is_err(), "{test}: kernel tests must run as root in CI");
-        eprintln!("SKIPPED {test}: needs root (run scripts/test as root)");
-        return None;
-    }
-    Some(SERIAL.lock().unwrap_or_else(|e| e.into_inner()))
-}
+use lab::testing::kernel_test;
 
 /// One row of the events table, as the tests need it.
 #[derive(Clone, Debug)]

@@ -37,7 +37,13 @@ fn stats(from: &str, to: &str, count: u64, [min, p50, p90, p99, max]: [i64; 5]) 
         p90_ns: p90,
         p99_ns: p99,
         max_ns: max,
+        bound_ns: Some(0),
     }
+}
+
+/// [`analyze`] with every capture on one clock.
+fn analyze_same(events: LazyFrame) -> PolarsResult<Analysis> {
+    analyze(events, |_| Alignment::same_clock()).map(|(a, _)| a)
 }
 
 /// One packet per latency: sent at A, seen at B `latency` later. Rows are emitted in
@@ -56,7 +62,7 @@ fn hops(latencies: &[i64]) -> Vec<(i64, u64, &'static str)> {
 #[test]
 fn ten_hops_give_exact_nearest_rank_percentiles() {
     let lat: Vec<i64> = (1..=10).map(|i| i * 1000).collect();
-    let a = analyze(frame(&hops(&lat))).unwrap();
+    let a = analyze_same(frame(&hops(&lat))).unwrap();
     // Ranks: p50 → ⌈5⌉ = 5, p90 → ⌈9⌉ = 9, p99 → ⌈9.9⌉ = 10.
     assert_eq!(a.pairs, vec![stats(A, B, 10, [1000, 5000, 9000, 10_000, 10_000])]);
     assert_eq!((a.ambiguous, a.events, a.ids), (0, 20, 10));
@@ -68,16 +74,16 @@ fn ranks_are_computed_in_integers() {
     // 70 values 1..=70 given in scrambled order: p90 is rank 63 (float ⌈0.9·70⌉ would be 64),
     // p50 rank 35, p99 rank ⌈69.3⌉ = 70.
     let lat: Vec<i64> = (0..70).map(|i| (i * 37) % 70 + 1).collect();
-    let a = analyze(frame(&hops(&lat))).unwrap();
+    let a = analyze_same(frame(&hops(&lat))).unwrap();
     assert_eq!(a.pairs, vec![stats(A, B, 70, [1, 35, 63, 70, 70])]);
 }
 
 #[test]
 fn small_groups() {
-    let a = analyze(frame(&hops(&[7]))).unwrap();
+    let a = analyze_same(frame(&hops(&[7]))).unwrap();
     assert_eq!(a.pairs, vec![stats(A, B, 1, [7, 7, 7, 7, 7])]);
     // n = 2: p50 is rank 1, p90 rank ⌈1.8⌉ = 2.
-    let a = analyze(frame(&hops(&[20, 10]))).unwrap();
+    let a = analyze_same(frame(&hops(&[20, 10]))).unwrap();
     assert_eq!(a.pairs, vec![stats(A, B, 2, [10, 10, 20, 20, 20])]);
 }
 
@@ -92,7 +98,7 @@ fn only_consecutive_observations_pair_up() {
         (1000, 2, C),
         (1500, 2, A),
     ];
-    let a = analyze(frame(&rows)).unwrap();
+    let a = analyze_same(frame(&rows)).unwrap();
     assert_eq!(
         a.pairs,
         vec![
@@ -122,7 +128,7 @@ fn ambiguous_ids_are_excluded_and_counted_and_singles_are_unmatched() {
         (70, 4, A),
         (95, 4, B),
     ];
-    let a = analyze(frame(&rows)).unwrap();
+    let a = analyze_same(frame(&rows)).unwrap();
     assert_eq!(a.pairs, vec![stats(A, B, 1, [25; 5])]);
     assert_eq!(a.ambiguous, 2);
     assert_eq!(a.unmatched, vec![Unmatched { point: A.into(), ids: 2 }, Unmatched { point: B.into(), ids: 1 }]);
@@ -145,26 +151,26 @@ fn pairs_sort_by_count_then_names() {
     for _ in 0..3 {
         hop(&mut rows, C, B);
     }
-    let a = analyze(frame(&rows)).unwrap();
+    let a = analyze_same(frame(&rows)).unwrap();
     let order: Vec<_> = a.pairs.iter().map(|p| (p.from.as_str(), p.to.as_str(), p.count)).collect();
     assert_eq!(order, vec![(C, B, 3), (A, B, 2), (B, A, 2)]);
 }
 
 #[test]
 fn equal_timestamps_pair_in_point_order_with_zero_latency() {
-    let a = analyze(frame(&[(5, 1, B), (5, 1, A)])).unwrap();
+    let a = analyze_same(frame(&[(5, 1, B), (5, 1, A)])).unwrap();
     assert_eq!(a.pairs, vec![stats(A, B, 1, [0; 5])]);
 }
 
 #[test]
 fn points_differing_only_in_netns_get_distinct_labels() {
-    let a = analyze(frame_ns(&[(0, 1, 10, A), (40, 1, 11, A)])).unwrap();
+    let a = analyze_same(frame_ns(&[(0, 1, 10, A), (40, 1, 11, A)])).unwrap();
     assert_eq!(a.pairs, vec![stats("h1:eth0:tc_egress[netns 10]", "h1:eth0:tc_egress[netns 11]", 1, [40; 5])]);
 }
 
 #[test]
 fn empty_input_gives_empty_analysis() {
-    let a = analyze(frame(&[])).unwrap();
+    let a = analyze_same(frame(&[])).unwrap();
     assert_eq!(a, Analysis::default());
 }
 
@@ -190,7 +196,7 @@ fn large_scrambled_input_matches_a_reference() {
     }
     rows.sort_unstable_by_key(|r| r.0);
     let rows: Vec<_> = rows.into_iter().map(|r| r.1).collect();
-    let a = analyze(frame(&rows)).unwrap();
+    let a = analyze_same(frame(&rows)).unwrap();
 
     let rank = |v: &[i64], pct: usize| v[(pct * v.len()).div_ceil(100) - 1];
     let mut want: Vec<PairStats> = pairs

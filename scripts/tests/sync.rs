@@ -1,0 +1,185 @@
+//! Kernel tests of clock sync (issue 3): real probes between namespaces,
+//! timestamped by the real eBPF programs, estimated offline and checked
+//! against clock errors the test injected itself (`--sim-clock`).
+
+use std::{path::Path, process::Command, time::Duration};
+
+use lab::{
+    bins,
+    capture::Capture,
+    syncbench::{self, BenchConfig},
+    testing::kernel_test,
+    Lab,
+};
+
+fn meta(dir: &Path) -> serde_json::Value {
+    let f = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.to_string_lossy().ends_with(".meta.json"))
+        .expect("meta file");
+    serde_json::from_slice(&std::fs::read(f).unwrap()).unwrap()
+}
+
+/// The accuracy benchmark, shortened, as a CI guard: three hosts with
+/// ±0.5 s and ±50 ppm injected and a 1 ms step on one of them. The goal
+/// (BENCHMARKS.md) is p99 ≤ 1 µs; the guard is looser (20 µs) so a loaded
+/// CI machine does not fail it, but catches any sign or clock-domain error.
+#[test]
+fn issue3_clock_sync_recovers_injected_clocks_and_aligns_latencies() {
+    let Some(_serial) = kernel_test("issue3_clock_sync_recovers_injected_clocks_and_aligns_latencies") else { return };
+    let tmp = tempfile::tempdir().unwrap();
+    let cfg = BenchConfig {
+        out: tmp.path().join("bench"),
+        duration: 12.0,
+        hosts: vec![
+            ("a".into(), String::new()),
+            ("b".into(), "offset=0.5s,drift=50ppm".into()),
+            ("c".into(), "offset=-0.5s,drift=-50ppm,step=1ms@6s".into()),
+        ],
+        rate: 500,
+        sync_rate: 10.0,
+        window: 5.0,
+        step_guard: Duration::from_millis(300),
+    };
+    let report = syncbench::run(&cfg).unwrap();
+    eprintln!("{}\n{}", report.sync_table, report.markdown());
+    assert_eq!(report.reference, "a");
+    assert_eq!(report.hosts.len(), 2);
+    for h in &report.hosts {
+        assert!(h.n > 200, "{h:?}");
+        assert!(h.p99_ns < 20_000.0, "offset error {h:?}");
+        assert!((h.drift_ppm - h.true_drift_ppm).abs() < 0.5, "drift {h:?}");
+        assert!(h.bound_ns > 0.0 && h.bound_ns < 20_000.0, "bound {h:?}");
+    }
+    assert!(report.sync_table.contains("clock step of"), "the 1 ms step was not found:\n{}", report.sync_table);
+    assert_eq!(report.latencies.len(), 3);
+    for l in &report.latencies {
+        assert!(l.n > 1000, "{l:?}");
+        let bound = l.bound_ns.expect("aligned") as f64;
+        // Every packet's aligned latency is within the printed bound of the truth.
+        assert!(l.max_ns <= bound, "latency error beyond the bound: {l:?}");
+        assert!(l.p99_ns < 20_000.0, "{l:?}");
+        assert!(((l.p50.0 - l.p50.1).abs() as f64) <= bound, "{l:?}");
+    }
+}
+
+/// Probes are timestamped at TC egress and XDP on both sides, written to the
+/// sync tables, answered, and never appear as packet events even with no
+/// filter at all.
+#[test]
+fn issue3_sync_probes_are_stamped_and_never_user_events() {
+    let Some(_serial) = kernel_test("issue3_sync_probes_are_stamped_and_never_user_events") else { return };
+    let tmp = tempfile::tempdir().unwrap();
+    let lab = Lab::two_hosts().unwrap();
+    let (a, b) = (&lab.hosts[0], &lab.hosts[1]);
+    let pa = b.addr.to_string();
+    let pb = a.addr.to_string();
+    let ca = Capture::start(
+        Some(&a.netns),
+        &tmp.path().join("a"),
+        &["-i", "veth0", "--host-name", "a", "-q", "--sync-peer", &pa, "--sync-rate", "20"],
+    )
+    .unwrap();
+    let ib = format!("{}/veth0", b.netns);
+    let cb = Capture::start(
+        None,
+        &tmp.path().join("b"),
+        &["-i", &ib, "--host-name", "b", "-q", "--sync-peer", &pb, "--sync-rate", "20"],
+    )
+    .unwrap();
+    std::thread::sleep(Duration::from_secs(2));
+    let (fa, fb) = (ca.stop().unwrap(), cb.stop().unwrap());
+    assert_eq!((fa.code, fb.code), (Some(0), Some(0)), "{}\n{}", fa.stderr, fb.stderr);
+    for h in ["a", "b"] {
+        let m = meta(&tmp.path().join(h));
+        let s = &m["sync"];
+        assert_eq!(s["port"], 7310, "{m}");
+        let peer = &s["prober"]["peers"][0];
+        let sent = peer["pairs_sent"].as_u64().unwrap();
+        assert!(sent >= 20, "{m}");
+        // Replies to most probes (not to those sent before the peer's
+        // capture was up, or after it stopped).
+        assert!(peer["replies"].as_u64().unwrap() >= sent, "{m}");
+        assert!(s["prober"]["answered"].as_u64().unwrap() >= 30, "{m}");
+        assert_eq!(s["stamps_dropped"], 0);
+        for hook in ["tc_egress", "xdp", "tc_ingress"] {
+            assert!(m["counts"][hook]["sync"].as_u64().unwrap() >= 60, "{hook}: {m}");
+            assert_eq!(m["counts"][hook]["sync_lost"], 0);
+        }
+        // Every probe and reply this host sent or received is in its sync table.
+        let stamps = s["stamps_written"].as_u64().unwrap();
+        let counted: u64 =
+            ["tc_egress", "xdp", "tc_ingress"].iter().map(|k| m["counts"][k]["sync"].as_u64().unwrap()).sum();
+        assert_eq!(stamps, counted, "{m}");
+    }
+    // No event is a probe: nothing on port 7310 in the events tables.
+    let out = Command::new(bins::path("netlat-analyze")).arg(tmp.path()).arg("--format").arg("json").output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    for h in ["a", "b"] {
+        for f in std::fs::read_dir(tmp.path().join(h)).unwrap() {
+            let p = f.unwrap().path();
+            if p.to_string_lossy().ends_with(".events.parquet") {
+                let r = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(
+                    std::fs::File::open(&p).unwrap(),
+                )
+                .unwrap()
+                .build()
+                .unwrap();
+                for batch in r {
+                    let batch = batch.unwrap();
+                    for col in ["sport", "dport"] {
+                        let c = batch.column_by_name(col).unwrap();
+                        let c = c.as_any().downcast_ref::<arrow::array::UInt16Array>().unwrap();
+                        assert!(c.iter().all(|v| v != Some(7310)), "{} has sync traffic in {col}", p.display());
+                    }
+                }
+            }
+        }
+    }
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["clocks"]["reference"], "a", "{v}");
+    assert!(v["clocks"]["hosts"].as_array().unwrap().iter().all(|h| h["aligned"] == true), "{v}");
+}
+
+/// A peer that never answers is counted in the metadata and named by the
+/// analyzer; a sync port already taken is a clear setup error (exit 3).
+#[test]
+fn issue3_silent_peer_and_taken_port_are_reported() {
+    let Some(_serial) = kernel_test("issue3_silent_peer_and_taken_port_are_reported") else { return };
+    let tmp = tempfile::tempdir().unwrap();
+    let lab = Lab::two_hosts().unwrap();
+    let a = &lab.hosts[0];
+    // 198.18.0.77 is on the lab's subnet, and nobody has it.
+    let ca = Capture::start(
+        Some(&a.netns),
+        &tmp.path().join("a"),
+        &["-i", "veth0", "--host-name", "a", "-q", "--sync-peer", "198.18.0.77", "--sync-rate", "20"],
+    )
+    .unwrap();
+    // A second capture in the same namespace cannot take the port.
+    let second = Command::new("ip")
+        .args(["netns", "exec", &a.netns])
+        .arg(bins::path("netlat-capture"))
+        .args(["-i", "lo", "--hooks", "tc_ingress", "-q", "--duration", "1", "--sync-peer", "198.18.0.2", "-w"])
+        .arg(tmp.path().join("second"))
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&second.stderr);
+    assert_eq!(second.status.code(), Some(3), "{err}");
+    assert!(err.contains("cannot bind UDP port 7310"), "{err}");
+    std::thread::sleep(Duration::from_millis(1500));
+    let f = ca.stop().unwrap();
+    assert_eq!(f.code, Some(0), "{}", f.stderr);
+    let m = meta(&tmp.path().join("a"));
+    let peer = &m["sync"]["prober"]["peers"][0];
+    assert_eq!(peer["addr"], "198.18.0.77:7310");
+    assert!(peer["pairs_sent"].as_u64().unwrap() >= 10, "{m}");
+    assert_eq!(peer["replies"], 0, "{m}");
+    let out = Command::new(bins::path("netlat-analyze")).args(["sync"]).arg(tmp.path()).output().unwrap();
+    let t = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    // No probe even left (nobody answers ARP for it): the prober's own
+    // counts in the metadata name the peer.
+    assert!(t.contains("note: host a sent") && t.contains("probe pairs to 198.18.0.77:7310 and got no reply"), "{t}");
+}

@@ -1,0 +1,165 @@
+//! The two-sided envelope fit of one window: the line that lies below every
+//! forward one-way sample and above every reverse one with the widest margin
+//! (Moon, Skelly and Towsley's linear program made two-sided, i.e. a hard
+//! margin linear SVM between the two point clouds, as in Huygens).
+//!
+//! Model, for a peer B measured against A, as a function of B's clock `x`:
+//! the offset `θ(x) = t_B − t_A` is a line `a + b·(x − c)`. A message A→B
+//! sent at `tx` (A's clock) and received at `rx` (B's clock) took
+//! `d_f + q_f ≥ 0`, so `θ(rx) ≤ rx − tx`: forward samples are upper bounds.
+//! A message B→A gives `θ(tx) ≥ tx − rx`: reverse samples are lower bounds.
+//! The true line lies between the two envelopes; which line inside the band
+//! is right depends on the (unobservable) split of the minimum delays
+//! between the directions. The fit takes the middle, i.e. assumes equal
+//! minimum delays, and reports half the band's width as the error bound.
+//!
+//! For a fixed slope `b`, the widest band is
+//! `g(b) = min_F(u − b·x') − max_R(u − b·x')`, a minimum of linear
+//! functions minus a maximum of linear functions: concave. Its maximum is
+//! found by golden-section search, which is exact for concave functions.
+
+/// A one-way sample: `x` is the time on the measured host's clock
+/// (relative to the window's centre), `u` the bound on the offset there.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Point {
+    /// Abscissa: the measured host's clock, ns, relative to the centre.
+    pub x: f64,
+    /// Forward: `rx − tx` (upper bound); reverse: `tx − rx` (lower bound).
+    pub u: f64,
+}
+
+/// A fitted line and its band.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Line {
+    /// Offset at `x = 0`, ns.
+    pub a: f64,
+    /// Slope (dimensionless; ×1e6 for ppm).
+    pub b: f64,
+    /// Band width at the optimum, ns: the minimum forward delay plus the
+    /// minimum reverse delay the line implies. Negative when no line
+    /// separates the samples (a clock step inside the window, or samples
+    /// that break the model).
+    pub gap: f64,
+}
+
+/// Largest slope searched: ±2000 ppm, far beyond any oscillator's drift.
+pub const MAX_SLOPE: f64 = 2e-3;
+
+fn band(fwd: &[Point], rev: &[Point], b: f64) -> (f64, f64) {
+    let lo_f = fwd.iter().map(|p| p.u - b * p.x).fold(f64::INFINITY, f64::min);
+    let hi_r = rev.iter().map(|p| p.u - b * p.x).fold(f64::NEG_INFINITY, f64::max);
+    (lo_f, hi_r)
+}
+
+/// Fits the widest-margin line between `fwd` (upper bounds) and `rev`
+/// (lower bounds). Both must be non-empty; with samples at a single `x`
+/// the slope is 0.
+pub fn envelope(fwd: &[Point], rev: &[Point]) -> Option<Line> {
+    if fwd.is_empty() || rev.is_empty() {
+        return None;
+    }
+    let xs = fwd.iter().chain(rev).map(|p| p.x);
+    let (x_lo, x_hi) = xs.fold((f64::INFINITY, f64::NEG_INFINITY), |(l, h), x| (l.min(x), h.max(x)));
+    if x_hi - x_lo < 1.0 {
+        let (f, r) = band(fwd, rev, 0.0);
+        return Some(Line { a: (f + r) / 2.0, b: 0.0, gap: f - r });
+    }
+    let gap = |b: f64| {
+        let (f, r) = band(fwd, rev, b);
+        f - r
+    };
+    let (mut lo, mut hi) = (-MAX_SLOPE, MAX_SLOPE);
+    const INV_PHI: f64 = 0.618_033_988_749_894_9;
+    let mut m1 = hi - INV_PHI * (hi - lo);
+    let mut m2 = lo + INV_PHI * (hi - lo);
+    let (mut g1, mut g2) = (gap(m1), gap(m2));
+    // 4e-3 shrinks below 1e-15 (0.001 ppb) in about 60 steps.
+    for _ in 0..80 {
+        if g1 < g2 {
+            lo = m1;
+            m1 = m2;
+            g1 = g2;
+            m2 = lo + INV_PHI * (hi - lo);
+            g2 = gap(m2);
+        } else {
+            hi = m2;
+            m2 = m1;
+            g2 = g1;
+            m1 = hi - INV_PHI * (hi - lo);
+            g1 = gap(m1);
+        }
+    }
+    let b = (lo + hi) / 2.0;
+    let (f, r) = band(fwd, rev, b);
+    Some(Line { a: (f + r) / 2.0, b, gap: f - r })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Deterministic noise in [0, 1).
+    fn noise(i: u64) -> f64 {
+        let mut z = i.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ 0xD1B5_4A32_D192_ED03;
+        z = (z ^ (z >> 31)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        (z >> 11) as f64 / (1u64 << 53) as f64
+    }
+
+    fn samples(a: f64, b: f64, d: f64, n: u64, q: f64) -> (Vec<Point>, Vec<Point>) {
+        let mut fwd = Vec::new();
+        let mut rev = Vec::new();
+        for i in 0..n {
+            let x = (i as f64 - n as f64 / 2.0) * 1e8; // 0.1 s apart
+            let th = a + b * x;
+            // Exponential-ish queueing: mostly small, sometimes large.
+            let qf = q * (-(1.0 - noise(2 * i)).ln());
+            let qr = q * (-(1.0 - noise(2 * i + 1)).ln());
+            fwd.push(Point { x, u: th + d + qf });
+            rev.push(Point { x: x + 5e4, u: th + b * 5e4 - d - qr });
+        }
+        (fwd, rev)
+    }
+
+    #[test]
+    fn recovers_offset_and_drift_inside_the_band() {
+        for (a, b) in [(0.0, 0.0), (5e8, 50e-6), (-5e8, -50e-6), (1234.5, 1e-7), (3e9, 999e-6)] {
+            let (f, r) = samples(a, b, 3000.0, 100, 500.0);
+            let line = envelope(&f, &r).unwrap();
+            assert!((line.a - a).abs() < 60.0, "a {a}: got {line:?}");
+            assert!((line.b - b).abs() < 2e-9, "b {b}: got {line:?}");
+            // The band is about twice the minimum delay.
+            assert!(line.gap > 6000.0 && line.gap < 6200.0, "{line:?}");
+        }
+    }
+
+    #[test]
+    fn asymmetry_shifts_the_estimate_within_the_reported_bound() {
+        // Forward 5 µs, reverse 1 µs: the true offset is 2 µs from the middle.
+        let (mut f, r) = samples(100.0, 0.0, 1000.0, 50, 0.0);
+        for p in &mut f {
+            p.u += 4000.0;
+        }
+        let line = envelope(&f, &r).unwrap();
+        assert!((line.a - 2100.0).abs() < 1.0, "{line:?}");
+        assert!((line.gap / 2.0 - 3000.0).abs() < 1.0, "bound {line:?}");
+        assert!((line.a - 100.0).abs() <= line.gap / 2.0 + 1.0);
+    }
+
+    #[test]
+    fn a_step_inside_the_window_leaves_no_band() {
+        let (mut f, mut r) = samples(0.0, 0.0, 1000.0, 40, 10.0);
+        for p in f.iter_mut().chain(r.iter_mut()).filter(|p| p.x > 0.0) {
+            p.u += 1e6;
+        }
+        assert!(envelope(&f, &r).unwrap().gap < 0.0);
+    }
+
+    #[test]
+    fn empty_sides_give_nothing() {
+        let p = [Point { x: 0.0, u: 1.0 }];
+        assert!(envelope(&p, &[]).is_none());
+        assert!(envelope(&[], &p).is_none());
+        let line = envelope(&p, &[Point { x: 0.0, u: -1.0 }]).unwrap();
+        assert_eq!((line.a, line.b, line.gap), (0.0, 0.0, 2.0));
+    }
+}

@@ -1,0 +1,109 @@
+use super::*;
+use crate::{
+    pair::tests_support::exchanges,
+    samples::{Hook, OneWay},
+    sim::{true_offset, SimClock},
+};
+
+fn stamps_of(msgs: &[OneWay], session: u64) -> Vec<Stamp> {
+    msgs.iter()
+        .flat_map(|w| {
+            let s = |host, ts, hook| Stamp {
+                host,
+                ts_ns: ts,
+                hook,
+                kind: w.kind,
+                idx: w.idx,
+                session,
+                seq: w.seq,
+                daddr: format!("198.18.0.{}", w.to + 1),
+            };
+            [s(w.from, w.tx, Hook::TcEgress), s(w.to, w.rx, Hook::Xdp)]
+        })
+        .collect()
+}
+
+fn pair(clocks: &[SimClock], a: usize, b: usize, secs: i64, seed: u64) -> Vec<Stamp> {
+    let msgs = exchanges(&clocks[a], &clocks[b], secs, 3000.0, 2000.0, seed);
+    let remap: Vec<OneWay> = msgs
+        .into_iter()
+        .map(|mut w| {
+            w.from = if w.from == 0 { a } else { b };
+            w.to = if w.to == 0 { a } else { b };
+            w
+        })
+        .collect();
+    stamps_of(&remap, seed)
+}
+
+fn clocks() -> Vec<SimClock> {
+    let r = 1_000_000_000_000;
+    [(0, 0.0), (500_000_000, 50.0), (-500_000_000, -50.0)]
+        .into_iter()
+        .map(|(o, d)| SimClock { offset_ns: o, drift_ppm: d, ref_ns: r, ..Default::default() })
+        .collect()
+}
+
+fn check(res: &SyncResult, clocks: &[SimClock], names: &[String], reference: usize, limit: f64) {
+    for (h, c) in clocks.iter().enumerate() {
+        let map = res.map(&names[h]).unwrap_or_else(|| panic!("{} not aligned: {res:#?}", names[h]));
+        for s in 0..60 {
+            let t = c.apply(1_000_000_000_000 + s * 1_000_000_000);
+            let err = map.offset(t) - true_offset(&clocks[reference], c, t);
+            assert!(err.abs() < limit, "{} at {s} s: error {err} ns", names[h]);
+        }
+    }
+}
+
+#[test]
+fn three_hosts_full_mesh_agree_with_the_truth() {
+    let c = clocks();
+    let names: Vec<String> = ["a", "b", "c"].map(String::from).to_vec();
+    let mut st = pair(&c, 0, 1, 60, 1);
+    st.extend(pair(&c, 0, 2, 60, 2));
+    st.extend(pair(&c, 1, 2, 60, 3));
+    let res = estimate(&names, &st, &Config::default(), None);
+    assert_eq!(res.reference.as_deref(), Some("a"));
+    assert_eq!(res.edges.len(), 3);
+    check(&res, &c, &names, 0, 300.0);
+    let b = res.hosts.iter().find(|h| h.host == "b").unwrap();
+    assert!((b.drift_ppm - 50.0).abs() < 0.01, "{}", b.drift_ppm);
+    assert!(b.bound_ns > 2000.0 && b.bound_ns < 4000.0, "bound {}", b.bound_ns);
+    // Loops close to within the noise.
+    assert!(
+        res.edges.iter().all(|e| e.loop_residual_ns < 300.0),
+        "{:?}",
+        res.edges.iter().map(|e| e.loop_residual_ns).collect::<Vec<_>>()
+    );
+}
+
+#[test]
+fn a_chain_is_aligned_through_the_middle_host_and_any_reference() {
+    let c = clocks();
+    let names: Vec<String> = ["a", "b", "c"].map(String::from).to_vec();
+    let mut st = pair(&c, 0, 1, 60, 4);
+    st.extend(pair(&c, 1, 2, 60, 5));
+    for reference in [0, 2] {
+        let res = estimate(&names, &st, &Config::default(), Some(&names[reference]));
+        check(&res, &c, &names, reference, 500.0);
+        let far = if reference == 0 { "c" } else { "a" };
+        let h = res.hosts.iter().find(|h| h.host == far).unwrap();
+        assert_eq!(h.via.len(), 2, "{h:?}");
+        // Two hops: the bounds add.
+        assert!(h.bound_ns > 5000.0, "{h:?}");
+    }
+}
+
+#[test]
+fn hosts_without_sync_data_are_named_with_a_reason() {
+    let c = clocks();
+    let names: Vec<String> = ["a", "b", "lonely"].map(String::from).to_vec();
+    let st = pair(&c, 0, 1, 20, 6);
+    let res = estimate(&names, &st, &Config::default(), None);
+    let lonely = res.hosts.iter().find(|h| h.host == "lonely").unwrap();
+    assert!(lonely.map.is_none());
+    assert!(lonely.problem.as_deref().unwrap().contains("no sync exchanges"), "{lonely:?}");
+    let none = estimate(&names, &[], &Config::default(), None);
+    assert!(none.reference.is_none());
+    assert!(none.hosts.iter().all(|h| h.problem.as_deref().unwrap().contains("no host has usable sync data")));
+}
