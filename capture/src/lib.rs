@@ -9,6 +9,7 @@
 //! * [`syncing`]: the clock-sync prober and responder during a run;
 //! * [`ring`]: Parquet ring files with crash-safe rotation;
 //! * [`meta`]: the run-metadata record;
+//! * [`pipeline`]: kernel ring buffers → batches → the Parquet writer thread;
 //! * [`run`]: one capture run, end to end.
 #![deny(missing_docs)]
 
@@ -16,6 +17,7 @@ pub mod filter;
 pub mod loader;
 pub mod meta;
 pub mod netns;
+pub mod pipeline;
 pub mod ring;
 pub mod run;
 pub mod schema;

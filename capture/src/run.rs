@@ -13,14 +13,13 @@ use std::{
     os::fd::AsRawFd,
     path::PathBuf,
     sync::{
-        atomic::{AtomicBool, AtomicU64, Ordering},
-        mpsc::{self, RecvTimeoutError, TrySendError},
-        Arc,
+        atomic::{AtomicBool, Ordering},
+        mpsc, Arc,
     },
     time::{Duration, Instant},
 };
 
-use capture_common::abi::{hook, CaptureConfig, PacketEvent, SyncStamp};
+use capture_common::abi::{hook, CaptureConfig};
 use parquet::file::metadata::KeyValue;
 use sync::sim::SimClock;
 
@@ -28,14 +27,13 @@ use crate::{
     loader::{Hooks, LoadError, Points, Scope},
     meta::{HookCounts, RunMeta, SyncMeta},
     netns::{IfaceSpec, Netns},
+    pipeline::{send, writer_thread, Batch, Lost, Reader, Rings, Tally, BATCH},
     ring::{RingConfig, RingError, RingWriter},
     schema::{self, SCHEMA_VERSION},
     sync_table,
     syncing::{SyncOptions, SyncRunner},
 };
 
-/// Events per batch handed to the writer.
-const BATCH: usize = 16 * 1024;
 /// Longest an event waits in a partial batch.
 const BATCH_AGE: Duration = Duration::from_millis(200);
 
@@ -152,142 +150,6 @@ fn run_id() -> String {
     let m = if mp < 10 { mp + 3 } else { mp - 9 };
     let y = yoe + era * 400 + i64::from(m <= 2);
     format!("{y:04}{m:02}{d:02}T{:02}{:02}{:02}Z-{}", rem / 3600, rem / 60 % 60, rem % 60, std::process::id())
-}
-
-/// Shared between the reader and the writer thread.
-#[derive(Default)]
-struct Tally {
-    written: [AtomicU64; hook::COUNT],
-    sync_written: AtomicU64,
-    /// Finished files on disk, for the live line.
-    files: AtomicU64,
-}
-
-/// What the reader hands the writer.
-enum Batch {
-    Events(Vec<(usize, PacketEvent)>),
-    Sync(Vec<(usize, SyncStamp)>),
-}
-
-impl Batch {
-    fn is_empty(&self) -> bool {
-        match self {
-            Batch::Events(v) => v.is_empty(),
-            Batch::Sync(v) => v.is_empty(),
-        }
-    }
-}
-
-/// The event ring and the sync ring.
-struct Rings {
-    events: RingWriter,
-    sync: RingWriter,
-}
-
-fn writer_thread(
-    mut rings: Rings,
-    host: String,
-    points: Points,
-    rx: mpsc::Receiver<Batch>,
-    tally: Arc<Tally>,
-) -> (Rings, Result<(), RingError>) {
-    let result = (|| loop {
-        tally.files.store(rings.events.finished().count() as u64, Ordering::Relaxed);
-        match rx.recv_timeout(Duration::from_millis(100)) {
-            Ok(Batch::Events(events)) => {
-                let batch = schema::to_batch(&host, &events, &points).expect("schema matches builder");
-                rings.events.write(&batch)?;
-                for (_, e) in &events {
-                    tally.written[usize::from(e.hook).min(hook::COUNT - 1)].fetch_add(1, Ordering::Relaxed);
-                }
-            }
-            Ok(Batch::Sync(stamps)) => {
-                let batch = sync_table::to_sync_batch(&host, &stamps, &points).expect("schema matches builder");
-                rings.sync.write(&batch)?;
-                tally.sync_written.fetch_add(stamps.len() as u64, Ordering::Relaxed);
-            }
-            Err(RecvTimeoutError::Timeout) => {}
-            Err(RecvTimeoutError::Disconnected) => {
-                rings.events.rotate()?;
-                return rings.sync.rotate();
-            }
-        }
-        rings.events.tick()?;
-        rings.sync.tick()?;
-    })();
-    if result.is_err() {
-        rings.events.abandon();
-        rings.sync.abandon();
-    }
-    (rings, result)
-}
-
-/// Reads both ring buffers of every scope into batches, applying the
-/// synthetic clock if any.
-struct Reader {
-    events: Vec<(usize, PacketEvent)>,
-    stamps: Vec<(usize, SyncStamp)>,
-    sim: Option<SimClock>,
-}
-
-impl Reader {
-    fn drain(&mut self, scopes: &mut [Scope]) -> usize {
-        let mut n = 0;
-        for (i, s) in scopes.iter_mut().enumerate() {
-            while let Some(item) = s.sync_ring.next() {
-                if item.len() >= std::mem::size_of::<SyncStamp>() {
-                    // SAFETY: the kernel wrote a whole SyncStamp; unaligned read.
-                    let mut st = unsafe { std::ptr::read_unaligned(item.as_ptr().cast::<SyncStamp>()) };
-                    if let Some(sim) = &self.sim {
-                        st.ts_ns = sim.apply(st.ts_ns as i64) as u64;
-                    }
-                    self.stamps.push((i, st));
-                }
-            }
-            while let Some(item) = s.ring.next() {
-                if item.len() >= std::mem::size_of::<PacketEvent>() {
-                    // SAFETY: the kernel wrote a whole PacketEvent; unaligned read.
-                    let mut e = unsafe { std::ptr::read_unaligned(item.as_ptr().cast::<PacketEvent>()) };
-                    if let Some(sim) = &self.sim {
-                        e.ts_ns = sim.apply(e.ts_ns as i64) as u64;
-                    }
-                    self.events.push((i, e));
-                    n += 1;
-                }
-                if self.events.len() >= BATCH {
-                    break;
-                }
-            }
-        }
-        n
-    }
-}
-
-/// Drops handed to the writer: per hook for events, and sync stamps.
-#[derive(Default)]
-struct Lost {
-    events: [u64; hook::COUNT],
-    stamps: u64,
-}
-
-/// Hands a batch to the writer. Batches that do not reach it are counted,
-/// never just lost: a full queue, or a writer that stopped on an error.
-/// Returns false once the writer is gone.
-fn send(tx: &mpsc::SyncSender<Batch>, batch: Batch, lost: &mut Lost, block: bool) -> bool {
-    if batch.is_empty() {
-        return true;
-    }
-    let sent = if block { tx.send(batch).map_err(|e| TrySendError::Disconnected(e.0)) } else { tx.try_send(batch) };
-    let (back, alive) = match sent {
-        Ok(()) => return true,
-        Err(TrySendError::Full(b)) => (b, true),
-        Err(TrySendError::Disconnected(b)) => (b, false),
-    };
-    match back {
-        Batch::Events(v) => v.iter().for_each(|(_, e)| lost.events[usize::from(e.hook).min(hook::COUNT - 1)] += 1),
-        Batch::Sync(v) => lost.stamps += v.len() as u64,
-    }
-    alive
 }
 
 fn kv(opts: &Options, run_id: &str, table: &str) -> Vec<KeyValue> {

@@ -307,7 +307,9 @@ pub fn compare(cfg: &BenchConfig) -> anyhow::Result<BenchReport> {
         let sim = sims[host];
         sim.step_ns != 0 && (t - sim.apply(sim.ref_ns + sim.step_after_ns)).abs() <= guard
     };
-    let mut per: HashMap<(String, String), (Vec<f64>, Vec<i64>, Vec<i64>)> = HashMap::new();
+    /// Per direction: |errors|, true latencies, aligned latencies.
+    type Samples = (Vec<f64>, Vec<i64>, Vec<i64>);
+    let mut per: HashMap<(String, String), Samples> = HashMap::new();
     for (id, (from, t1)) in &tx {
         let Some((to, t2)) = rx.get(id) else { continue };
         if from == to || near_step(from, *t1) || near_step(to, *t2) {

@@ -96,12 +96,14 @@ fn solve(mut a: Vec<Vec<f64>>, mut y: Vec<f64>) -> Option<Vec<f64>> {
         }
         a.swap(c, p);
         y.swap(c, p);
-        for r in c + 1..n {
-            let f = a[r][c] / a[c][c];
-            for k in c..n {
-                a[r][k] -= f * a[c][k];
+        let (top, rest) = a.split_at_mut(c + 1);
+        let pivot = &top[c];
+        for (i, row) in rest.iter_mut().enumerate() {
+            let f = row[c] / pivot[c];
+            for (x, p) in row[c..].iter_mut().zip(&pivot[c..]) {
+                *x -= f * p;
             }
-            y[r] -= f * y[c];
+            y[c + 1 + i] -= f * y[c];
         }
     }
     let mut x = vec![0.0; n];
@@ -331,15 +333,15 @@ pub fn estimate(hosts: &[String], stamps: &[Stamp], cfg: &Config, reference: Opt
             hc.bound_ns = map.max_bound();
             hc.map = Some(map);
         } else {
-            hc.problem = Some(if root.is_none() {
+            hc.problem = Some(if let Some(r) = root.filter(|_| !incident.is_empty()) {
+                format!("its sync exchanges do not connect it to the reference {}", hosts[r])
+            } else if root.is_none() {
                 "no host has usable sync data (captures ran without --sync-peer, or no probe was answered)".into()
-            } else if incident.is_empty() {
+            } else {
                 format!(
                     "no sync exchanges with any other host (pure samples: 0; {} messages seen in total)",
                     messages.messages
                 )
-            } else {
-                format!("its sync exchanges do not connect it to the reference {}", hosts[root.expect("some")])
             });
         }
         out_hosts.push(hc);

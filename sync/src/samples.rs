@@ -204,8 +204,10 @@ pub fn one_way(stamps: &[Stamp], purity_ns: i64) -> (Vec<OneWay>, MessageCounts)
 /// Probes a host sent that no capturing host saw arrive, per destination
 /// address: peers that never answered, or were not captured.
 pub fn silent_peers(stamps: &[Stamp], hosts: usize) -> Vec<(usize, String, u64)> {
-    let mut seen: HashMap<(u64, u64, u8, u8), (Option<usize>, bool)> = HashMap::new();
-    let mut dest: HashMap<(u64, u64, u8, u8), &str> = HashMap::new();
+    /// (session, seq, idx, kind).
+    type Key = (u64, u64, u8, u8);
+    let mut seen: HashMap<Key, (Option<usize>, bool)> = HashMap::new();
+    let mut dest: HashMap<Key, &str> = HashMap::new();
     for s in stamps {
         let key = (s.session, s.seq, s.idx, s.kind);
         let e = seen.entry(key).or_insert((None, false));

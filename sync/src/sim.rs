@@ -52,7 +52,7 @@ impl SimClock {
                 "drift" => {
                     let v = value.strip_suffix("ppm").unwrap_or(value);
                     c.drift_ppm = v.parse().map_err(|_| err(format!("bad drift {value:?}")))?;
-                    if !(c.drift_ppm.abs() <= 1000.0) {
+                    if c.drift_ppm.is_nan() || c.drift_ppm.abs() > 1000.0 {
                         return Err(err(format!("drift {value:?} beyond ±1000 ppm")));
                     }
                 }
