@@ -86,7 +86,8 @@ impl Drop for Capture {
 /// would run them: host `a` from inside its namespace (`ip netns exec`),
 /// host `b` from the root namespace through `NETNS/IFACE`. Files go to
 /// `out/a` and `out/b`; `extra_b` goes to `b` only, `common` (which may end
-/// with a filter expression) to both.
+/// with a filter expression) to both. Each probes the other's clock
+/// (`--sync-peer`), so the analysis aligns them as it would real hosts.
 pub fn start_pair(
     lab: &crate::Lab,
     out: &Path,
@@ -94,13 +95,15 @@ pub fn start_pair(
     common: &[&str],
 ) -> anyhow::Result<(Capture, Capture)> {
     let (a, b) = (&lab.hosts[0], &lab.hosts[1]);
-    let args = |iface: &str, host: &str, extra: &[&str]| -> Vec<String> {
-        let mut v: Vec<String> = ["-i", iface, "--host-name", host].iter().map(|s| s.to_string()).collect();
+    let args = |iface: &str, host: &str, peer: &crate::Host, extra: &[&str]| -> Vec<String> {
+        let peer = peer.addr.to_string();
+        let mut v: Vec<String> =
+            ["-i", iface, "--host-name", host, "--sync-peer", &peer].iter().map(|s| s.to_string()).collect();
         v.extend(extra.iter().chain(common).map(|s| s.to_string()));
         v
     };
-    let args_a = args(&a.iface, "a", &[]);
-    let args_b = args(&format!("{}/{}", b.netns, b.iface), "b", extra_b);
+    let args_a = args(&a.iface, "a", b, &[]);
+    let args_b = args(&format!("{}/{}", b.netns, b.iface), "b", a, extra_b);
     let cap_a = Capture::start(Some(&a.netns), &out.join("a"), &strs(&args_a))?;
     let cap_b = Capture::start(None, &out.join("b"), &strs(&args_b))?;
     Ok((cap_a, cap_b))
