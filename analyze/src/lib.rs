@@ -11,6 +11,7 @@
 //! * [`input`]: finding files and rejecting unusable ones (with a reason, never fatal).
 //! * [`matching`]: the polars query: matching, ambiguity, percentiles (nearest rank).
 //! * [`clocks`]: clock alignment from the captures' sync tables;
+//! * [`drops`]: report loss (events the captures could not record) from the run metadata;
 //! * [`report`]: table, CSV and JSON output; [`sync_report`]: the clock table.
 //!
 //! # Exit codes of `netlat-analyze`
@@ -22,6 +23,7 @@
 //! | 2 | usage error (bad arguments) |
 
 pub mod clocks;
+pub mod drops;
 pub mod input;
 pub mod matching;
 pub mod report;

@@ -116,7 +116,14 @@ fn latency(args: &Common) -> anyhow::Result<()> {
     inputs.skipped[reported..].iter().for_each(warn);
     let (analysis, alignment) = result?;
 
-    let report = Report { analysis: &analysis, used: &inputs.used, skipped: &inputs.skipped, alignment: &alignment };
+    let drops = analyze::drops::read(&inputs.meta);
+    let report = Report {
+        analysis: &analysis,
+        used: &inputs.used,
+        skipped: &inputs.skipped,
+        alignment: &alignment,
+        drops: &drops,
+    };
     if args.format == Format::Csv {
         eprint!("{}", report.summary());
     }

@@ -10,6 +10,7 @@ use std::path::PathBuf;
 use serde::Serialize;
 
 use crate::clocks::Alignment;
+use crate::drops::CaptureDrops;
 use crate::input::Skipped;
 use crate::matching::{Analysis, PairStats, Unmatched};
 
@@ -36,6 +37,8 @@ pub struct Report<'a> {
     pub skipped: &'a [Skipped],
     /// How clocks were aligned.
     pub alignment: &'a Alignment,
+    /// What each capture selected but could not record.
+    pub drops: &'a [CaptureDrops],
 }
 
 /// Column headers of the table and CSV outputs. `bound_us` is the ± error bound from clock
@@ -68,9 +71,38 @@ impl Report<'_> {
             let _ = writeln!(out, "  {:<width$}  {}", u.point, u.ids);
         }
         let _ = writeln!(out, "ambiguous ids: {}", a.ambiguous);
+        out.push_str(&drop_lines(self.drops));
         out.push_str(&clock_lines(self.alignment));
         out
     }
+}
+
+/// Report loss per hook, when any capture lost events; unmatched ids at a point downstream
+/// of one with report loss may be ours, not the network's.
+pub fn drop_lines(drops: &[CaptureDrops]) -> String {
+    let lossy: Vec<&CaptureDrops> = drops.iter().filter(|d| d.lost() > 0).collect();
+    if drops.is_empty() {
+        return String::new();
+    }
+    if lossy.is_empty() {
+        return "report loss: none (every packet the captures selected was recorded, so unmatched ids are packets that did not reach the next point)\n".into();
+    }
+    let mut out = String::from(
+        "report loss (packets the captures selected but could not record: capture drops, not network loss):\n",
+    );
+    for d in lossy {
+        let _ = writeln!(
+            out,
+            "  {}:{}  {} of {} (kernel ring buffer full {}, writer queue full {})",
+            d.host,
+            d.hook,
+            d.lost(),
+            d.selected,
+            d.ringbuf_full,
+            d.userspace_dropped
+        );
+    }
+    out
 }
 
 /// The clock table in one line per host, and every note.
@@ -235,6 +267,7 @@ fn json_clocks(al: &Alignment) -> JsonClocks<'_> {
 struct JsonReport<'a> {
     pairs: &'a [PairStats],
     clocks: JsonClocks<'a>,
+    report_loss: &'a [CaptureDrops],
     unmatched: &'a [Unmatched],
     ambiguous: u64,
     events: u64,
@@ -248,6 +281,7 @@ fn json(r: &Report<'_>) -> String {
     let doc = JsonReport {
         pairs: &a.pairs,
         clocks: json_clocks(r.alignment),
+        report_loss: r.drops,
         unmatched: &a.unmatched,
         ambiguous: a.ambiguous,
         events: a.events,

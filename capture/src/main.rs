@@ -95,6 +95,9 @@ struct Cli {
     /// Batches of 16k events the writer queue holds before dropping (counted).
     #[arg(long, value_name = "N", default_value_t = 64, hide = true)]
     queue_batches: usize,
+    /// Test aid: the writer sleeps this long after each batch (to prove drop accounting).
+    #[arg(long, value_name = "US", default_value_t = 0, hide = true)]
+    writer_delay_us: u64,
     /// No live status line and no summary.
     #[arg(short, long)]
     quiet: bool,
@@ -209,6 +212,7 @@ fn options(cli: Cli) -> anyhow::Result<Options> {
         duration,
         host,
         queue_batches: cli.queue_batches,
+        writer_delay: Duration::from_micros(cli.writer_delay_us),
         quiet: cli.quiet,
         ready_file: cli.ready_file,
         argv: std::env::args().collect(),

@@ -67,6 +67,7 @@ pub fn writer_thread(
     points: Points,
     rx: mpsc::Receiver<Batch>,
     tally: Arc<Tally>,
+    delay: Duration,
 ) -> (Rings, Result<(), RingError>) {
     let result = (|| loop {
         tally.files.store(rings.events.finished().count() as u64, Ordering::Relaxed);
@@ -76,6 +77,9 @@ pub fn writer_thread(
                 rings.events.write(&batch)?;
                 for (_, e) in &events {
                     tally.written[usize::from(e.hook).min(hook::COUNT - 1)].fetch_add(1, Ordering::Relaxed);
+                }
+                if !delay.is_zero() {
+                    std::thread::sleep(delay);
                 }
             }
             Ok(Batch::Sync(stamps)) => {

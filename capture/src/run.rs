@@ -62,6 +62,8 @@ pub struct Options {
     pub host: String,
     /// Batches the writer queue holds before dropping.
     pub queue_batches: usize,
+    /// Test aid: the writer sleeps this long after each events batch.
+    pub writer_delay: Duration,
     /// Print the live status line (TTY) and the summary.
     pub quiet: bool,
     /// Touch this file once attached (for scripts).
@@ -269,10 +271,10 @@ pub fn run(mut opts: Options) -> Result<Summary, RunError> {
     let (tx, rx) = mpsc::sync_channel::<Batch>(opts.queue_batches.max(1));
     let tally = Arc::new(Tally::default());
     let writer = {
-        let (host, points, tally) = (opts.host.clone(), Points::of(&scopes), tally.clone());
+        let (host, points, tally, delay) = (opts.host.clone(), Points::of(&scopes), tally.clone(), opts.writer_delay);
         std::thread::Builder::new()
             .name("netlat-writer".into())
-            .spawn(move || writer_thread(rings, host, points, rx, tally))
+            .spawn(move || writer_thread(rings, host, points, rx, tally, delay))
             .expect("spawn writer")
     };
 

@@ -62,11 +62,32 @@ impl Capture {
         Ok(cap)
     }
 
+    /// Process id of the capture.
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().map_or(0, |c| c.id())
+    }
+
+    /// True while the capture process runs.
+    pub fn is_running(&mut self) -> bool {
+        self.child.as_mut().is_some_and(|c| matches!(c.try_wait(), Ok(None)))
+    }
+
+    /// Kills the capture with SIGKILL (no chance to close files) and waits.
+    pub fn kill(mut self) -> anyhow::Result<Finished> {
+        let mut child = self.child.take().expect("running");
+        // SAFETY: plain kill(2) on our own child.
+        unsafe { libc::kill(child.id() as i32, libc::SIGKILL) };
+        let status = child.wait()?;
+        Ok(Finished { code: status.code(), stderr: std::fs::read_to_string(&self.stderr_path).unwrap_or_default() })
+    }
+
     /// Sends SIGTERM and waits for the capture to close its files.
     pub fn stop(mut self) -> anyhow::Result<Finished> {
         let mut child = self.child.take().expect("running");
-        // SAFETY: plain kill(2) on our own child.
-        unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+        if matches!(child.try_wait(), Ok(None)) {
+            // SAFETY: plain kill(2) on our own child.
+            unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+        }
         let status = child.wait()?;
         Ok(Finished { code: status.code(), stderr: std::fs::read_to_string(&self.stderr_path).unwrap_or_default() })
     }

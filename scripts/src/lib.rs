@@ -11,6 +11,7 @@ pub mod accounting;
 pub mod bins;
 pub mod capture;
 pub mod netns;
+pub mod soak;
 pub mod syncbench;
 pub mod testing;
 pub mod topo;

@@ -63,6 +63,28 @@ enum Cmd {
         #[arg(long)]
         compare_only: bool,
     },
+    /// Long run: steady UDP, frequent rotation with a ring limit; capture RSS
+    /// and file counts over time, and the accounting at the end.
+    Soak {
+        /// Seconds of traffic.
+        #[arg(long, default_value_t = 1800.0)]
+        duration: f64,
+        /// UDP datagrams per second.
+        #[arg(long, default_value_t = 50_000)]
+        rate: u64,
+        /// Rotate files at this age, seconds.
+        #[arg(long, default_value_t = 30)]
+        rotate: u64,
+        /// Keep at most this many files per capture.
+        #[arg(long, default_value_t = 10)]
+        max_files: u32,
+        /// Seconds between samples.
+        #[arg(long, default_value_t = 60.0)]
+        every: f64,
+        /// Output folder.
+        #[arg(long, default_value = "out/soak")]
+        out: PathBuf,
+    },
     /// Remove lab namespaces whose creator is gone.
     Cleanup,
 }
@@ -169,6 +191,19 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let r = match cli.cmd {
         Cmd::Demo { duration, rate, out } => demo(duration, rate, out),
+        Cmd::Soak { duration, rate, rotate, max_files, every, out } => (|| {
+            if !lab::netns::is_root() {
+                bail!("the lab needs root (network namespaces, eBPF)");
+            }
+            topo::cleanup_stale()?;
+            let cfg = lab::soak::SoakConfig { out, duration, rate, rotate, max_files, every };
+            let r = lab::soak::run(&cfg)?;
+            println!("{}", r.markdown());
+            if r.unexplained != 0 {
+                bail!("{} selected packets unaccounted for", r.unexplained);
+            }
+            Ok(())
+        })(),
         Cmd::Syncbench { duration, rate, sync_rate, window, clocks, out, compare_only } => {
             syncbench(duration, rate, sync_rate, window, clocks, out, compare_only)
         }

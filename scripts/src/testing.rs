@@ -17,3 +17,61 @@ pub fn kernel_test(test: &str) -> Option<MutexGuard<'static, ()>> {
     }
     Some(SERIAL.lock().unwrap_or_else(|e| e.into_inner()))
 }
+
+/// Names of loaded BPF programs starting with `netlat_`, from the kernel's
+/// program id list (bpf(2); bpftool is not installed everywhere). A program
+/// left attached after its capture exited would still be listed here.
+pub fn netlat_programs() -> Vec<String> {
+    let mut names = Vec::new();
+    let mut id: u32 = 0;
+    loop {
+        #[repr(C)]
+        #[derive(Default)]
+        struct GetNext {
+            start_id: u32,
+            next_id: u32,
+            open_flags: u32,
+        }
+        let mut attr = GetNext { start_id: id, ..Default::default() };
+        // BPF_PROG_GET_NEXT_ID = 11
+        let r =
+            unsafe { libc::syscall(libc::SYS_bpf, 11, &mut attr as *mut _ as usize, std::mem::size_of::<GetNext>()) };
+        if r != 0 {
+            break;
+        }
+        id = attr.next_id;
+        #[repr(C)]
+        struct ById {
+            id: u32,
+            next_id: u32,
+            open_flags: u32,
+        }
+        let mut a = ById { id, next_id: 0, open_flags: 0 };
+        // BPF_PROG_GET_FD_BY_ID = 13
+        let fd = unsafe { libc::syscall(libc::SYS_bpf, 13, &mut a as *mut _ as usize, std::mem::size_of::<ById>()) };
+        if fd < 0 {
+            continue;
+        }
+        let mut info = [0u8; 256];
+        #[repr(C)]
+        struct InfoAttr {
+            bpf_fd: u32,
+            info_len: u32,
+            info: u64,
+        }
+        let mut ia = InfoAttr { bpf_fd: fd as u32, info_len: info.len() as u32, info: info.as_mut_ptr() as u64 };
+        // BPF_OBJ_GET_INFO_BY_FD = 15; bpf_prog_info.name is at offset 64, 16 bytes.
+        let r =
+            unsafe { libc::syscall(libc::SYS_bpf, 15, &mut ia as *mut _ as usize, std::mem::size_of::<InfoAttr>()) };
+        unsafe { libc::close(fd as i32) };
+        if r == 0 {
+            let raw = &info[64..80];
+            let end = raw.iter().position(|b| *b == 0).unwrap_or(16);
+            let name = String::from_utf8_lossy(&raw[..end]).into_owned();
+            if name.starts_with("netlat_") {
+                names.push(name);
+            }
+        }
+    }
+    names
+}

@@ -1,0 +1,233 @@
+//! Kernel tests of issue 9: exact accounting under overload, full disks and
+//! read-only folders, SIGKILL at random moments, nothing left attached.
+
+use std::{
+    collections::BTreeMap,
+    net::SocketAddrV4,
+    path::{Path, PathBuf},
+    process::Command,
+    time::Duration,
+};
+
+use lab::{
+    accounting, bins,
+    capture::{self, Capture},
+    testing::{kernel_test, netlat_programs},
+    traffic, Lab,
+};
+use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+
+/// Reads every row of a Parquet file; `Err` if any part is unreadable.
+fn rows(path: &Path) -> Result<usize, String> {
+    let f = std::fs::File::open(path).map_err(|e| e.to_string())?;
+    let r =
+        ParquetRecordBatchReaderBuilder::try_new(f).map_err(|e| e.to_string())?.build().map_err(|e| e.to_string())?;
+    let mut n = 0;
+    for b in r {
+        n += b.map_err(|e| e.to_string())?.num_rows();
+    }
+    Ok(n)
+}
+
+fn finished(dir: &Path) -> Vec<PathBuf> {
+    let mut v: Vec<PathBuf> =
+        std::fs::read_dir(dir).map(|d| d.filter_map(Result::ok).map(|e| e.path()).collect()).unwrap_or_default();
+    v.retain(|p| p.to_string_lossy().ends_with(".parquet"));
+    v.sort();
+    v
+}
+
+/// A tmpfs mounted for the test, unmounted when dropped (also on panic).
+struct Tmpfs(PathBuf);
+
+impl Tmpfs {
+    fn mount(at: &Path, opts: &str) -> Self {
+        std::fs::create_dir_all(at).unwrap();
+        let ok = Command::new("mount").args(["-t", "tmpfs", "-o", opts, "tmpfs"]).arg(at).status().unwrap();
+        assert!(ok.success(), "mount tmpfs {opts}");
+        Self(at.to_owned())
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(&self.0).status();
+    }
+}
+
+/// A flood far beyond what a capture with a 16 KiB ring buffer and a writer
+/// slowed to one batch per 50 ms can record: for every hook, written +
+/// kernel drops + user-space drops = selected, exactly; host a's egress
+/// selected every datagram sent; the analyzer names the report loss.
+#[test]
+fn issue9_overload_accounting_is_exact() {
+    let Some(_serial) = kernel_test("issue9_overload_accounting_is_exact") else { return };
+    let tmp = tempfile::tempdir().unwrap();
+    let lab = Lab::two_hosts().unwrap();
+    let (a, b) = (lab.hosts[0].clone(), lab.hosts[1].clone());
+    let common =
+        ["-q", "--ringbuf-kb", "16", "--queue-batches", "1", "--writer-delay-us", "50000", "udp and port 7001"];
+    let (ca, cb) = capture::start_pair(&lab, tmp.path(), &[], &common).unwrap();
+    let dst = SocketAddrV4::new(b.addr, 7001);
+    let sink = traffic::UdpSink::start(&b.netns, dst).unwrap();
+    let sent = 300_000u64;
+    traffic::udp_send(&a.netns, dst, sent, 0, 64).unwrap();
+    sink.finish().unwrap();
+    let (fa, fb) = (ca.stop().unwrap(), cb.stop().unwrap());
+    assert_eq!((fa.code, fb.code), (Some(0), Some(0)), "{}\n{}", fa.stderr, fb.stderr);
+    let mut dropped = 0;
+    let mut lines = BTreeMap::new();
+    for host in ["a", "b"] {
+        for h in accounting::read(&tmp.path().join(host)).unwrap() {
+            assert_eq!(h.unexplained(), 0, "{host}/{h}");
+            assert_eq!(h.selected, h.written + h.ringbuf_full + h.userspace_dropped, "{host}/{h}");
+            dropped += h.ringbuf_full + h.userspace_dropped;
+            lines.insert(format!("{host}/{}", h.hook), h);
+        }
+    }
+    assert_eq!(lines["a/tc_egress"].selected, sent, "{:?}", lines["a/tc_egress"]);
+    assert!(lines["b/xdp"].selected <= sent && lines["b/xdp"].selected > sent / 2, "{:?}", lines["b/xdp"]);
+    assert!(dropped > sent / 10, "the overload did not overload: {lines:?}");
+    // The rows on disk are exactly the written counts.
+    for host in ["a", "b"] {
+        let on_disk: usize = finished(&tmp.path().join(host))
+            .iter()
+            .filter(|p| p.to_string_lossy().ends_with(".events.parquet"))
+            .map(|p| rows(p).unwrap())
+            .sum();
+        let written: u64 = lines.iter().filter(|(k, _)| k.starts_with(host)).map(|(_, h)| h.written).sum();
+        assert_eq!(on_disk as u64, written, "{host}");
+    }
+    let out = Command::new(bins::path("netlat-analyze")).arg(tmp.path()).output().unwrap();
+    let t = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(t.contains("report loss (packets the captures selected but could not record"), "{t}");
+    assert!(t.contains("a:tc_egress") && t.contains("kernel ring buffer full"), "{t}");
+}
+
+/// A disk that fills mid-run: the capture stops with a clear error and exit
+/// code 1, and every finished file is complete. A read-only folder is
+/// refused before any program is loaded (exit 2).
+#[test]
+fn issue9_full_disk_and_read_only_folder() {
+    let Some(_serial) = kernel_test("issue9_full_disk_and_read_only_folder") else { return };
+    let tmp = tempfile::tempdir().unwrap();
+    let lab = Lab::two_hosts().unwrap();
+    let (a, b) = (lab.hosts[0].clone(), lab.hosts[1].clone());
+    let before = netlat_programs().len();
+
+    let ro = Tmpfs::mount(&tmp.path().join("ro"), "ro,size=1m");
+    let out = Command::new("ip")
+        .args(["netns", "exec", &a.netns])
+        .arg(bins::path("netlat-capture"))
+        .args(["-i", "veth0", "--duration", "1", "-w"])
+        .arg(ro.0.join("out"))
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains(&ro.0.join("out").display().to_string()) && err.contains("Read-only"), "{err}");
+    assert_eq!(netlat_programs().len(), before);
+
+    let small = Tmpfs::mount(&tmp.path().join("small"), "size=3m");
+    let dir = small.0.join("out");
+    let mut cap = Capture::start(Some(&a.netns), &dir, &["-i", "veth0", "-q", "-C", "1", "udp and port 7002"]).unwrap();
+    let dst = SocketAddrV4::new(b.addr, 7002);
+    let _sink = traffic::UdpSink::start(&b.netns, dst).unwrap();
+    for _ in 0..100 {
+        if !cap.is_running() {
+            break;
+        }
+        // Distinct payloads so the files do not compress to nothing.
+        traffic::udp_send(&a.netns, dst, 50_000, 0, 200).unwrap();
+    }
+    let f = cap.stop().unwrap();
+    assert_eq!(f.code, Some(1), "{}", f.stderr);
+    assert!(f.stderr.contains("No space left on device"), "{}", f.stderr);
+    let files: Vec<PathBuf> =
+        finished(&dir).into_iter().filter(|p| p.to_string_lossy().ends_with(".events.parquet")).collect();
+    assert!(!files.is_empty(), "no file was finished before the disk filled");
+    for p in &files {
+        assert!(rows(p).unwrap() > 0, "{}", p.display());
+    }
+    drop(small);
+    std::thread::sleep(Duration::from_millis(200));
+    assert_eq!(netlat_programs().len(), before, "programs left after a failed run");
+}
+
+/// SIGKILL at random moments, again and again, into one folder: finished
+/// files always open and are complete, the file in progress only ever has a
+/// `.partial` name, earlier files are never overwritten, at most about one
+/// rotation interval is lost, and no program stays loaded.
+#[test]
+fn issue9_sigkill_leaves_finished_files_intact_and_nothing_attached() {
+    let Some(_serial) = kernel_test("issue9_sigkill_leaves_finished_files_intact_and_nothing_attached") else { return };
+    let tmp = tempfile::tempdir().unwrap();
+    let lab = Lab::two_hosts().unwrap();
+    let (a, b) = (lab.hosts[0].clone(), lab.hosts[1].clone());
+    let before = netlat_programs().len();
+    let dir = tmp.path().join("a");
+    let dst = SocketAddrV4::new(b.addr, 7003);
+    let _sink = traffic::UdpSink::start(&b.netns, dst).unwrap();
+    let mut seen: BTreeMap<PathBuf, (u64, std::time::SystemTime)> = BTreeMap::new();
+    let mut rng = 0x9E37_79B9_7F4A_7C15u64 ^ u64::from(std::process::id());
+    for round in 0..8 {
+        let cap = Capture::start(Some(&a.netns), &dir, &["-i", "veth0", "-q", "-G", "1", "udp and port 7003"]).unwrap();
+        rng ^= rng << 13;
+        rng ^= rng >> 7;
+        rng ^= rng << 17;
+        let wait_ms = 300 + rng % 2500;
+        let ns = a.netns.clone();
+        let sender = std::thread::spawn(move || traffic::udp_send(&ns, dst, wait_ms * 20, 20_000, 64));
+        std::thread::sleep(Duration::from_millis(wait_ms));
+        let killed_at = sync::clock::monotonic_ns();
+        let f = cap.kill().unwrap();
+        assert_eq!(f.code, None, "round {round}: not killed by the signal");
+        sender.join().unwrap().unwrap();
+        let mut newest_ts = i64::MIN;
+        for p in std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().path()) {
+            let name = p.file_name().unwrap().to_string_lossy().into_owned();
+            if name.ends_with(".parquet") {
+                let n = rows(&p).unwrap_or_else(|e| panic!("round {round}: finished file {name} unreadable: {e}"));
+                let md = std::fs::metadata(&p).unwrap();
+                let entry = (md.len(), md.modified().unwrap());
+                if let Some(old) = seen.insert(p.clone(), entry) {
+                    assert_eq!(old, entry, "round {round}: {name} was rewritten");
+                }
+                if n > 0 && name.ends_with(".events.parquet") {
+                    newest_ts = newest_ts.max(max_ts(&p));
+                }
+            } else {
+                assert!(
+                    name.ends_with(".meta.json")
+                        || (name.starts_with('.') && name.ends_with(".partial"))
+                        || name.starts_with(".ready")
+                        || name.starts_with(".capture"),
+                    "round {round}: unexpected file {name}"
+                );
+            }
+        }
+        // At most about one rotation interval (1 s) plus the batch age is lost.
+        if wait_ms > 1500 {
+            assert!(
+                killed_at - newest_ts < 2_500_000_000,
+                "round {round}: newest recorded event {} ms before the kill",
+                (killed_at - newest_ts) / 1_000_000
+            );
+        }
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(netlat_programs().len(), before, "programs left after SIGKILL");
+}
+
+fn max_ts(p: &Path) -> i64 {
+    let r = ParquetRecordBatchReaderBuilder::try_new(std::fs::File::open(p).unwrap()).unwrap().build().unwrap();
+    let mut m = i64::MIN;
+    for b in r {
+        let b = b.unwrap();
+        let ts =
+            b.column_by_name("ts_ns").unwrap().as_any().downcast_ref::<arrow::array::Int64Array>().unwrap().clone();
+        m = m.max(ts.values().iter().copied().max().unwrap_or(i64::MIN));
+    }
+    m
+}
