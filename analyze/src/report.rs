@@ -153,24 +153,23 @@ fn cells(p: &PairStats) -> [String; 9] {
     ]
 }
 
-/// Aligned table: names left-aligned, numbers right-aligned, two spaces between columns,
-/// no trailing spaces.
-fn table(pairs: &[PairStats]) -> String {
-    let rows: Vec<[String; 9]> = pairs.iter().map(cells).collect();
-    let mut widths = HEADER.map(str::len);
-    for row in &rows {
+/// Aligned columns: the columns in `left` left-aligned, the others right-aligned, two
+/// spaces between columns, no trailing spaces.
+pub fn aligned(header: &[&str], rows: &[Vec<String>], left: &[usize]) -> String {
+    let mut widths: Vec<usize> = header.iter().map(|h| h.chars().count()).collect();
+    for row in rows {
         for (w, cell) in widths.iter_mut().zip(row) {
             *w = (*w).max(cell.chars().count());
         }
     }
-    let line = |row: &[&str]| {
+    let line = |row: &mut dyn Iterator<Item = &str>| {
         let mut s = String::new();
-        for (i, cell) in row.iter().enumerate() {
+        for (i, cell) in row.enumerate() {
             if i > 0 {
                 s.push_str("  ");
             }
             let pad = widths[i].saturating_sub(cell.chars().count());
-            if i < 2 {
+            if left.contains(&i) {
                 s.push_str(cell);
                 s.extend(std::iter::repeat_n(' ', pad));
             } else {
@@ -182,10 +181,16 @@ fn table(pairs: &[PairStats]) -> String {
         s.push('\n');
         s
     };
-    let mut out = line(&HEADER);
-    for row in &rows {
-        out.push_str(&line(&row.each_ref().map(String::as_str)));
+    let mut out = line(&mut header.iter().copied());
+    for row in rows {
+        out.push_str(&line(&mut row.iter().map(String::as_str)));
     }
+    out
+}
+
+fn table(pairs: &[PairStats]) -> String {
+    let rows: Vec<Vec<String>> = pairs.iter().map(|p| cells(p).to_vec()).collect();
+    let mut out = aligned(&HEADER, &rows, &[0, 1]);
     if rows.is_empty() {
         out.push_str("(no packet was seen at two points)\n");
     }

@@ -6,7 +6,7 @@ use std::fmt::Write as _;
 use serde::Serialize;
 
 use crate::clocks::Alignment;
-use crate::report::{micros, Format};
+use crate::report::{aligned, micros, Format};
 
 /// Column headers of the clock table (table and CSV).
 pub const HEADER: [&str; 7] = ["host", "offset_s", "drift_ppm", "bound_us", "samples_used", "samples", "via"];
@@ -31,35 +31,8 @@ fn rows(al: &Alignment) -> Vec<[String; 7]> {
 }
 
 fn table(al: &Alignment) -> String {
-    let rows = rows(al);
-    let mut widths = HEADER.map(str::len);
-    for row in &rows {
-        for (w, c) in widths.iter_mut().zip(row) {
-            *w = (*w).max(c.chars().count());
-        }
-    }
-    let line = |row: &[&str]| {
-        let mut s = String::new();
-        for (i, c) in row.iter().enumerate() {
-            let pad = widths[i].saturating_sub(c.chars().count());
-            if i > 0 {
-                s.push_str("  ");
-            }
-            if i == 0 || i == 6 {
-                s.push_str(c);
-                s.extend(std::iter::repeat_n(' ', pad));
-            } else {
-                s.extend(std::iter::repeat_n(' ', pad));
-                s.push_str(c);
-            }
-        }
-        s.truncate(s.trim_end().len());
-        s + "\n"
-    };
-    let mut out = if rows.is_empty() { String::new() } else { line(&HEADER) };
-    for r in &rows {
-        out.push_str(&line(&r.each_ref().map(String::as_str)));
-    }
+    let rows: Vec<Vec<String>> = rows(al).into_iter().map(Vec::from).collect();
+    let mut out = if rows.is_empty() { String::new() } else { aligned(&HEADER, &rows, &[0, 6]) };
     if let Some(r) = &al.result {
         if !r.edges.is_empty() {
             out.push_str("\npairs (offset of b against a):\n");
