@@ -8,13 +8,15 @@
 //! * [`schema`]: the `events` table;
 //! * [`ring`]: Parquet ring files with crash-safe rotation;
 //! * [`meta`]: the run-metadata record;
-//! * [`run`]: one capture run, end to end.
+//! * [`run`]: one capture run, end to end;
+//! * [`preflight`]: what the machine lacks, said plainly.
 #![deny(missing_docs)]
 
 pub mod filter;
 pub mod loader;
 pub mod meta;
 pub mod netns;
+pub mod preflight;
 pub mod ring;
 pub mod run;
 pub mod schema;
