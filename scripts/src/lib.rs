@@ -10,6 +10,7 @@
 pub mod accounting;
 pub mod bins;
 pub mod capture;
+pub mod collect;
 pub mod netns;
 pub mod topo;
 pub mod traffic;
