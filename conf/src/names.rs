@@ -140,10 +140,10 @@ pub fn check_host_name(s: &str) -> Result<(), String> {
 /// Checks a user name (see [`UserName`]).
 pub fn check_user_name(s: &str) -> Result<(), String> {
     let kind = "user name";
+    no_leading_dash(kind, s)?;
     if s.is_empty() || s.len() > 32 {
         return Err(format!("{kind} {s:?} must be 1 to 32 characters"));
     }
-    no_leading_dash(kind, s)?;
     only(kind, s, |c| alnum(c) || matches!(c, '.' | '_' | '-'), "letters, digits, '.', '_', '-'")
 }
 

@@ -67,8 +67,8 @@ struct Cli {
     /// netlat-analyze to run on the result (default: next to this program).
     #[arg(long, value_name = "PATH")]
     analyze: Option<PathBuf>,
-    /// Do not run netlat-analyze.
-    #[arg(long, conflicts_with = "analyze")]
+    /// Do not run netlat-analyze (overrides --analyze).
+    #[arg(long)]
     no_analyze: bool,
     /// Remove each host's remote run folder once its files are home and checked.
     #[arg(long)]

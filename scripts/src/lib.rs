@@ -12,6 +12,7 @@ pub mod bins;
 pub mod capture;
 pub mod collect;
 pub mod netns;
+pub mod sshlab;
 pub mod topo;
 pub mod traffic;
 

@@ -4,6 +4,7 @@
 //! captures on both with `netlat-capture`, sends known UDP and TCP traffic
 //! between them, stops the captures, checks that every selected packet is
 //! accounted for, and prints `netlat-analyze`'s latency table.
+//! `netlat-lab send` sends numbered UDP datagrams from a namespace;
 //! `netlat-lab cleanup` removes namespaces left by killed runs.
 
 use std::{
@@ -36,6 +37,24 @@ enum Cmd {
         /// Output folder (captures in OUT/a and OUT/b).
         #[arg(long, default_value = "out/demo")]
         out: PathBuf,
+    },
+    /// Send numbered UDP datagrams from a lab namespace (traffic for netlat-collect's tests).
+    Send {
+        /// Network namespace to send from (a name under /run/netns).
+        #[arg(long)]
+        netns: String,
+        /// Destination ADDR:PORT (repeatable; each gets COUNT datagrams).
+        #[arg(long, required = true)]
+        to: Vec<SocketAddrV4>,
+        /// Datagrams per destination.
+        #[arg(long, default_value_t = 1000)]
+        count: u64,
+        /// Rounds (one datagram to each destination) per second (0: as fast as possible).
+        #[arg(long, default_value_t = 1000)]
+        rate: u64,
+        /// Bytes per datagram (at least 8).
+        #[arg(long, default_value_t = 64)]
+        size: usize,
     },
     /// Remove lab namespaces whose creator is gone.
     Cleanup,
@@ -100,6 +119,11 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let r = match cli.cmd {
         Cmd::Demo { duration, rate, out } => demo(duration, rate, out),
+        Cmd::Send { netns, to, count, rate, size } => {
+            traffic::udp_send_all(&netns, &to, count, rate, size).map_err(Into::into).map(|took| {
+                eprintln!("netlat-lab: sent {count} datagrams to each of {to:?} in {:.2} s", took.as_secs_f64());
+            })
+        }
         Cmd::Cleanup => topo::cleanup_stale().map(|v| {
             for n in v {
                 eprintln!("netlat-lab: removed stale namespace {n}");

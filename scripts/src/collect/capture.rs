@@ -174,11 +174,8 @@ fn with_last(why: String, last: &[String]) -> String {
 fn spawn(argv: &Argv) -> std::io::Result<(Child, mpsc::Receiver<String>)> {
     let sh = xshell::Shell::new().map_err(std::io::Error::other)?;
     let cmd = sh.cmd(&argv[0]).args(&argv[1..]).quiet();
-    let mut child = std::process::Command::from(cmd)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()?;
+    let mut child =
+        std::process::Command::from(cmd).stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::piped()).spawn()?;
     let stderr = child.stderr.take().expect("piped");
     let (tx, rx) = mpsc::channel();
     std::thread::spawn(move || {

@@ -177,7 +177,9 @@ impl LocalBinary {
         let size = std::fs::metadata(&path).map_err(|e| bad(e.to_string()))?.len();
         let sha256 = pull::sha256_file(&path).map_err(|e| bad(e.to_string()))?;
         let mut head = Vec::new();
-        std::fs::File::open(&path).and_then(|f| f.take(1 << 16).read_to_end(&mut head)).map_err(|e| bad(e.to_string()))?;
+        std::fs::File::open(&path)
+            .and_then(|f| f.take(1 << 16).read_to_end(&mut head))
+            .map_err(|e| bad(e.to_string()))?;
         let is_static = elf_is_static(&head).ok_or_else(|| bad("not an x86_64 ELF executable".into()))?;
         Ok(LocalBinary { path, sha256, size, is_static })
     }

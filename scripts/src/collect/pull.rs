@@ -41,8 +41,7 @@ pub fn sha256_file(path: &Path) -> std::io::Result<String> {
 
 /// Whether `path` holds exactly `want`.
 pub fn matches(path: &Path, want: &RemoteFile) -> bool {
-    std::fs::metadata(path).is_ok_and(|m| m.len() == want.size)
-        && sha256_file(path).is_ok_and(|s| s == want.sha256)
+    std::fs::metadata(path).is_ok_and(|m| m.len() == want.size) && sha256_file(path).is_ok_and(|s| s == want.sha256)
 }
 
 /// What pulling one host did.

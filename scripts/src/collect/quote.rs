@@ -29,8 +29,7 @@ pub fn display<S: AsRef<OsStr>>(argv: &[S]) -> String {
     argv.iter()
         .map(|a| {
             let a = a.as_ref().to_string_lossy();
-            let plain = !a.is_empty()
-                && a.chars().all(|c| c.is_ascii_alphanumeric() || "-_./:=@,+%".contains(c));
+            let plain = !a.is_empty() && a.chars().all(|c| c.is_ascii_alphanumeric() || "-_./:=@,+%".contains(c));
             if plain {
                 a.into_owned()
             } else {

@@ -15,7 +15,7 @@ use super::{
 /// `$1` base folder, `$2` sha256 of the binary. Creates the folders and
 /// reports the resolved folder, the machine, and whether the binary is
 /// already there (content-addressed name, checked again by checksum).
-const PREPARE: &str = r#"set -eu
+pub const PREPARE: &str = r#"set -eu
 umask 027
 mkdir -p -- "$1/bin" "$1/runs"
 cd -- "$1"
@@ -28,7 +28,7 @@ if [ -x "$b" ] && [ "$(sha256sum < "$b")" = "$2  -" ]; then echo 'binary present
 
 /// `$1` uploaded file, `$2` final name, `$3` expected sha256. Installs the
 /// binary only if the upload is complete; a broken one is removed.
-const INSTALL: &str = r#"set -eu
+pub const INSTALL: &str = r#"set -eu
 umask 027
 got=$(sha256sum < "$1")
 if [ "$got" != "$3  -" ]; then
@@ -43,7 +43,7 @@ mv -f -- "$1" "$2"
 /// `$1` run folder, then the capture's argv. The folder is setgid so that
 /// files a root capture writes (mode 0640) belong to the login's group and
 /// can be copied back without root; umask 027: nothing is world-readable.
-const START: &str = r#"umask 027
+pub const START: &str = r#"umask 027
 mkdir -p -- "$1" && chmod 2750 -- "$1" || exit 97
 shift
 exec "$@"
@@ -51,7 +51,7 @@ exec "$@"
 
 /// `$1` run folder: `SIZE SHA256 NAME` per finished file. Files still being
 /// written are hidden (`.NAME.partial`) and not listed.
-const LIST: &str = r#"cd -- "$1" || exit 3
+pub const LIST: &str = r#"cd -- "$1" || exit 3
 for f in *.events.parquet *.meta.json; do
   [ -f "$f" ] || continue
   printf '%s %s %s\n' "$(($(wc -c < "$f")))" "$(sha256sum < "$f" | cut -d' ' -f1)" "$f"
@@ -59,7 +59,11 @@ done
 "#;
 
 /// `$1` run folder: removed once every file is home (`--remove-remote`).
-const REMOVE: &str = r#"rm -rf -- "$1""#;
+pub const REMOVE: &str = r#"rm -rf -- "$1""#;
+
+/// Every remote script by name (for `--dry-run`).
+pub const SCRIPTS: [(&str, &str); 5] =
+    [("PREPARE", PREPARE), ("INSTALL", INSTALL), ("START", START), ("LIST", LIST), ("REMOVE", REMOVE)];
 
 /// A host's folder, as found by [`prepare`].
 #[derive(Clone, Debug)]
@@ -118,9 +122,8 @@ pub fn prepare_argv(ssh: &SshSetup, h: &HostConf, base: &RemotePath, sha: &str) 
 /// Creates the host's folders and looks for an installed binary.
 pub fn prepare(ssh: &SshSetup, h: &HostConf, base: &RemotePath, sha: &str, tries: u32) -> Result<Prepared, HostError> {
     let d = run_ssh("connecting and preparing the folder", &prepare_argv(ssh, h, base, sha)?, tries)?;
-    let field = |k: &str| {
-        d.stdout.lines().find_map(|l| l.strip_prefix(k).and_then(|r| r.strip_prefix(' '))).map(str::to_owned)
-    };
+    let field =
+        |k: &str| d.stdout.lines().find_map(|l| l.strip_prefix(k).and_then(|r| r.strip_prefix(' '))).map(str::to_owned);
     let bad = |line: String| HostError::BadReply { what: "preparing the folder", line };
     let dir = field("dir").ok_or_else(|| bad(d.stdout.clone()))?;
     let dir: RemotePath = dir.parse().map_err(|e: String| HostError::Remote {
@@ -335,7 +338,8 @@ mod tests {
 
         let run = base.join("runs/r1");
         let run_s = run.to_str().unwrap();
-        let out = sh(START, &[run_s, "sh", "-c", "echo data > \"$0/x.events.parquet\"; touch \"$0/.p.partial\"", run_s]);
+        let out =
+            sh(START, &[run_s, "sh", "-c", "echo data > \"$0/x.events.parquet\"; touch \"$0/.p.partial\"", run_s]);
         assert!(out.status.success(), "{out:?}");
         use std::os::unix::fs::PermissionsExt as _;
         assert_eq!(std::fs::metadata(&run).unwrap().permissions().mode() & 0o7777, 0o2750);
@@ -362,7 +366,9 @@ mod tests {
     fn hostile_listings_are_refused() {
         let sha = "a".repeat(64);
         parse_listing(&format!("12 {sha} h-r-00001.events.parquet")).unwrap();
-        for name in ["../x.events.parquet", ".hidden.meta.json", "a b.meta.json", "x.sh", "-x.meta.json", "a/b.meta.json"] {
+        for name in
+            ["../x.events.parquet", ".hidden.meta.json", "a b.meta.json", "x.sh", "-x.meta.json", "a/b.meta.json"]
+        {
             assert!(parse_listing(&format!("12 {sha} {name}")).is_err(), "{name}");
         }
         assert!(parse_listing("12 nothex x.meta.json").is_err());

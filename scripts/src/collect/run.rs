@@ -154,7 +154,8 @@ pub fn collect(opts: &Options) -> Result<Report, CollectError> {
         ));
     }
     std::fs::create_dir_all(&opts.out).map_err(|source| CollectError::Out { path: opts.out.clone(), source })?;
-    let out = std::fs::canonicalize(&opts.out).map_err(|source| CollectError::Out { path: opts.out.clone(), source })?;
+    let out =
+        std::fs::canonicalize(&opts.out).map_err(|source| CollectError::Out { path: opts.out.clone(), source })?;
     let resumed = existing.is_some();
     let record = match existing {
         Some(r) => {
@@ -202,8 +203,7 @@ pub fn collect(opts: &Options) -> Result<Report, CollectError> {
         }
     }
     if let Some(analyze) = &opts.analyze {
-        let dirs: Vec<PathBuf> =
-            report.hosts.iter().filter(|h| h.files.files > 0).map(|h| out.join(&h.name)).collect();
+        let dirs: Vec<PathBuf> = report.hosts.iter().filter(|h| h.files.files > 0).map(|h| out.join(&h.name)).collect();
         if dirs.is_empty() {
             report.analysis = Some(Err("no host has event files".into()));
         } else {
@@ -333,8 +333,10 @@ fn collect_host(opts: &Options, h: &HostConf, out: &Path, shared: &Shared, bar: 
         }
         Err(e) => rep.problems.push(format!("pulling: {e}")),
     }
-    rep.files = check::check_host(&local, &name);
-    rep.problems.extend(rep.files.problems.iter().cloned());
+    if local.exists() {
+        rep.files = check::check_host(&local, &name);
+        rep.problems.extend(rep.files.problems.iter().cloned());
+    }
     rep.collected = rep.problems.is_empty();
     if !rep.collected {
         // The capture's own failure explains the rest; put it first.
@@ -382,7 +384,9 @@ fn run_traffic(cmd: &str, out: &Path, run_id: &str) -> Result<(), String> {
     if status.success() {
         Ok(())
     } else {
-        Err(format!("{status} after {:.1} s; see {}", t.elapsed().as_secs_f64(), log_path.display()))
+        let text = std::fs::read_to_string(&log_path).unwrap_or_default();
+        let last = text.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or("");
+        Err(format!("{status} after {:.1} s: {last} (see {})", t.elapsed().as_secs_f64(), log_path.display()))
     }
 }
 

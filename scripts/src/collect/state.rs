@@ -102,10 +102,13 @@ impl RunRecord {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
             Err(source) => return Err(StateError::Io { path, source }),
         };
-        let r: Self =
-            serde_json::from_str(&text).map_err(|e| StateError::Format { path: path.clone(), message: e.to_string() })?;
+        let r: Self = serde_json::from_str(&text)
+            .map_err(|e| StateError::Format { path: path.clone(), message: e.to_string() })?;
         if r.version != VERSION {
-            return Err(StateError::Format { path, message: format!("version {} (this tool reads {VERSION})", r.version) });
+            return Err(StateError::Format {
+                path,
+                message: format!("version {} (this tool reads {VERSION})", r.version),
+            });
         }
         Ok(Some(r))
     }
