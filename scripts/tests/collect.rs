@@ -234,7 +234,7 @@ fn a_host_stopped_mid_run_is_reported_and_the_others_are_collected() {
     let mut s = Setup::new();
     let traffic = s.traffic();
     let mut child = s
-        .command(&["--traffic", &traffic, "--tries", "2"])
+        .command(&["--traffic", &traffic, "--tries", "2", "--remove-remote"])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -267,6 +267,9 @@ fn a_host_stopped_mid_run_is_reported_and_the_others_are_collected() {
     }
     // The analysis ran on what was collected.
     assert!(s.out.join("analysis.txt").exists());
+    // --remove-remote: the collected hosts' run folders are gone, c's is left.
+    assert!(remote_runs(&s.lab, 0).is_empty() && remote_runs(&s.lab, 1).is_empty());
+    assert_eq!(remote_runs(&s.lab, 2).len(), 1);
     let r = record(&s.out);
     assert_eq!(r["hosts"]["c"]["complete"], false);
     assert_eq!(r["hosts"]["a"]["complete"], true);
@@ -450,6 +453,28 @@ fn hostile_names_are_rejected_and_hostile_arguments_passed_safely() {
     assert_eq!(o.status.code(), Some(1), "{err}");
     assert!(err.contains("the capture ended with exit code 2: netlat-capture: filter:"), "{err}");
     assert!(!marker.exists(), "a hostile word was executed");
+
+    // Host keys are checked: with a known_hosts that lacks them, no host is contacted further.
+    let strange = s.lab.dir.join("ssh_config_strange");
+    let text = std::fs::read_to_string(s.lab.ssh_config()).unwrap();
+    std::fs::write(s.lab.dir.join("known_hosts_empty"), "").unwrap();
+    std::fs::write(&strange, text.replace("/known_hosts", "/known_hosts_empty")).unwrap();
+    let out4 = s.lab.dir.join("out4");
+    let runs_before: Vec<usize> = (0..3).map(|i| remote_runs(&s.lab, i).len()).collect();
+    let mut c = s.lab.in_hub(&bins::path("netlat-collect"));
+    c.arg("--hosts").arg(&s.hosts).arg("--out").arg(&out4).arg("-F").arg(&strange);
+    c.arg("--capture-bin").arg(capture_bin()).args(["--tries", "3", "--no-analyze", "--duration", "1"]);
+    let o = c.output().unwrap();
+    let err = stderr(&o);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(err.contains("0 of 3 hosts collected"), "{err}");
+    for h in ["a", "b", "c"] {
+        let line = err.lines().find(|l| l.contains(&format!("  {h}  "))).unwrap_or_default();
+        // Not retried: a refused key stays refused.
+        assert!(line.contains("ssh failed (1 try): Host key verification failed"), "{line}");
+    }
+    let runs_after: Vec<usize> = (0..3).map(|i| remote_runs(&s.lab, i).len()).collect();
+    assert_eq!(runs_before, runs_after, "nothing was started on a host with an unknown key");
 
     // --dry-run shows the commands, and runs none (not even ssh).
     let out3 = s.lab.dir.join("out3");

@@ -99,7 +99,8 @@ fn ssh_argv(ssh: &SshSetup, h: &HostConf, script: &str, args: &[&str]) -> Result
 }
 
 fn run_ssh(what: &'static str, argv: &Argv, tries: u32) -> Result<Done, HostError> {
-    let (d, n) = run_retrying(argv, tries, Done::ssh_failed).map_err(|e| HostError::Spawn { what, source: e })?;
+    let (d, n) =
+        run_retrying(argv, tries, Done::ssh_failed_transiently).map_err(|e| HostError::Spawn { what, source: e })?;
     if d.ok() {
         Ok(d)
     } else if d.ssh_failed() {

@@ -242,6 +242,7 @@ fn capture_all(
                         let e = r.hosts.entry(name.clone()).or_default();
                         e.capture = CaptureState::Started;
                         e.remote_run = Some(dir.to_owned());
+                        e.started_unix = Some(state::now_unix());
                     })
                 };
                 let o = capture::run_host(opts, conf, h, bin, run_id, bar, tx, &started);
@@ -277,14 +278,22 @@ fn capture_all(
     traffic_error
 }
 
-/// On a resumed run, captures that were started may still be running:
-/// wait until their duration (plus a little) has passed since the start.
+/// On a resumed run, captures whose end was not seen may still be
+/// running: wait until their duration plus `--grace` has passed since they
+/// were started. (One still running after that is reported incomplete, and
+/// the next rerun picks it up.)
 fn wait_for_started_captures(shared: &Shared, opts: &Options, progress: &progress::Progress) {
     let r = shared.record.lock().unwrap_or_else(|e| e.into_inner()).clone();
-    if !r.hosts.values().any(|h| h.capture == CaptureState::Started && !h.complete) {
+    let allowance = r.duration_s.ceil() as u64 + opts.grace.as_secs();
+    let Some(end) = r
+        .hosts
+        .values()
+        .filter(|h| h.capture == CaptureState::Started && !h.complete)
+        .map(|h| h.started_unix.unwrap_or(r.started_unix) + allowance)
+        .max()
+    else {
         return;
-    }
-    let end = r.started_unix + r.duration_s.ceil() as u64 + opts.ready_timeout.as_secs().min(30);
+    };
     let now = state::now_unix();
     if end > now {
         progress.note(&format!("captures of run {} may still be running; waiting {} s", r.run_id, end - now));

@@ -72,6 +72,18 @@ impl Done {
         self.code == Some(255)
     }
 
+    /// An ssh failure worth another try: not a refused host key or login,
+    /// which no retry can fix.
+    pub fn ssh_failed_transiently(&self) -> bool {
+        const FINAL: [&str; 4] = [
+            "Host key verification failed",
+            "REMOTE HOST IDENTIFICATION HAS CHANGED",
+            "Permission denied",
+            "No matching host key type",
+        ];
+        self.ssh_failed() && !FINAL.iter().any(|f| self.stderr.contains(f))
+    }
+
     /// The last non-empty line of stderr, or the exit status: for reports.
     pub fn reason(&self) -> String {
         let last = self.stderr.lines().rev().map(str::trim).find(|l| !l.is_empty());

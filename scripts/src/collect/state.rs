@@ -42,6 +42,9 @@ pub struct HostRecord {
     pub capture: CaptureState,
     /// The run folder on the host, once known.
     pub remote_run: Option<String>,
+    /// When its capture was started, Unix seconds.
+    #[serde(default)]
+    pub started_unix: Option<u64>,
     /// Capture exit code, once ended.
     pub exit_code: Option<i32>,
     /// Why the host is missing or incomplete.
