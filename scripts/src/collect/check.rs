@@ -1,6 +1,7 @@
-//! Checking a host's pulled files: every event file is readable Parquet of
-//! the `events` table for that host, the run-metadata record says the run
-//! finished, every file it lists is there, and its counts match the rows.
+//! Checking a host's pulled files: every event (and clock-sync) file is
+//! readable Parquet of its netlat table for that host, the run-metadata
+//! record says the run finished, every file it lists is there, and its
+//! counts match the rows.
 
 use std::{collections::BTreeSet, fs::File, path::Path};
 
@@ -35,11 +36,19 @@ pub fn check_host(dir: &Path, host: &str) -> HostFiles {
         let name = entry.file_name().to_string_lossy().into_owned();
         let path = entry.path();
         if name.ends_with(".events.parquet") && !name.starts_with('.') {
-            match parquet_rows(&path, host) {
+            match table_rows(&path, host, "events") {
                 Ok(rows) => {
                     out.files += 1;
                     out.rows += rows;
                     out.bytes += entry.metadata().map(|m| m.len()).unwrap_or(0);
+                    names.insert(name);
+                }
+                Err(e) => out.problems.push(format!("{name}: {e}")),
+            }
+        } else if name.ends_with(".sync.parquet") && !name.starts_with('.') {
+            // Clock-sync stamps (netlat-capture with --sync-peer): readable, from this host.
+            match table_rows(&path, host, "sync") {
+                Ok(_) => {
                     names.insert(name);
                 }
                 Err(e) => out.problems.push(format!("{name}: {e}")),
@@ -60,8 +69,8 @@ pub fn check_host(dir: &Path, host: &str) -> HostFiles {
     out
 }
 
-/// Rows of one event file, after checking it belongs to `host`.
-fn parquet_rows(path: &Path, host: &str) -> Result<u64, String> {
+/// Rows of one Parquet file of netlat table `table`, after checking it belongs to `host`.
+fn table_rows(path: &Path, host: &str, table: &str) -> Result<u64, String> {
     let f = File::open(path).map_err(|e| e.to_string())?;
     let r = SerializedFileReader::new(f).map_err(|e| format!("not readable Parquet: {e}"))?;
     let meta = r.metadata().file_metadata();
@@ -70,8 +79,8 @@ fn parquet_rows(path: &Path, host: &str) -> Result<u64, String> {
             .and_then(|v| v.iter().find(|e| e.key == k).and_then(|e| e.value.clone()))
             .unwrap_or_default()
     };
-    if kv("netlat.table") != "events" {
-        return Err("not a netlat events file (key netlat.table)".into());
+    if kv("netlat.table") != table {
+        return Err(format!("not a netlat {table} file (key netlat.table)"));
     }
     let h = kv("netlat.host");
     if h != host {
@@ -92,8 +101,13 @@ fn check_meta(path: &Path, host: &str, names: &BTreeSet<String>, rows: u64) -> R
     if v["host"].as_str() != Some(host) {
         return Err(format!("{name}: host {:?}, expected {host:?}", v["host"]));
     }
-    let listed: BTreeSet<String> =
-        v["files"].as_array().into_iter().flatten().filter_map(|f| f.as_str().map(str::to_owned)).collect();
+    // Event files, and clock-sync files where the capture writes them.
+    let listed: BTreeSet<String> = [&v["files"], &v["sync"]["files"]]
+        .into_iter()
+        .filter_map(|l| l.as_array())
+        .flatten()
+        .filter_map(|f| f.as_str().map(str::to_owned))
+        .collect();
     let missing: Vec<&String> = listed.difference(names).collect();
     if !missing.is_empty() {
         return Err(format!("{name}: lists files that are not here: {missing:?}"));
@@ -126,6 +140,13 @@ mod tests {
         .unwrap();
         let r = check_host(dir.path(), "a");
         assert!(r.problems[0].contains("lists files that are not here"), "{:?}", r.problems);
+        std::fs::write(
+            dir.path().join("a-r.meta.json"),
+            r#"{"status":"finished","host":"a","files":[],"sync":{"files":["a-r-00001.sync.parquet"]}}"#,
+        )
+        .unwrap();
+        let r = check_host(dir.path(), "a");
+        assert!(r.problems[0].contains("a-r-00001.sync.parquet"), "sync files are expected too: {:?}", r.problems);
         std::fs::write(dir.path().join("a-r-00001.events.parquet"), b"PAR1 not really").unwrap();
         let r = check_host(dir.path(), "a");
         assert!(r.problems.iter().any(|p| p.contains("not readable Parquet")), "{:?}", r.problems);

@@ -49,10 +49,11 @@ shift
 exec "$@"
 "#;
 
-/// `$1` run folder: `SIZE SHA256 NAME` per finished file. Files still being
-/// written are hidden (`.NAME.partial`) and not listed.
+/// `$1` run folder: `SIZE SHA256 NAME` per finished file (events, clock-sync
+/// stamps, run metadata). Files still being written are hidden
+/// (`.NAME.partial`) and not listed.
 pub const LIST: &str = r#"cd -- "$1" || exit 3
-for f in *.events.parquet *.meta.json; do
+for f in *.events.parquet *.sync.parquet *.meta.json; do
   [ -f "$f" ] || continue
   printf '%s %s %s\n' "$(($(wc -c < "$f")))" "$(sha256sum < "$f" | cut -d' ' -f1)" "$f"
 done
@@ -270,7 +271,7 @@ pub fn parse_listing(line: &str) -> Result<RemoteFile, HostError> {
     let name = it.next().ok_or_else(bad)?;
     let plain = name.starts_with(|c: char| c.is_ascii_alphanumeric())
         && name.chars().all(|c| c.is_ascii_alphanumeric() || "._-".contains(c))
-        && (name.ends_with(".events.parquet") || name.ends_with(".meta.json"));
+        && [".events.parquet", ".sync.parquet", ".meta.json"].iter().any(|k| name.ends_with(k));
     if !plain || name.len() > 200 {
         return Err(bad());
     }
@@ -367,6 +368,7 @@ mod tests {
     fn hostile_listings_are_refused() {
         let sha = "a".repeat(64);
         parse_listing(&format!("12 {sha} h-r-00001.events.parquet")).unwrap();
+        parse_listing(&format!("12 {sha} h-r-00001.sync.parquet")).unwrap();
         for name in
             ["../x.events.parquet", ".hidden.meta.json", "a b.meta.json", "x.sh", "-x.meta.json", "a/b.meta.json"]
         {
