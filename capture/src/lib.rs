@@ -11,6 +11,8 @@
 //! * [`meta`]: the run-metadata record;
 //! * [`pipeline`]: kernel ring buffers → batches → the Parquet writer thread;
 //! * [`run`]: one capture run, end to end.
+//! * [`run`]: one capture run, end to end;
+//! * [`preflight`]: what the machine lacks, said plainly.
 #![deny(missing_docs)]
 
 pub mod filter;
@@ -18,6 +20,7 @@ pub mod loader;
 pub mod meta;
 pub mod netns;
 pub mod pipeline;
+pub mod preflight;
 pub mod ring;
 pub mod run;
 pub mod schema;

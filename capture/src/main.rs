@@ -232,6 +232,10 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    if let Err(e) = capture::preflight::check(opts.hooks.xdp) {
+        eprintln!("netlat-capture: {e}");
+        return ExitCode::from(3);
+    }
     match run::run(opts) {
         Ok(summary) => {
             if !quiet {

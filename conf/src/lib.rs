@@ -7,6 +7,8 @@
 #![deny(missing_docs)]
 
 pub mod capture;
+pub mod hosts;
+pub mod names;
 
 use std::path::{Path, PathBuf};
 

@@ -10,8 +10,10 @@
 pub mod accounting;
 pub mod bins;
 pub mod capture;
+pub mod collect;
 pub mod netns;
 pub mod soak;
+pub mod sshlab;
 pub mod syncbench;
 pub mod testing;
 pub mod topo;

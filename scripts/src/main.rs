@@ -4,6 +4,8 @@
 //! captures on both with `netlat-capture`, sends known UDP and TCP traffic
 //! between them, stops the captures, checks that every selected packet is
 //! accounted for, and prints `netlat-analyze`'s latency table.
+//! `netlat-lab collect-demo` runs netlat-collect against three local ssh
+//! hosts; `netlat-lab send` sends numbered UDP datagrams from a namespace;
 //! `netlat-lab cleanup` removes namespaces left by killed runs.
 
 use std::{
@@ -84,6 +86,33 @@ enum Cmd {
         /// Output folder.
         #[arg(long, default_value = "out/soak")]
         out: PathBuf,
+    },
+    /// Run netlat-collect against three local ssh hosts (namespaces with their own sshd).
+    CollectDemo {
+        /// Capture duration, seconds.
+        #[arg(long, default_value_t = 5.0)]
+        duration: f64,
+        /// Output folder (OUT/a, OUT/b, OUT/c).
+        #[arg(long, default_value = "out/collect-demo")]
+        out: PathBuf,
+    },
+    /// Send numbered UDP datagrams from a lab namespace (traffic for netlat-collect's tests).
+    Send {
+        /// Network namespace to send from (a name under /run/netns).
+        #[arg(long)]
+        netns: String,
+        /// Destination ADDR:PORT (repeatable; each gets COUNT datagrams).
+        #[arg(long, required = true)]
+        to: Vec<SocketAddrV4>,
+        /// Datagrams per destination.
+        #[arg(long, default_value_t = 1000)]
+        count: u64,
+        /// Rounds (one datagram to each destination) per second (0: as fast as possible).
+        #[arg(long, default_value_t = 1000)]
+        rate: u64,
+        /// Bytes per datagram (at least 8).
+        #[arg(long, default_value_t = 64)]
+        size: usize,
     },
     /// Remove lab namespaces whose creator is gone.
     Cleanup,
@@ -187,6 +216,55 @@ fn demo(duration: f64, rate: u64, out: PathBuf) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The ssh lab of netlat-collect's tests, with netlat-collect run in its
+/// hub namespace on a terminal (progress bars) and known UDP traffic.
+fn collect_demo(duration: f64, out: PathBuf) -> anyhow::Result<()> {
+    if !lab::netns::is_root() {
+        bail!("the lab needs root (network namespaces, sshd, eBPF)");
+    }
+    topo::cleanup_stale()?;
+    if out.exists() {
+        std::fs::remove_dir_all(&out).with_context(|| format!("clearing {}", out.display()))?;
+    }
+    let out = std::path::absolute(&out)?;
+    let lab = lab::sshlab::SshLab::start(&["a", "b", "c"])?;
+    let hosts = lab.dir.join("hosts.yaml");
+    std::fs::write(&hosts, lab.hosts_yaml())?;
+    eprintln!("netlat-lab: hosts a, b, c at 198.18.1.1-3, each with its own sshd; {}:", hosts.display());
+    eprint!("{}", lab.hosts_yaml());
+    let collect = bins::path("netlat-collect");
+    let static_bin = collect.parent().expect("folder").join("../x86_64-unknown-linux-musl/release/netlat-capture");
+    let capture_bin = if static_bin.exists() { static_bin } else { bins::path("netlat-capture") };
+    let (a, b, c) = (&lab.hosts[0], &lab.hosts[1], &lab.hosts[2]);
+    let count = ((duration - 2.0).max(1.0) * 1000.0) as u64;
+    let traffic = format!(
+        "{} send --netns {} --to {}:5001 --to {}:5001 --count {count} --rate 1000",
+        bins::path("netlat-lab").display(),
+        a.netns,
+        b.addr,
+        c.addr
+    );
+    let status = lab
+        .in_hub(&collect)
+        .arg("--hosts")
+        .arg(&hosts)
+        .arg("--out")
+        .arg(&out)
+        .arg("-F")
+        .arg(lab.ssh_config())
+        .arg("--capture-bin")
+        .arg(&capture_bin)
+        .arg("--analyze")
+        .arg(bins::path("netlat-analyze"))
+        .args(["--duration", &duration.to_string(), "--filter", "udp and port 5001", "--traffic", &traffic])
+        .status()?;
+    drop(lab);
+    if !status.success() {
+        bail!("netlat-collect: {status}");
+    }
+    Ok(())
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let r = match cli.cmd {
@@ -206,6 +284,12 @@ fn main() -> ExitCode {
         })(),
         Cmd::Syncbench { duration, rate, sync_rate, window, clocks, out, compare_only } => {
             syncbench(duration, rate, sync_rate, window, clocks, out, compare_only)
+        }
+        Cmd::CollectDemo { duration, out } => collect_demo(duration, out),
+        Cmd::Send { netns, to, count, rate, size } => {
+            traffic::udp_send_all(&netns, &to, count, rate, size).map_err(Into::into).map(|took| {
+                eprintln!("netlat-lab: sent {count} datagrams to each of {to:?} in {:.2} s", took.as_secs_f64());
+            })
         }
         Cmd::Cleanup => topo::cleanup_stale().map(|v| {
             for n in v {

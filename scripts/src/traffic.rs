@@ -149,3 +149,32 @@ pub fn tcp_ping_pong(
     server.join().expect("server panicked")?;
     Ok(rtts)
 }
+
+/// Sends `count` UDP datagrams of `size` bytes (>= 8) from namespace `ns`
+/// to each of `dsts` in turn (datagram `i` to every destination, then
+/// `i + 1`), paced at `rate` rounds per second (0: as fast as possible).
+/// The socket is not connected, so destinations without a receiver (ICMP
+/// port unreachable) do not stop it. Returns the send duration.
+pub fn udp_send_all(ns: &str, dsts: &[SocketAddrV4], count: u64, rate: u64, size: usize) -> std::io::Result<Duration> {
+    let sock = run_in(ns, || UdpSocket::bind((Ipv4Addr::UNSPECIFIED, 0)))??;
+    let mut buf = vec![0xA5u8; size.max(8)];
+    let start = Instant::now();
+    for i in 0..count {
+        if let Some(ns) = (i * 1_000_000_000).checked_div(rate) {
+            pace_until(start + Duration::from_nanos(ns));
+        }
+        buf[..8].copy_from_slice(&i.to_be_bytes());
+        for dst in dsts {
+            loop {
+                match sock.send_to(&buf, dst) {
+                    Ok(_) => break,
+                    Err(e) if e.raw_os_error() == Some(libc::ENOBUFS) || e.kind() == std::io::ErrorKind::WouldBlock => {
+                        std::thread::sleep(Duration::from_micros(50));
+                    }
+                    Err(e) => return Err(e),
+                }
+            }
+        }
+    }
+    Ok(start.elapsed())
+}
