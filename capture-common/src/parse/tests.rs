@@ -1101,3 +1101,23 @@ fn port_selection_list() {
     assert!(!filter::port_selected(&cfg, &pkt4("1.1.1.1", "2.2.2.2", IPPROTO_ICMP, 0x0800, 443)));
     assert!(!filter::port_selected(&cfg, &pkt4("1.1.1.1", "2.2.2.2", 47, 0, 0)));
 }
+
+// ------------------------------------------------- inputs found by fuzzing
+
+/// fuzz/parse_packet crash-3886f3a7: an IPv4 header claiming 60 bytes (IHL
+/// 15) in a 42-byte frame. `payload_off` then lies past the frame (as for
+/// TCP options past the frame, see above): the fuzz harness had assumed it
+/// never does. The contract it now checks: the L4 header is reported cut
+/// short, with no ports and no payload, and reading the payload is refused.
+#[test]
+fn fuzz_ip_options_past_the_frame_are_l4_truncated() {
+    let frame: [u8; 42] = [
+        0x02, 0x02, 0x02, 0x3a, 0x02, 0x02, 0x04, 0x04, 0x04, 0x04, 0x04, 0x04, 0x08, 0x00, 0x4f, 0x00, 0x00, 0x62,
+        0x00, 0x01, 0x00, 0x00, 0x40, 0x11, 0x25, 0x00, 0xc6, 0x72, 0x13, 0x00, 0x00, 0x01, 0x00, 0xc6, 0x20, 0x02,
+        0x02, 0x02, 0x3a, 0x02, 0x02, 0x04,
+    ];
+    let info = p(&frame);
+    assert_ne!(info.flags & flags::L4_TRUNCATED, 0);
+    assert_eq!((info.payload_off, info.payload_len, info.sport, info.dport), (14 + 60, 0, 0, 0));
+    assert_eq!(SliceBuf(&frame).load::<8>(info.payload_off), None);
+}
