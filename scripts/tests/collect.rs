@@ -543,29 +543,24 @@ fn dry_run_of_the_example_hosts_file_prints_every_command_and_runs_none() {
     // sync_port is passed on; sync: false leaves the peers out.
     let hosts = tmp.path().join("hosts.yaml");
     let text = std::fs::read_to_string(repo.join("conf/hosts.yaml")).unwrap();
-    std::fs::write(&hosts, text.replace("sync: true", "sync: true\nsync_port: 9123")).unwrap();
-    let o = Command::new(bins::path("netlat-collect"))
-        .arg("--hosts")
-        .arg(&hosts)
-        .arg("--capture-bin")
-        .arg(capture_bin())
-        .args(["--dry-run", "--no-analyze"])
-        .output()
-        .unwrap();
-    let plan = String::from_utf8_lossy(&o.stdout);
+    let dry_run = |yaml: String| {
+        std::fs::write(&hosts, yaml).unwrap();
+        let o = Command::new(bins::path("netlat-collect"))
+            .arg("--hosts")
+            .arg(&hosts)
+            .arg("--capture-bin")
+            .arg(capture_bin())
+            .args(["--dry-run", "--no-analyze"])
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", stderr(&o));
+        String::from_utf8_lossy(&o.stdout).into_owned()
+    };
+    let plan = dry_run(text.replace("sync: true", "sync: true\nsync_port: 9123"));
     let captures: Vec<&str> = plan.lines().filter(|l| l.contains("<START>")).collect();
     assert!(captures[0].contains("'--sync-peer' '198.18.0.2' '--sync-port' '9123'"), "{}", captures[0]);
     assert!(captures[1].contains("'--sync-peer' '198.18.0.1' '--sync-port' '9123'"), "{}", captures[1]);
     assert!(!plan.contains("netlat-analyze"));
-    std::fs::write(&hosts, text.replace("sync: true", "sync: false")).unwrap();
-    let o = Command::new(bins::path("netlat-collect"))
-        .arg("--hosts")
-        .arg(&hosts)
-        .arg("--capture-bin")
-        .arg(capture_bin())
-        .args(["--dry-run", "--no-analyze"])
-        .output()
-        .unwrap();
-    let plan = String::from_utf8_lossy(&o.stdout);
-    assert!(o.status.success() && !plan.contains("--sync-peer"), "{plan}");
+    let plan = dry_run(text.replace("sync: true", "sync: false"));
+    assert!(!plan.contains("--sync-peer"), "{plan}");
 }
