@@ -3,7 +3,7 @@
 //! and why.
 
 use std::collections::BTreeSet;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use polars::prelude::*;
 use sync::{
@@ -62,49 +62,44 @@ impl Alignment {
     }
 }
 
-fn read_stamps(files: &[PathBuf], hosts: &mut Vec<String>) -> PolarsResult<Vec<Stamp>> {
+/// The stamps of one sync table; host names not yet in `hosts` are added.
+fn read_stamps(path: &Path, hosts: &mut Vec<String>) -> PolarsResult<Vec<Stamp>> {
     let mut out = Vec::new();
-    for path in files {
-        let p = path.to_str().ok_or_else(|| polars_err!(ComputeError: "path is not valid UTF-8"))?;
-        let args = ScanArgsParquet { glob: false, ..Default::default() };
-        let df = LazyFrame::scan_parquet(PlRefPath::from(p), args)?
-            .select(SYNC_COLUMNS.iter().map(|(n, _)| col(*n)).collect::<Vec<_>>())
-            .collect()?;
-        let ts = df.column("ts_ns")?.i64()?;
-        let host = df.column("host")?.str()?;
-        let hook = df.column("hook")?.str()?;
-        let kind = df.column("kind")?.str()?;
-        let session = df.column("session")?.u64()?;
-        let seq = df.column("seq")?.u64()?;
-        let idx = df.column("idx")?.u8()?;
-        let daddr = df.column("daddr")?.str()?;
-        for i in 0..df.height() {
-            let (Some(h), Some(hk), Some(k)) = (host.get(i), hook.get(i).and_then(Hook::from_name), kind.get(i)) else {
-                continue;
-            };
-            let kind = match k {
-                "probe" => 0,
-                "reply" => 1,
-                _ => continue,
-            };
-            let host = match hosts.iter().position(|x| x == h) {
-                Some(i) => i,
-                None => {
-                    hosts.push(h.to_owned());
-                    hosts.len() - 1
-                }
-            };
-            out.push(Stamp {
-                host,
-                ts_ns: ts.get(i).unwrap_or(0),
-                hook: hk,
-                kind,
-                idx: idx.get(i).unwrap_or(0),
-                session: session.get(i).unwrap_or(0),
-                seq: seq.get(i).unwrap_or(0),
-                daddr: daddr.get(i).unwrap_or_default().to_owned(),
-            });
-        }
+    let df = crate::matching::scan_columns(path, &SYNC_COLUMNS.map(|(n, _)| n))?.collect()?;
+    let ts = df.column("ts_ns")?.i64()?;
+    let host = df.column("host")?.str()?;
+    let hook = df.column("hook")?.str()?;
+    let kind = df.column("kind")?.str()?;
+    let session = df.column("session")?.u64()?;
+    let seq = df.column("seq")?.u64()?;
+    let idx = df.column("idx")?.u8()?;
+    let daddr = df.column("daddr")?.str()?;
+    for i in 0..df.height() {
+        let (Some(h), Some(hk), Some(k)) = (host.get(i), hook.get(i).and_then(Hook::from_name), kind.get(i)) else {
+            continue;
+        };
+        let kind = match k {
+            "probe" => 0,
+            "reply" => 1,
+            _ => continue,
+        };
+        let host = match hosts.iter().position(|x| x == h) {
+            Some(i) => i,
+            None => {
+                hosts.push(h.to_owned());
+                hosts.len() - 1
+            }
+        };
+        out.push(Stamp {
+            host,
+            ts_ns: ts.get(i).unwrap_or(0),
+            hook: hk,
+            kind,
+            idx: idx.get(i).unwrap_or(0),
+            session: session.get(i).unwrap_or(0),
+            seq: seq.get(i).unwrap_or(0),
+            daddr: daddr.get(i).unwrap_or_default().to_owned(),
+        });
     }
     Ok(out)
 }
@@ -159,10 +154,16 @@ pub fn align(
 ) -> Alignment {
     let mut hosts: Vec<String> = event_hosts.iter().cloned().collect();
     let mut stamps = Vec::new();
+    let (mut notes, explained) = prober_notes(metas, skipped);
+    if same_clock {
+        // The sync tables are not read at all: nothing of them is used.
+        notes.push("--same-clock: all captures are taken to share one clock; sync data is not used".into());
+        return Alignment { result: None, same_clock, notes };
+    }
     let mut good = Vec::new();
     for f in sync_files.drain(..) {
         let mut h = hosts.clone();
-        match read_stamps(std::slice::from_ref(&f), &mut h) {
+        match read_stamps(&f, &mut h) {
             Ok(s) => {
                 hosts = h;
                 stamps.extend(s);
@@ -174,11 +175,6 @@ pub fn align(
         }
     }
     *sync_files = good;
-    let (mut notes, explained) = prober_notes(metas, skipped);
-    if same_clock {
-        notes.push("--same-clock: all captures are taken to share one clock; sync data is not used".into());
-        return Alignment { result: None, same_clock, notes };
-    }
     let silent = |notes: &mut Vec<String>, silent: Vec<(String, String, u64)>| {
         for (host, dest, n) in silent {
             // Already named from the prober's own counts (`ADDR:PORT`).

@@ -94,10 +94,15 @@ pub struct Analysis {
 
 /// Lazily reads the columns the analysis needs from one file.
 pub fn scan_file(path: &Path) -> PolarsResult<LazyFrame> {
+    scan_columns(path, &REQUIRED_COLUMNS.map(|(name, _)| name))
+}
+
+/// Lazily reads `columns` of one file (any netlat table).
+pub fn scan_columns(path: &Path, columns: &[&str]) -> PolarsResult<LazyFrame> {
     let path = path.to_str().ok_or_else(|| polars_err!(ComputeError: "path is not valid UTF-8: {}", path.display()))?;
     // No globbing: a capture file name is a literal path, even if it contains `*` or `[`.
     let args = ScanArgsParquet { glob: false, ..Default::default() };
-    let columns: Vec<Expr> = REQUIRED_COLUMNS.iter().map(|(name, _)| col(*name)).collect();
+    let columns: Vec<Expr> = columns.iter().map(|name| col(*name)).collect();
     Ok(LazyFrame::scan_parquet(PlRefPath::from(path), args)?.select(columns))
 }
 

@@ -146,16 +146,20 @@ pub fn to_batch(
     RecordBatch::try_new(events_schema(), columns)
 }
 
+/// A lookup with one point, on ifindex 3 (for tests of the batch builders).
+#[cfg(test)]
+pub(crate) struct OnePoint(pub PointContext);
+
+#[cfg(test)]
+impl PointLookup for OnePoint {
+    fn point(&self, _: usize, ifindex: u32) -> Option<&PointContext> {
+        (ifindex == 3).then_some(&self.0)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    struct One(PointContext);
-    impl PointLookup for One {
-        fn point(&self, _: usize, ifindex: u32) -> Option<&PointContext> {
-            (ifindex == 3).then_some(&self.0)
-        }
-    }
 
     #[test]
     fn batch_has_every_column_and_formats_addresses() {
@@ -167,7 +171,7 @@ mod tests {
         v6.family = 6;
         v6.ifindex = 4;
         v6.saddr = "2001:db8::1".parse::<Ipv6Addr>().unwrap().octets();
-        let pts = One(PointContext { netns: 77, ifname: "ns1/veth0".into() });
+        let pts = OnePoint(PointContext { netns: 77, ifname: "ns1/veth0".into() });
         let b = to_batch("h1", &[(0, e), (0, v6)], &pts).unwrap();
         assert_eq!(b.num_rows(), 2);
         assert_eq!(b.num_columns(), events_schema().fields().len());

@@ -73,14 +73,7 @@ pub fn to_sync_batch(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::schema::PointContext;
-
-    struct One(PointContext);
-    impl PointLookup for One {
-        fn point(&self, _: usize, ifindex: u32) -> Option<&PointContext> {
-            (ifindex == 3).then_some(&self.0)
-        }
-    }
+    use crate::schema::{OnePoint, PointContext};
 
     #[test]
     fn batch_names_hook_kind_and_point() {
@@ -96,7 +89,7 @@ mod tests {
             ..Default::default()
         };
         s.saddr[..4].copy_from_slice(&[198, 18, 0, 2]);
-        let pts = One(PointContext { netns: 11, ifname: "veth0".into() });
+        let pts = OnePoint(PointContext { netns: 11, ifname: "veth0".into() });
         let b = to_sync_batch("b", &[(0, s)], &pts).unwrap();
         assert_eq!(b.num_columns(), sync_schema().fields().len());
         let col =

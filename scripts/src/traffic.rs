@@ -24,6 +24,18 @@ use crate::netns::run_in;
 pub fn udp_send(ns: &str, dst: SocketAddrV4, count: u64, rate: u64, size: usize) -> std::io::Result<Duration> {
     let sock = run_in(ns, || UdpSocket::bind((Ipv4Addr::UNSPECIFIED, 0)))??;
     sock.connect(dst)?;
+    send_numbered(count, rate, size, |buf| until_sent(|| sock.send(buf)))
+}
+
+/// Sends `count` numbered datagrams of `size` bytes (>= 8) through `send`,
+/// paced at `rate` per second (0: as fast as possible): datagram `i` carries
+/// `i` in its first 8 bytes. Returns the send duration.
+fn send_numbered(
+    count: u64,
+    rate: u64,
+    size: usize,
+    mut send: impl FnMut(&[u8]) -> std::io::Result<()>,
+) -> std::io::Result<Duration> {
     let mut buf = vec![0xA5u8; size.max(8)];
     let start = Instant::now();
     for i in 0..count {
@@ -32,18 +44,23 @@ pub fn udp_send(ns: &str, dst: SocketAddrV4, count: u64, rate: u64, size: usize)
             pace_until(start + Duration::from_nanos(ns));
         }
         buf[..8].copy_from_slice(&i.to_be_bytes());
-        loop {
-            match sock.send(&buf) {
-                Ok(_) => break,
-                // A full socket buffer: wait for the qdisc to drain, never skip.
-                Err(e) if e.raw_os_error() == Some(libc::ENOBUFS) || e.kind() == std::io::ErrorKind::WouldBlock => {
-                    std::thread::sleep(Duration::from_micros(50));
-                }
-                Err(e) => return Err(e),
-            }
-        }
+        send(&buf)?;
     }
     Ok(start.elapsed())
+}
+
+/// Retries `send` while the socket buffer is full: waits for the qdisc to
+/// drain, never skips a datagram.
+fn until_sent(mut send: impl FnMut() -> std::io::Result<usize>) -> std::io::Result<()> {
+    loop {
+        match send() {
+            Ok(_) => return Ok(()),
+            Err(e) if e.raw_os_error() == Some(libc::ENOBUFS) || e.kind() == std::io::ErrorKind::WouldBlock => {
+                std::thread::sleep(Duration::from_micros(50));
+            }
+            Err(e) => return Err(e),
+        }
+    }
 }
 
 /// Sleeps most of the way, then spins: sleep alone overshoots by ~60 µs.
@@ -157,24 +174,5 @@ pub fn tcp_ping_pong(
 /// port unreachable) do not stop it. Returns the send duration.
 pub fn udp_send_all(ns: &str, dsts: &[SocketAddrV4], count: u64, rate: u64, size: usize) -> std::io::Result<Duration> {
     let sock = run_in(ns, || UdpSocket::bind((Ipv4Addr::UNSPECIFIED, 0)))??;
-    let mut buf = vec![0xA5u8; size.max(8)];
-    let start = Instant::now();
-    for i in 0..count {
-        if let Some(ns) = (i * 1_000_000_000).checked_div(rate) {
-            pace_until(start + Duration::from_nanos(ns));
-        }
-        buf[..8].copy_from_slice(&i.to_be_bytes());
-        for dst in dsts {
-            loop {
-                match sock.send_to(&buf, dst) {
-                    Ok(_) => break,
-                    Err(e) if e.raw_os_error() == Some(libc::ENOBUFS) || e.kind() == std::io::ErrorKind::WouldBlock => {
-                        std::thread::sleep(Duration::from_micros(50));
-                    }
-                    Err(e) => return Err(e),
-                }
-            }
-        }
-    }
-    Ok(start.elapsed())
+    send_numbered(count, rate, size, |buf| dsts.iter().try_for_each(|dst| until_sent(|| sock.send_to(buf, dst))))
 }

@@ -76,17 +76,7 @@ pub fn run_host(
         Err(e) => return fail(Outcome::not_started(e)),
     };
     let bin_path = format!("{}/bin/{}", prep.dir, remote::binary_name(&bin.sha256));
-    let peers = if conf.sync { conf.sync_peers(h) } else { Vec::new() };
-    let spec = CaptureSpec {
-        bin: &bin_path,
-        run_dir: &run_dir,
-        host: h,
-        duration: opts.duration,
-        sync_peers: peers,
-        sync_port: conf.sync_port,
-        extra: &opts.capture_args,
-        filter: opts.filter.as_deref(),
-    };
+    let spec = spec(opts, conf, h, &bin_path, &run_dir);
     let argv = match remote::capture_argv(&opts.ssh, &spec) {
         Ok(a) => a,
         Err(e) => return fail(Outcome::not_started(e.to_string())),
@@ -187,4 +177,25 @@ fn spawn(argv: &Argv) -> std::io::Result<(Child, mpsc::Receiver<String>)> {
         }
     });
     Ok((child, rx))
+}
+
+/// The capture on host `h` as the options and hosts.yaml ask for it (the
+/// run and the dry run build it alike).
+pub(super) fn spec<'a>(
+    opts: &'a Options,
+    conf: &'a HostsConf,
+    h: &'a HostConf,
+    bin: &'a str,
+    run_dir: &'a str,
+) -> CaptureSpec<'a> {
+    CaptureSpec {
+        bin,
+        run_dir,
+        host: h,
+        duration: opts.duration,
+        sync_peers: if conf.sync { conf.sync_peers(h) } else { Vec::new() },
+        sync_port: conf.sync_port,
+        extra: &opts.capture_args,
+        filter: opts.filter.as_deref(),
+    }
 }

@@ -8,7 +8,7 @@ use conf::hosts::{HostsConf, RemotePath};
 use super::{
     pull::partial_path,
     quote::{display, sh_join},
-    remote::{self, CaptureSpec, SCRIPTS},
+    remote::{self, SCRIPTS},
     ssh::Argv,
     CollectError, LocalBinary, Options,
 };
@@ -64,17 +64,7 @@ pub fn plan(opts: &Options, conf: &HostsConf, bin: &LocalBinary, run_id: &str) -
         let _ = writeln!(s, "# {name}: if absent, copy it, and install it only if its sha256 matches");
         let _ = writeln!(s, "{}", display(&opts.ssh.scp_to(&remote::target(h), &bin.path, partial.as_str())));
         let _ = writeln!(s, "{}", ssh_display(&remote::install_argv(&opts.ssh, h, base, &bin.sha256).map_err(arg)?));
-        let peers = if conf.sync { conf.sync_peers(h) } else { Vec::new() };
-        let spec = CaptureSpec {
-            bin: &bin_path,
-            run_dir: run_dir.as_str(),
-            host: h,
-            duration: opts.duration,
-            sync_peers: peers,
-            sync_port: conf.sync_port,
-            extra: &opts.capture_args,
-            filter: opts.filter.as_deref(),
-        };
+        let spec = super::capture::spec(opts, conf, h, &bin_path, run_dir.as_str());
         let _ = writeln!(s, "# {name}: capture; ready once it prints `netlat-capture: ready:` on stderr");
         let _ = writeln!(s, "{}", ssh_display(&remote::capture_argv(&opts.ssh, &spec).map_err(arg)?));
     }
