@@ -10,10 +10,16 @@
 //!   extension headers, TCP, UDP, ICMP, VXLAN) over any [`parse::PacketBuf`];
 //! * [`hash`]: the packet identity hash and consistent sampling;
 //! * [`filter`]: evaluation of a compiled filter expression;
-//! * [`probe`]: the wire format of clock-sync probes.
+//! * [`probe`]: the wire format of clock-sync probes;
+//! * `compile` (feature `std`, user space only): the compiler of filter expressions into the
+//!   table [`filter`] evaluates, shared by the capture and the analyzer.
 #![cfg_attr(not(test), no_std)]
 
 pub mod abi;
+#[cfg(feature = "std")]
+extern crate std;
+#[cfg(feature = "std")]
+pub mod compile;
 pub mod filter;
 pub mod hash;
 pub mod parse;

@@ -2,7 +2,8 @@
 //! interfaces, in any network namespace of the host, and writes them into
 //! rotating Parquet files.
 //!
-//! * [`filter`]: tcpdump-like filter expressions compiled for the kernel;
+//! * [`filter`]: tcpdump-like filter expressions compiled for the kernel (the compiler
+//!   lives in `capture_common::compile`, so that netlat-analyze filters with the same language);
 //! * [`netns`]: naming and entering network namespaces;
 //! * [`loader`]: loading the eBPF object and attaching hooks;
 //! * [`schema`]: the `events` table; [`sync_table`]: the `sync` table;
@@ -10,12 +11,14 @@
 //! * [`ring`]: Parquet ring files with crash-safe rotation;
 //! * [`meta`]: the run-metadata record;
 //! * [`pipeline`]: kernel ring buffers → batches → the Parquet writer thread;
-//! * [`run`]: one capture run, end to end.
 //! * [`run`]: one capture run, end to end;
 //! * [`preflight`]: what the machine lacks, said plainly.
 #![deny(missing_docs)]
 
-pub mod filter;
+/// The filter-expression compiler (re-exported from `capture_common::compile`).
+pub mod filter {
+    pub use capture_common::compile::*;
+}
 pub mod loader;
 pub mod meta;
 pub mod netns;

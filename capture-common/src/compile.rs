@@ -2,7 +2,7 @@
 //!
 //! The kernel evaluates a fixed-size disjunctive normal form (at most
 //! [`MAX_TERMS`] conjunctions of at most [`MAX_ATOMS`] atoms each, see
-//! `capture_common::filter`), because the verifier only accepts
+//! [`crate::filter`]), because the verifier only accepts
 //! constant-bounded loops. This module parses the text, pushes negations into
 //! the atoms (negation normal form, by De Morgan) and distributes `and` over
 //! `or`, with light simplification so that equivalent expressions do not
@@ -42,9 +42,13 @@
 //! requires both. For VXLAN the kernel reports (and filters on) the inner
 //! headers.
 
+// This crate is no_std for the kernel; the compiler is user-space code behind the `std`
+// feature, so it needs the std prelude spelled out.
 use std::net::{Ipv4Addr, Ipv6Addr};
+use std::prelude::rust_2021::*;
+use std::{format, vec};
 
-use capture_common::abi::{atom, Filter, FilterAtom, MAX_ATOMS, MAX_TERMS};
+use crate::abi::{atom, Filter, FilterAtom, MAX_ATOMS, MAX_TERMS};
 
 /// Why an expression was rejected. Columns are 1-based byte offsets into
 /// the expression, so they point at the offending token.

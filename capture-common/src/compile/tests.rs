@@ -3,7 +3,7 @@
 //! must agree with a direct evaluation of the expression on many packets.
 
 use super::*;
-use capture_common::{filter::matches, parse::PacketInfo};
+use crate::{filter::matches, parse::PacketInfo};
 use std::net::IpAddr;
 
 // ------------------------------------------------------------- helpers
