@@ -42,6 +42,8 @@ pub enum ColumnKind {
     UInt64,
     /// Arrow `UInt8`.
     UInt8,
+    /// Arrow `UInt16`.
+    UInt16,
     /// Any Arrow string type (`Utf8`, `LargeUtf8`, `Utf8View`): all read as polars `String`.
     Text,
 }
@@ -52,6 +54,7 @@ impl ColumnKind {
             Self::Int64 => matches!(dtype, ArrowDataType::Int64),
             Self::UInt64 => matches!(dtype, ArrowDataType::UInt64),
             Self::UInt8 => matches!(dtype, ArrowDataType::UInt8),
+            Self::UInt16 => matches!(dtype, ArrowDataType::UInt16),
             Self::Text => matches!(dtype, ArrowDataType::Utf8 | ArrowDataType::LargeUtf8 | ArrowDataType::Utf8View),
         }
     }
@@ -63,6 +66,7 @@ impl fmt::Display for ColumnKind {
             Self::Int64 => "Int64",
             Self::UInt64 => "UInt64",
             Self::UInt8 => "UInt8",
+            Self::UInt16 => "UInt16",
             Self::Text => "Utf8",
         })
     }
@@ -70,13 +74,20 @@ impl fmt::Display for ColumnKind {
 
 /// Columns of the `events` table (docs/schema.md) that the analysis reads, with their types.
 /// Other columns are neither read nor checked, so additive schema changes do not break us.
-pub const REQUIRED_COLUMNS: [(&str, ColumnKind); 6] = [
+pub const REQUIRED_COLUMNS: [(&str, ColumnKind); 12] = [
     ("ts_ns", ColumnKind::Int64),
     ("host", ColumnKind::Text),
     ("netns", ColumnKind::UInt64),
     ("ifname", ColumnKind::Text),
     ("hook", ColumnKind::Text),
     ("pkt_id", ColumnKind::UInt64),
+    // The flow of each packet: paths, per-flow figures and `--filter`.
+    ("family", ColumnKind::UInt8),
+    ("proto", ColumnKind::UInt8),
+    ("saddr", ColumnKind::Text),
+    ("daddr", ColumnKind::Text),
+    ("sport", ColumnKind::UInt16),
+    ("dport", ColumnKind::UInt16),
 ];
 
 /// Columns of the `sync` table that clock alignment reads.

@@ -24,10 +24,16 @@
 
 pub mod clocks;
 pub mod drops;
+pub mod flows;
 pub mod input;
 pub mod matching;
+pub mod out;
 pub mod report;
+pub mod routes;
+pub mod stats;
+pub mod summary;
 pub mod sync_report;
+pub mod walk;
 
 use std::collections::BTreeSet;
 
@@ -118,7 +124,11 @@ pub fn clocks(inputs: &mut Inputs, clock: &ClockOptions) -> Alignment {
 /// only when the query reads it. Then every file is read on its own, the ones that fail
 /// are moved to `inputs.skipped`, and the query is run again on the rest; the caller can
 /// tell new skips by the length of `inputs.skipped` before the call.
-pub fn analyze(inputs: &mut Inputs, clock: &ClockOptions) -> Result<(Analysis, Alignment), AnalyzeError> {
+pub fn analyze(
+    inputs: &mut Inputs,
+    clock: &ClockOptions,
+    opts: &matching::Options,
+) -> Result<(Analysis, Alignment), AnalyzeError> {
     loop {
         if inputs.used.is_empty() {
             return Err(AnalyzeError::NoUsableInput { skipped: inputs.skipped.len() });
@@ -129,7 +139,7 @@ pub fn analyze(inputs: &mut Inputs, clock: &ClockOptions) -> Result<(Analysis, A
             let reference = clock.reference.as_deref();
             clocks::align(&hosts, sync, meta, skipped, &clock.estimator, reference, clock.same_clock)
         };
-        let result = matching::scan_files(&inputs.used).and_then(|lf| matching::analyze(lf, align));
+        let result = matching::scan_files(&inputs.used).and_then(|lf| matching::analyze(lf, opts, align));
         let err = match result {
             Ok(analysis) => return Ok(analysis),
             Err(err) => err,

@@ -8,8 +8,11 @@ use std::io::{self, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+use analyze::flows::Selection;
 use analyze::input::{self, Skipped};
-use analyze::report::{Format, Report};
+use analyze::matching::Options;
+use analyze::report::{Format, Report, Table};
+use analyze::walk::Detail;
 use analyze::{ClockOptions, EXIT_FAILURE, EXIT_OK};
 use anyhow::{bail, Context};
 use clap::{Args, Parser, Subcommand};
@@ -46,7 +49,87 @@ struct Cli {
     #[command(subcommand)]
     command: Option<Command>,
     #[command(flatten)]
-    latency: Common,
+    latency: Latency,
+}
+
+/// What to analyze and what to print besides the hop and path tables.
+#[derive(Debug, Args)]
+struct Latency {
+    #[command(flatten)]
+    common: Common,
+    /// Topology file (conf/hosts.yaml): path names, points nobody saw, hop segments.
+    #[arg(long, value_name = "FILE")]
+    hosts: Option<PathBuf>,
+    /// Keep only packets that pass this filter, in netlat-capture's filter language
+    /// (tcpdump-like: `udp and dst port 5000`, `host 198.18.0.2`, `not icmp`).
+    #[arg(long, value_name = "EXPR")]
+    filter: Option<String>,
+    /// Keep only observation points of this host (repeatable).
+    #[arg(long = "host", value_name = "HOST")]
+    host: Vec<String>,
+    /// Keep packets first seen at least SECS after the first event.
+    #[arg(long, value_name = "SECS")]
+    since: Option<f64>,
+    /// Keep packets first seen at most SECS after the first event.
+    #[arg(long, value_name = "SECS")]
+    until: Option<f64>,
+    /// Also print the hop table per flow.
+    #[arg(long, value_enum, value_name = "WHAT")]
+    by: Option<By>,
+    /// Also print the hop table per time window of SECS (by the time of the earlier point).
+    #[arg(long, value_name = "SECS")]
+    window: Option<f64>,
+    /// The table `--format csv` writes.
+    #[arg(long, value_enum, default_value_t = Table::Hops)]
+    table: Table,
+    /// Also write the results as Parquet tables into DIR (one row per packet and hop,
+    /// and the summary tables; see docs/analysis.md).
+    #[arg(long, value_name = "DIR")]
+    out: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum By {
+    /// Per flow (protocol, addresses, ports).
+    Flow,
+}
+
+fn nanos(what: &str, secs: Option<f64>) -> anyhow::Result<Option<i64>> {
+    match secs {
+        Some(s) if !(s.is_finite() && s >= 0.0) => bail!("{what} must be a number of seconds, at least 0"),
+        Some(s) => Ok(Some((s * 1e9).round() as i64)),
+        None => Ok(None),
+    }
+}
+
+impl Latency {
+    fn options(&self) -> anyhow::Result<Options> {
+        let filter = match &self.filter {
+            Some(text) => Some(capture_common::compile::compile(text).context("--filter")?),
+            None => None,
+        };
+        let hosts = match &self.hosts {
+            Some(path) => Some(conf::hosts::HostsConf::load(path)?),
+            None => None,
+        };
+        let window_ns = nanos("--window", self.window)?;
+        if window_ns == Some(0) {
+            bail!("--window must be longer than 0 seconds");
+        }
+        if (self.table == Table::Flows && self.by.is_none()) || (self.table == Table::Windows && window_ns.is_none()) {
+            bail!("--table flows needs --by flow, and --table windows needs --window");
+        }
+        Ok(Options {
+            selection: Selection {
+                filter,
+                hosts: self.host.clone(),
+                since_ns: nanos("--since", self.since)?,
+                until_ns: nanos("--until", self.until)?,
+            },
+            detail: Detail { by_flow: self.by == Some(By::Flow), window_ns, hop_rows: self.out.is_some() },
+            hosts,
+        })
+    }
 }
 
 #[derive(Debug, Subcommand)]
@@ -106,12 +189,14 @@ fn print(text: &str) -> anyhow::Result<()> {
     }
 }
 
-fn latency(args: &Common) -> anyhow::Result<()> {
+fn latency(latency: &Latency) -> anyhow::Result<()> {
+    let args = &latency.common;
     let clock = args.clock()?;
+    let opts = latency.options()?;
     let mut inputs = input::discover(&args.paths);
     inputs.skipped.iter().for_each(warn);
     let reported = inputs.skipped.len();
-    let result = analyze::analyze(&mut inputs, &clock);
+    let result = analyze::analyze(&mut inputs, &clock, &opts);
     // Files found unreadable only while querying.
     inputs.skipped[reported..].iter().for_each(warn);
     let (analysis, alignment) = result?;
@@ -123,7 +208,12 @@ fn latency(args: &Common) -> anyhow::Result<()> {
         skipped: &inputs.skipped,
         alignment: &alignment,
         drops: &drops,
+        table: latency.table,
     };
+    if let Some(dir) = &latency.out {
+        let written = analyze::out::write_all(dir, &analysis, &report.render(Format::Json))?;
+        eprintln!("netlat-analyze: wrote {} files into {}", written.len(), dir.display());
+    }
     if args.format == Format::Csv {
         eprint!("{}", report.summary());
     }

@@ -1,33 +1,30 @@
-//! Matching observations of the same packet and computing one-way latency, as polars
-//! lazy queries (no per-row Rust loops, so it scales to tens of millions of events).
+//! Matching observations of the same packet: reading the files (polars), the clock
+//! alignment of every timestamp, then the per-packet passes ([`crate::walk`]) and the
+//! summaries ([`crate::summary`]).
 //!
-//! The steps:
+//! 1. The distinct (point, flow) combinations are collected and numbered: observation
+//!    points are (`host`, `netns`, `ifname`, `hook`), flows (`family`, `proto`, addresses,
+//!    ports). Every event becomes a slim (`pkt_id`, `ts_ns`, combination) row.
+//! 2. Timestamps are mapped into the reference time base, and the rows sorted by
+//!    (`pkt_id`, time, point): each packet's observations are then one run of rows.
+//! 3. The walk matches, measures hops, and follows each flow's path ([`crate::routes`]).
 //!
-//! 1. Observation points, i.e. distinct (`host`, `netns`, `ifname`, `hook`), are numbered;
-//!    every event becomes a slim (`pkt_id`, `ts_ns`, `point`) row.
-//! 2. Per `pkt_id`: number of rows and of distinct points. More rows than points means the
-//!    id was seen twice at one point: *ambiguous*, left out of latency figures. A single
-//!    row is *unmatched* (seen at one point only).
-//! 3. The remaining ids' rows are sorted by (`pkt_id`, `ts_ns`); each row and the next one
-//!    of the same id form a hop `a → b` with latency `ts_b − ts_a`. Only consecutive
-//!    observations form pairs: a path A → B → C gives A→B and B→C, not A→C.
-//! 4. Hops are aggregated per ordered pair of points.
-//!
-//! Percentiles use the **nearest-rank** method: the p-th percentile of n sorted values is
-//! the value at 1-based rank ⌈p·n/100⌉, so it is always a latency that was observed.
-//! The rank is computed in integers, because in floating point ⌈0.9·70⌉ is 64, not 63.
-//!
-//! All captures are assumed to share one clock (`ts_ns` is CLOCK_MONOTONIC of each
-//! capturing host); across hosts that is only true once clocks are aligned.
+//! Percentiles are nearest-rank ([`crate::stats`]).
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
+use conf::hosts::HostsConf;
 use polars::prelude::*;
+use rayon::prelude::*;
 use serde::Serialize;
 
 use crate::clocks::Alignment;
-use crate::input::REQUIRED_COLUMNS;
+use crate::flows::{Flow, Selection};
+use crate::input::{ColumnKind, REQUIRED_COLUMNS};
+use crate::routes;
+use crate::stats::Stats;
+use crate::walk::{self, Detail, HopRows, Row, Scope};
 
 /// An observation point: where a packet was seen.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -44,28 +41,70 @@ pub struct Point {
     pub label: String,
 }
 
-/// Latency figures for one ordered pair of points, in nanoseconds.
+/// Latency figures of the hops between one ordered pair of points (or stations).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct PairStats {
     /// Label of the earlier point.
     pub from: String,
     /// Label of the later point.
     pub to: String,
-    /// Number of packets that went directly from `from` to `to`.
-    pub count: u64,
-    /// Smallest latency.
-    pub min_ns: i64,
-    /// Median (nearest rank).
-    pub p50_ns: i64,
-    /// 90th percentile (nearest rank).
-    pub p90_ns: i64,
-    /// 99th percentile (nearest rank).
-    pub p99_ns: i64,
-    /// Largest latency.
-    pub max_ns: i64,
+    /// `host`, `network`, `host-vm` or `host-container` (see [`crate::routes::segment`]).
+    pub segment: String,
+    /// Packets that reached `from` on a path whose next station is `to` and were never
+    /// seen again.
+    pub lost: u64,
+    /// Latency figures of the packets that went directly from `from` to `to` (count 0:
+    /// none did).
+    #[serde(flatten)]
+    pub stats: Stats,
     /// Error bound (±) from clock alignment: 0 on one host; `None` when the
     /// two hosts are not in one time base (unaligned).
     pub bound_ns: Option<i64>,
+}
+
+/// [`PairStats`] of one flow (`--by flow`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct FlowPairStats {
+    /// The flow, as text.
+    pub flow: String,
+    /// Its hop figures.
+    #[serde(flatten)]
+    pub pair: PairStats,
+}
+
+/// [`PairStats`] of one time window (`--window`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct WindowStats {
+    /// Window start, ns after the first event of the analysis.
+    pub start_ns: i64,
+    /// Its hop figures (`lost` is not split by time: 0).
+    #[serde(flatten)]
+    pub pair: PairStats,
+}
+
+/// One path: its stations, how its packets fared, end-to-end and per-hop figures.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PathStats {
+    /// Path name.
+    pub name: String,
+    /// Flows on it, as text.
+    pub flows: Vec<String>,
+    /// Station labels, in order.
+    pub stations: Vec<String>,
+    /// Packets of its flows seen at its first station or at two points or more.
+    pub packets: u64,
+    /// Seen at every station.
+    pub complete: u64,
+    /// Lost on the way (the sum of the hops' `lost`).
+    pub lost: u64,
+    /// Seen at points, or in an order, the path does not have.
+    pub off_path: u64,
+    /// First to last station, over complete packets.
+    pub end_to_end: Stats,
+    /// Bound of the end-to-end figures (first and last station's hosts).
+    pub end_to_end_bound_ns: Option<i64>,
+    /// Each hop, in order, over packets that passed it on the path.
+    pub hops: Vec<PairStats>,
 }
 
 /// Ids seen at exactly one point, counted per point.
@@ -77,21 +116,47 @@ pub struct Unmatched {
     pub ids: u64,
 }
 
+/// What to analyze and what to collect besides the main tables.
+#[derive(Debug, Clone, Default)]
+pub struct Options {
+    /// Flows, hosts and time range kept.
+    pub selection: Selection,
+    /// Per-flow and per-window tables, hop records.
+    pub detail: Detail,
+    /// Topology (conf/hosts.yaml): path names and unseen points, hop segments.
+    pub hosts: Option<HostsConf>,
+}
+
 /// The result of [`analyze`].
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default)]
 pub struct Analysis {
     /// Per ordered pair of points, by count descending, then `from`, then `to`.
     pub pairs: Vec<PairStats>,
+    /// Per path, by name.
+    pub paths: Vec<PathStats>,
+    /// Per flow and pair (`--by flow`), by flow, then count descending.
+    pub flow_pairs: Vec<FlowPairStats>,
+    /// Per pair and time window (`--window`), by pair, then time.
+    pub windows: Vec<WindowStats>,
     /// Per point with unmatched ids, by count descending, then point.
     pub unmatched: Vec<Unmatched>,
     /// Number of `pkt_id`s seen more than once at the same point.
     pub ambiguous: u64,
-    /// Number of events (rows) read.
+    /// Number of events (rows) in scope.
     pub events: u64,
-    /// Number of distinct `pkt_id`s.
+    /// Number of distinct `pkt_id`s in scope.
     pub ids: u64,
+    /// Observation points, indexed as in [`HopRows`].
+    pub points: Vec<Point>,
+    /// Flows, indexed as in [`HopRows`].
+    pub flows: Vec<Flow>,
+    /// The topology's remarks.
+    pub notes: Vec<String>,
+    /// First timestamp in scope (reference time base), ns.
+    pub t0_ns: i64,
+    /// One record per hop, with [`Detail::hop_rows`].
+    pub rows: HopRows,
 }
-
 /// Lazily reads the columns the analysis needs from one file.
 pub fn scan_file(path: &Path) -> PolarsResult<LazyFrame> {
     scan_columns(path, &REQUIRED_COLUMNS.map(|(name, _)| name))
@@ -116,178 +181,170 @@ pub fn scan_files(paths: &[PathBuf]) -> PolarsResult<LazyFrame> {
 }
 
 const POINT_KEYS: [&str; 4] = ["host", "netns", "ifname", "hook"];
+const FLOW_KEYS: [&str; 6] = ["family", "proto", "saddr", "daddr", "sport", "dport"];
 
-/// Runs the matching and aggregation on `events`, a table with at least the columns
-/// `ts_ns` (Int64), `pkt_id` (UInt64), `host`, `netns` (UInt64), `ifname`, `hook` (String).
-/// Timestamps are first mapped into a common time base by the [`Alignment`] that `align`
-/// makes for the observation points found.
-pub fn analyze(events: LazyFrame, align: impl FnOnce(&[Point]) -> Alignment) -> PolarsResult<(Analysis, Alignment)> {
+/// The distinct (point, flow) combinations of the events, numbered: few rows, so they are
+/// collected and split into points and flows in Rust.
+struct Combos {
+    /// Per combination: point index, flow index.
+    point: Vec<u32>,
+    flow: Vec<u32>,
+    points: Vec<Point>,
+    flows: Vec<Flow>,
+}
+
+fn combos(df: &DataFrame) -> PolarsResult<Combos> {
+    let s = |n: &str| -> PolarsResult<StringChunked> { Ok(df.column(n)?.str()?.clone()) };
+    let (host, ifname, hook, saddr, daddr) = (s("host")?, s("ifname")?, s("hook")?, s("saddr")?, s("daddr")?);
+    let netns = df.column("netns")?.u64()?.clone();
+    let (family, proto) = (df.column("family")?.u8()?.clone(), df.column("proto")?.u8()?.clone());
+    let (sport, dport) = (df.column("sport")?.u16()?.clone(), df.column("dport")?.u16()?.clone());
+    let text = |c: &StringChunked, i| c.get(i).unwrap_or_default().to_owned();
+    let mut point_keys = Vec::with_capacity(df.height());
+    let mut flow_keys = Vec::with_capacity(df.height());
+    for i in 0..df.height() {
+        point_keys.push((text(&host, i), text(&ifname, i), text(&hook, i), netns.get(i).unwrap_or(0)));
+        flow_keys.push(Flow {
+            family: family.get(i).unwrap_or(0),
+            proto: proto.get(i).unwrap_or(0),
+            saddr: text(&saddr, i),
+            daddr: text(&daddr, i),
+            sport: sport.get(i).unwrap_or(0),
+            dport: dport.get(i).unwrap_or(0),
+        });
+    }
+    // Sorted, so that numbering (and thus tie-breaking between equal timestamps) is
+    // deterministic: by host, ifname, hook, netns as the labels read.
+    let mut distinct_points: Vec<_> = point_keys.iter().cloned().collect::<std::collections::BTreeSet<_>>().into_iter().collect();
+    distinct_points.dedup();
+    let mut flows: Vec<Flow> = flow_keys.iter().cloned().collect::<std::collections::BTreeSet<_>>().into_iter().collect();
+    flows.dedup();
+    let point = point_keys.iter().map(|k| distinct_points.binary_search(k).expect("present") as u32).collect();
+    let flow = flow_keys.iter().map(|k| flows.binary_search(k).expect("present") as u32).collect();
+    let points = label_points(
+        distinct_points
+            .into_iter()
+            .map(|(host, ifname, hook, netns)| Point { host, netns, ifname, hook, label: String::new() })
+            .collect(),
+    );
+    Ok(Combos { point, flow, points, flows })
+}
+
+/// Runs the analysis on `events`, a table with the [`REQUIRED_COLUMNS`]. Timestamps are
+/// first mapped into a common time base by the [`Alignment`] that `align` makes for the
+/// observation points found.
+///
+/// Polars reads and joins (streaming: it decodes in parallel batches without holding the
+/// string columns); the packets are then sorted and walked in Rust ([`crate::walk`]).
+pub fn analyze(
+    events: LazyFrame,
+    opts: &Options,
+    align: impl FnOnce(&[Point]) -> Alignment,
+) -> PolarsResult<(Analysis, Alignment)> {
+    let keys: Vec<Expr> = POINT_KEYS.iter().chain(&FLOW_KEYS).map(|k| col(*k)).collect();
     let events = events
         .select(REQUIRED_COLUMNS.iter().map(|(name, _)| col(*name)).collect::<Vec<_>>())
-        .filter(col("ts_ns").is_not_null().and(col("pkt_id").is_not_null()));
-    let keys = || POINT_KEYS.map(col);
-
-    // Step 1. Points are few, so they are collected; the sort makes numbering (and thus
-    // tie-breaking between equal timestamps) deterministic. The two queries that read the
-    // files run on the streaming engine: it decodes and joins in parallel batches without
-    // holding the string columns in memory (10M events: ~1.4 s, against ~6 s in memory).
-    // The later queries stay in memory, where they measured faster.
-    let points_df = events
+        .filter(col("ts_ns").is_not_null().and(col("pkt_id").is_not_null()))
+        // Null keys would not join: a missing value is the empty one.
+        .with_columns(
+            POINT_KEYS
+                .iter()
+                .chain(&FLOW_KEYS)
+                .map(|k| match *k {
+                    "host" | "ifname" | "hook" | "saddr" | "daddr" => col(*k).fill_null(lit("")),
+                    _ => col(*k).fill_null(lit(0)).strict_cast(required_type(k)),
+                })
+                .collect::<Vec<_>>(),
+        );
+    let combos_df = events
         .clone()
-        .select(keys())
+        .select(keys.clone())
         .unique(None, UniqueKeepStrategy::Any)
-        .sort(["host", "ifname", "hook", "netns"], SortMultipleOptions::default())
-        .with_row_index("point", None)
-        .with_column(col("point").cast(DataType::UInt32))
+        .with_row_index("combo", None)
         .collect_with_engine(Engine::Streaming)?
         .unwrap_single();
-    let points = label_points(&points_df)?;
-    let alignment = align(&points);
+    let c = combos(&combos_df)?;
+    let alignment = align(&c.points);
 
-    // Materialized once, sorted: three numeric columns reused by the queries below instead
-    // of re-reading strings from the files for each. Sorting by `pkt_id` first puts each
-    // packet's observations next to each other in time order (step 3) and lets the
-    // group-by on `pkt_id` (step 2) use polars' fast path for sorted keys. `point` breaks
-    // ties of equal timestamps, so that the direction of such a pair is deterministic.
     let slim = events
-        .join(points_df.lazy(), keys(), keys(), JoinArgs::new(JoinType::Inner))
-        .select([col("pkt_id"), col("ts_ns"), col("point")])
+        .join(combos_df.lazy(), keys.clone(), keys, JoinArgs::new(JoinType::Inner))
+        .select([col("pkt_id"), col("ts_ns"), col("combo")])
         .collect_with_engine(Engine::Streaming)?
         .unwrap_single();
-    let slim = align_times(slim, &points, &alignment)?;
-    let slim = slim.lazy().sort(["pkt_id", "ts_ns", "point"], SortMultipleOptions::default()).collect()?;
+    let rows = rows(slim, &c, &alignment)?;
 
-    // Step 2.
-    let ids = slim
-        .clone()
-        .lazy()
-        .group_by([col("pkt_id")])
-        .agg([len().alias("rows"), col("point").n_unique().alias("points"), col("point").first().alias("point")])
-        .collect()?;
-    let totals = ids
-        .clone()
-        .lazy()
-        .select([
-            col("rows").gt(col("points")).sum().cast(DataType::UInt64).alias("ambiguous"),
-            len().cast(DataType::UInt64).alias("ids"),
-        ])
-        .collect()?;
-    let unmatched_df = ids
-        .clone()
-        .lazy()
-        .filter(col("rows").eq(lit(1)))
-        .group_by([col("point")])
-        .agg([len().cast(DataType::UInt64).alias("ids")])
-        .collect()?;
-    // Usually few: joined to the hops (far fewer rows than `ids`) to drop theirs.
-    let ambiguous_ids =
-        ids.lazy().filter(col("rows").gt(col("points"))).select([col("pkt_id"), lit(true).alias("ambiguous")]);
-
-    // Steps 3 and 4.
-    let events_read = slim.height() as u64;
-    let stats = slim
-        .lazy()
-        .select([
-            col("pkt_id"),
-            col("point").alias("from"),
-            col("point").shift(lit(-1)).alias("to"),
-            (col("ts_ns").shift(lit(-1)) - col("ts_ns")).alias("latency_ns"),
-            col("pkt_id").shift(lit(-1)).eq(col("pkt_id")).alias("same_id"),
-        ])
-        .filter(col("same_id"))
-        .join(ambiguous_ids, [col("pkt_id")], [col("pkt_id")], JoinArgs::new(JoinType::Left))
-        .filter(col("ambiguous").is_null())
-        // Rows keep their relative order within a group, so after a sort by latency alone
-        // (one key: cheaper than sorting by from, to, latency) every group's latencies
-        // arrive sorted and the percentiles below are plain lookups by rank.
-        .sort(["latency_ns"], SortMultipleOptions::default())
-        .group_by([col("from"), col("to")])
-        .agg([
-            len().cast(DataType::UInt64).alias("count"),
-            col("latency_ns").min().alias("min_ns"),
-            nearest_rank("latency_ns", 50).alias("p50_ns"),
-            nearest_rank("latency_ns", 90).alias("p90_ns"),
-            nearest_rank("latency_ns", 99).alias("p99_ns"),
-            col("latency_ns").max().alias("max_ns"),
-        ])
-        .collect()?;
-
-    let mut pairs = pairs_from(&stats, &points)?;
-    for p in &mut pairs {
-        let host = |label: &str| points.iter().find(|q| q.label == label).map(|q| q.host.clone()).unwrap_or_default();
-        p.bound_ns = alignment.pair_bound(&host(&p.from), &host(&p.to)).map(|b| b.round() as i64);
-    }
-    let mut analysis = Analysis {
-        pairs,
-        unmatched: unmatched_from(&unmatched_df, &points)?,
-        ambiguous: totals.column("ambiguous")?.u64()?.get(0).unwrap_or(0),
-        events: events_read,
-        ids: totals.column("ids")?.u64()?.get(0).unwrap_or(0),
+    let keep_points: Vec<bool> = c.points.iter().map(|p| opts.selection.host(&p.host)).collect();
+    let keep_flows: Vec<bool> = c.flows.iter().map(|f| opts.selection.flow(f)).collect();
+    let scope = Scope::new(&rows, &opts.selection, keep_points, keep_flows);
+    let census = walk::census(&rows, &scope, c.points.len(), c.flows.len());
+    let topo = routes::build(&c.points, &census.sequences, opts.hosts.as_ref());
+    let m = walk::measure(&rows, &scope, &topo, opts.detail);
+    drop(rows);
+    let summary = crate::summary::Summary { points: &c.points, flows: &c.flows, topo: &topo, alignment: &alignment, hosts: opts.hosts.as_ref() };
+    let analysis = Analysis {
+        pairs: summary.pairs(m.pairs, &m.paths),
+        paths: summary.paths(m.paths),
+        flow_pairs: summary.flow_pairs(m.flow_pairs),
+        windows: summary.windows(m.windows, opts.detail.window_ns.unwrap_or(1)),
+        unmatched: summary.unmatched(&census.unmatched),
+        ambiguous: census.ambiguous,
+        events: census.events,
+        ids: census.ids,
+        notes: topo.notes.clone(),
+        t0_ns: scope.t0,
+        rows: m.rows,
+        points: c.points,
+        flows: c.flows,
     };
-    analysis
-        .pairs
-        .sort_by(|a, b| b.count.cmp(&a.count).then_with(|| a.from.cmp(&b.from)).then_with(|| a.to.cmp(&b.to)));
-    analysis.unmatched.sort_by(|a, b| b.ids.cmp(&a.ids).then_with(|| a.point.cmp(&b.point)));
     Ok((analysis, alignment))
 }
 
-/// Maps every `ts_ns` of `slim` into the reference time base, per point's host. A per-row
-/// pass in Rust: the maps are piecewise linear with a binary search per row, which polars
-/// expressions cannot express without one branch per knot.
-fn align_times(slim: DataFrame, points: &[Point], alignment: &Alignment) -> PolarsResult<DataFrame> {
-    let maps: Vec<Option<&sync::map::Piecewise>> = points.iter().map(|p| alignment.map(&p.host)).collect();
-    if maps.iter().all(Option::is_none) {
-        return Ok(slim);
+/// Type of a required column, for casts after `fill_null`.
+fn required_type(name: &str) -> DataType {
+    match REQUIRED_COLUMNS.iter().find(|(n, _)| *n == name).map(|c| c.1) {
+        Some(ColumnKind::UInt8) => DataType::UInt8,
+        Some(ColumnKind::UInt16) => DataType::UInt16,
+        Some(ColumnKind::Int64) => DataType::Int64,
+        _ => DataType::UInt64,
     }
+}
+
+/// The slim table as [`Row`]s in the reference time base, sorted by (`pkt_id`, time,
+/// point). The clock maps are piecewise linear with a binary search per row, which polars
+/// expressions cannot express without one branch per knot, hence Rust (in parallel).
+fn rows(mut slim: DataFrame, c: &Combos, alignment: &Alignment) -> PolarsResult<Vec<Row>> {
+    slim.rechunk_mut();
+    let id = slim.column("pkt_id")?.u64()?;
     let ts = slim.column("ts_ns")?.i64()?;
-    let point = slim.column("point")?.u32()?;
-    let aligned: Int64Chunked = ts
-        .iter()
-        .zip(point.iter())
-        .map(|(t, p)| {
-            let (t, p) = (t?, p?);
-            Some(maps.get(p as usize).copied().flatten().map_or(t, |m| m.to_reference(t)))
-        })
+    let combo = slim.column("combo")?.idx()?;
+    let mut rows: Vec<Row> = id
+        .into_no_null_iter()
+        .zip(ts.into_no_null_iter())
+        .zip(combo.into_no_null_iter())
+        .map(|((pkt_id, ts), k)| Row { pkt_id, ts, point: c.point[k as usize], flow: c.flow[k as usize] })
         .collect();
-    let mut slim = slim;
-    slim.with_column(aligned.with_name("ts_ns".into()).into_column())?;
-    Ok(slim)
-}
-
-/// The `pct`-th percentile of `column` within a group whose values are sorted ascending:
-/// the value at 1-based rank ⌈pct·n/100⌉, computed in integers.
-fn nearest_rank(column: &str, pct: u64) -> Expr {
-    let n = len().cast(DataType::UInt64);
-    // `/` on unsigned integers truncates, i.e. floors (`floor_div` would need another polars
-    // feature). n ≥ 1 in every group and pct ≥ 1, so the rank is ≥ 1: no underflow.
-    let index = (n * lit(pct) + lit(99u64)) / lit(100u64) - lit(1u64);
-    col(column).get(index, false)
-}
-
-/// Builds [`Point`]s, indexed by the `point` column of `points_df`.
-///
-/// The label `host:ifname:hook` leaves out the namespace because `ifname` already names
-/// it for interfaces outside the capture's own namespace. Should two points still share a
-/// label (e.g. captures that named a namespaced interface without the prefix), each of them
-/// gets `[netns INODE]` appended, so that rows never silently merge in the output.
-pub fn label_points(points_df: &DataFrame) -> PolarsResult<Vec<Point>> {
-    let index = points_df.column("point")?.u32()?;
-    let host = points_df.column("host")?.str()?;
-    let netns = points_df.column("netns")?.u64()?;
-    let ifname = points_df.column("ifname")?.str()?;
-    let hook = points_df.column("hook")?.str()?;
-    let mut points = vec![None; points_df.height()];
-    for i in 0..points_df.height() {
-        let (host, ifname, hook) = (
-            host.get(i).unwrap_or_default().to_owned(),
-            ifname.get(i).unwrap_or_default().to_owned(),
-            hook.get(i).unwrap_or_default().to_owned(),
-        );
-        let label = format!("{host}:{ifname}:{hook}");
-        let slot = index.get(i).expect("row index is never null") as usize;
-        points[slot] = Some(Point { host, netns: netns.get(i).unwrap_or(0), ifname, hook, label });
+    let maps: Vec<Option<&sync::map::Piecewise>> = c.points.iter().map(|p| alignment.map(&p.host)).collect();
+    if maps.iter().any(Option::is_some) {
+        rows.par_iter_mut().for_each(|r| {
+            if let Some(m) = maps[r.point as usize] {
+                r.ts = m.to_reference(r.ts);
+            }
+        });
     }
-    let mut points: Vec<Point> = points.into_iter().map(|p| p.expect("row index is dense")).collect();
+    rows.par_sort_unstable();
+    Ok(rows)
+}
+
+/// Gives each point its label `host:ifname:hook`.
+///
+/// The label leaves out the namespace because `ifname` already names it for interfaces
+/// outside the capture's own namespace. Should two points still share a label (e.g.
+/// captures that named a namespaced interface without the prefix), each of them gets
+/// `[netns INODE]` appended, so that rows never silently merge in the output.
+pub fn label_points(mut points: Vec<Point>) -> Vec<Point> {
+    for p in &mut points {
+        p.label = format!("{}:{}:{}", p.host, p.ifname, p.hook);
+    }
     let mut uses: HashMap<String, usize> = HashMap::new();
     for p in &points {
         *uses.entry(p.label.clone()).or_default() += 1;
@@ -297,45 +354,7 @@ pub fn label_points(points_df: &DataFrame) -> PolarsResult<Vec<Point>> {
             p.label = format!("{}[netns {}]", p.label, p.netns);
         }
     }
-    Ok(points)
-}
-
-fn label(points: &[Point], index: Option<u32>) -> PolarsResult<String> {
-    index
-        .and_then(|i| points.get(i as usize))
-        .map(|p| p.label.clone())
-        .ok_or_else(|| polars_err!(ComputeError: "point index {index:?} out of range"))
-}
-
-fn pairs_from(stats: &DataFrame, points: &[Point]) -> PolarsResult<Vec<PairStats>> {
-    let from = stats.column("from")?.u32()?;
-    let to = stats.column("to")?.u32()?;
-    let count = stats.column("count")?.u64()?;
-    let int = |name: &str| -> PolarsResult<Int64Chunked> { Ok(stats.column(name)?.i64()?.clone()) };
-    let (min, p50, p90, p99, max) = (int("min_ns")?, int("p50_ns")?, int("p90_ns")?, int("p99_ns")?, int("max_ns")?);
-    (0..stats.height())
-        .map(|i| {
-            Ok(PairStats {
-                from: label(points, from.get(i))?,
-                to: label(points, to.get(i))?,
-                count: count.get(i).unwrap_or(0),
-                min_ns: min.get(i).unwrap_or(0),
-                p50_ns: p50.get(i).unwrap_or(0),
-                p90_ns: p90.get(i).unwrap_or(0),
-                p99_ns: p99.get(i).unwrap_or(0),
-                max_ns: max.get(i).unwrap_or(0),
-                bound_ns: Some(0),
-            })
-        })
-        .collect()
-}
-
-fn unmatched_from(df: &DataFrame, points: &[Point]) -> PolarsResult<Vec<Unmatched>> {
-    let point = df.column("point")?.u32()?;
-    let ids = df.column("ids")?.u64()?;
-    (0..df.height())
-        .map(|i| Ok(Unmatched { point: label(points, point.get(i))?, ids: ids.get(i).unwrap_or(0) }))
-        .collect()
+    points
 }
 
 #[cfg(test)]

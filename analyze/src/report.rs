@@ -12,7 +12,7 @@ use serde::Serialize;
 use crate::clocks::Alignment;
 use crate::drops::CaptureDrops;
 use crate::input::Skipped;
-use crate::matching::{Analysis, PairStats, Unmatched};
+use crate::matching::{Analysis, FlowPairStats, PairStats, PathStats, Unmatched, WindowStats};
 
 /// Output format, chosen with `--format`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
@@ -39,23 +39,58 @@ pub struct Report<'a> {
     pub alignment: &'a Alignment,
     /// What each capture selected but could not record.
     pub drops: &'a [CaptureDrops],
+    /// The table `--format csv` writes.
+    pub table: Table,
 }
 
-/// Column headers of the table and CSV outputs. `bound_us` is the ± error bound from clock
-/// alignment (0 within one host), or `unaligned`.
-pub const HEADER: [&str; 9] = ["from", "to", "count", "min_us", "p50_us", "p90_us", "p99_us", "max_us", "bound_us"];
+/// Column headers of a hop table (table and CSV outputs). `lost` counts packets that
+/// reached `from` on their path and were never seen again; `bound_us` is the ± error bound
+/// from clock alignment (0 within one host), or `unaligned`.
+pub const HEADER: [&str; 13] = [
+    "from", "to", "segment", "count", "lost", "min_us", "mean_us", "p50_us", "p90_us", "p99_us", "p99.9_us",
+    "max_us", "bound_us",
+];
+
+/// Which table `--format csv` writes (table and JSON output have them all).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum Table {
+    /// Per ordered pair of observation points.
+    #[default]
+    Hops,
+    /// Per path: end to end and each hop (column `hop`: 0-based, or `e2e`).
+    Paths,
+    /// Per flow and pair (needs `--by flow`).
+    Flows,
+    /// Per pair and time window (needs `--window`).
+    Windows,
+}
 
 impl Report<'_> {
     /// Renders the report for standard output in `format`.
     pub fn render(&self, format: Format) -> String {
         match format {
             Format::Table => {
-                let mut out = table(&self.analysis.pairs);
+                let a = self.analysis;
+                let mut out = table(&a.pairs);
+                if !a.paths.is_empty() {
+                    out.push_str("\npaths:\n");
+                    out.push_str(&paths_text(&a.paths));
+                }
+                if !a.flow_pairs.is_empty() {
+                    out.push_str("\nper flow:\n");
+                    let rows: Vec<Vec<String>> = a.flow_pairs.iter().map(flow_cells).collect();
+                    out.push_str(&aligned(&header_with(&["flow"]), &rows, &[0, 1, 2, 3]));
+                }
+                if !a.windows.is_empty() {
+                    out.push_str("\nover time:\n");
+                    let rows: Vec<Vec<String>> = a.windows.iter().map(window_cells).collect();
+                    out.push_str(&aligned(&header_with(&["start_s"]), &rows, &[1, 2, 3]));
+                }
                 out.push('\n');
                 out.push_str(&self.summary());
                 out
             }
-            Format::Csv => csv(&self.analysis.pairs),
+            Format::Csv => csv(self.analysis, self.table),
             Format::Json => json(self),
         }
     }
@@ -71,6 +106,9 @@ impl Report<'_> {
             let _ = writeln!(out, "  {:<width$}  {}", u.point, u.ids);
         }
         let _ = writeln!(out, "ambiguous ids: {}", a.ambiguous);
+        for n in &a.notes {
+            let _ = writeln!(out, "note: {n}");
+        }
         out.push_str(&drop_lines(self.drops));
         out.push_str(&clock_lines(self.alignment));
         out
@@ -139,18 +177,96 @@ pub fn micros(ns: i64) -> String {
     format!("{sign}{}.{:03}", abs / 1000, abs % 1000)
 }
 
-fn cells(p: &PairStats) -> [String; 9] {
-    [
+fn cells(p: &PairStats) -> Vec<String> {
+    let st = &p.stats;
+    let us = |ns: i64| if st.count == 0 { "-".to_owned() } else { micros(ns) };
+    vec![
         p.from.clone(),
         p.to.clone(),
-        p.count.to_string(),
-        micros(p.min_ns),
-        micros(p.p50_ns),
-        micros(p.p90_ns),
-        micros(p.p99_ns),
-        micros(p.max_ns),
+        p.segment.clone(),
+        st.count.to_string(),
+        p.lost.to_string(),
+        us(st.min_ns),
+        us(st.mean_ns),
+        us(st.p50_ns),
+        us(st.p90_ns),
+        us(st.p99_ns),
+        us(st.p999_ns),
+        us(st.max_ns),
         p.bound_ns.map_or_else(|| "unaligned".to_owned(), micros),
     ]
+}
+
+fn header_with(first: &[&'static str]) -> Vec<&'static str> {
+    first.iter().chain(HEADER.iter()).copied().collect()
+}
+
+fn flow_cells(f: &FlowPairStats) -> Vec<String> {
+    let mut row = vec![f.flow.clone()];
+    row.extend(cells(&f.pair));
+    row
+}
+
+fn window_cells(w: &WindowStats) -> Vec<String> {
+    let mut row = vec![seconds(w.start_ns)];
+    row.extend(cells(&w.pair));
+    row
+}
+
+/// Nanoseconds as seconds with 3 decimals (exact: integer arithmetic).
+fn seconds(ns: i64) -> String {
+    let sign = if ns < 0 { "-" } else { "" };
+    let ms = ns.unsigned_abs() / 1_000_000;
+    format!("{sign}{}.{:03}", ms / 1000, ms % 1000)
+}
+
+/// Rows of the paths table: each hop (`hop` 0-based), then `e2e`.
+fn path_rows(p: &PathStats) -> Vec<Vec<String>> {
+    let mut rows: Vec<Vec<String>> = p
+        .hops
+        .iter()
+        .enumerate()
+        .map(|(i, h)| {
+            let mut row = vec![p.name.clone(), i.to_string()];
+            row.extend(cells(h));
+            row
+        })
+        .collect();
+    let e2e = PairStats {
+        from: p.stations.first().cloned().unwrap_or_default(),
+        to: p.stations.last().cloned().unwrap_or_default(),
+        segment: "end-to-end".into(),
+        lost: p.lost,
+        stats: p.end_to_end,
+        bound_ns: p.end_to_end_bound_ns,
+    };
+    let mut row = vec![p.name.clone(), "e2e".into()];
+    row.extend(cells(&e2e));
+    rows.push(row);
+    rows
+}
+
+fn paths_text(paths: &[PathStats]) -> String {
+    let mut out = String::new();
+    for p in paths {
+        let more = if p.flows.len() > 1 { format!(" (+{} more)", p.flows.len() - 1) } else { String::new() };
+        let _ = writeln!(
+            out,
+            "{}: {}{more}; {} packets: {} complete, {} lost, {} off path",
+            p.name,
+            p.flows.first().map_or("", String::as_str),
+            p.packets,
+            p.complete,
+            p.lost,
+            p.off_path
+        );
+        let rows: Vec<Vec<String>> = path_rows(p).into_iter().map(|mut r| r.split_off(1)).collect();
+        let table = aligned(&header_with(&["hop"]), &rows, &[1, 2, 3]);
+        for line in table.lines() {
+            let _ = writeln!(out, "  {line}");
+        }
+    }
+    out
 }
 
 /// Aligned columns: the columns in `left` left-aligned, the others right-aligned, two
@@ -189,8 +305,8 @@ pub fn aligned(header: &[&str], rows: &[Vec<String>], left: &[usize]) -> String 
 }
 
 fn table(pairs: &[PairStats]) -> String {
-    let rows: Vec<Vec<String>> = pairs.iter().map(|p| cells(p).to_vec()).collect();
-    let mut out = aligned(&HEADER, &rows, &[0, 1]);
+    let rows: Vec<Vec<String>> = pairs.iter().map(cells).collect();
+    let mut out = aligned(&HEADER, &rows, &[0, 1, 2]);
     if rows.is_empty() {
         out.push_str("(no packet was seen at two points)\n");
     }
@@ -205,11 +321,16 @@ fn csv_field(s: &str) -> String {
     }
 }
 
-fn csv(pairs: &[PairStats]) -> String {
-    let mut out = HEADER.join(",");
+fn csv(a: &Analysis, which: Table) -> String {
+    let (header, rows): (Vec<&str>, Vec<Vec<String>>) = match which {
+        Table::Hops => (HEADER.to_vec(), a.pairs.iter().map(cells).collect()),
+        Table::Paths => (header_with(&["path", "hop"]), a.paths.iter().flat_map(path_rows).collect()),
+        Table::Flows => (header_with(&["flow"]), a.flow_pairs.iter().map(flow_cells).collect()),
+        Table::Windows => (header_with(&["start_s"]), a.windows.iter().map(window_cells).collect()),
+    };
+    let mut out = header.join(",");
     out.push('\n');
-    for p in pairs {
-        let row = cells(p);
+    for row in rows {
         out.push_str(&row.iter().map(|c| csv_field(c)).collect::<Vec<_>>().join(","));
         out.push('\n');
     }
@@ -271,6 +392,10 @@ fn json_clocks(al: &Alignment) -> JsonClocks<'_> {
 #[derive(Serialize)]
 struct JsonReport<'a> {
     pairs: &'a [PairStats],
+    paths: &'a [PathStats],
+    flows: &'a [FlowPairStats],
+    windows: &'a [WindowStats],
+    notes: &'a [String],
     clocks: JsonClocks<'a>,
     report_loss: &'a [CaptureDrops],
     unmatched: &'a [Unmatched],
@@ -285,6 +410,10 @@ fn json(r: &Report<'_>) -> String {
     let a = r.analysis;
     let doc = JsonReport {
         pairs: &a.pairs,
+        paths: &a.paths,
+        flows: &a.flow_pairs,
+        windows: &a.windows,
+        notes: &a.notes,
         clocks: json_clocks(r.alignment),
         report_loss: r.drops,
         unmatched: &a.unmatched,
@@ -304,15 +433,13 @@ mod tests {
     use super::*;
 
     fn pair(from: &str, count: u64, ns: i64) -> PairStats {
+        let stats = crate::stats::Stats::of_sorted(&vec![ns; count as usize]).unwrap();
         PairStats {
             from: from.into(),
             to: "h2:eth0:xdp".into(),
-            count,
-            min_ns: ns,
-            p50_ns: ns,
-            p90_ns: ns,
-            p99_ns: ns,
-            max_ns: ns,
+            segment: "network".into(),
+            lost: count / 3,
+            stats,
             bound_ns: (count != 3).then_some(1500),
         }
     }
@@ -327,18 +454,26 @@ mod tests {
 
     #[test]
     fn table_aligns_and_csv_quotes() {
-        let pairs = [pair("h1:eth0:tc_egress", 12, 5000), pair("a,b", 3, 250)];
+        let pairs = vec![pair("h1:eth0:tc_egress", 12, 5000), pair("a,b", 3, 250)];
         let t = table(&pairs);
         assert_eq!(
             t,
-            "from               to           count  min_us  p50_us  p90_us  p99_us  max_us   bound_us\n\
-             h1:eth0:tc_egress  h2:eth0:xdp     12   5.000   5.000   5.000   5.000   5.000      1.500\n\
-             a,b                h2:eth0:xdp      3   0.250   0.250   0.250   0.250   0.250  unaligned\n"
+            "from               to           segment  count  lost  min_us  mean_us  p50_us  p90_us  p99_us  p99.9_us  max_us   bound_us\n\
+             h1:eth0:tc_egress  h2:eth0:xdp  network     12     4   5.000    5.000   5.000   5.000   5.000     5.000   5.000      1.500\n\
+             a,b                h2:eth0:xdp  network      3     1   0.250    0.250   0.250   0.250   0.250     0.250   0.250  unaligned\n"
         );
-        let c = csv(&pairs[1..]);
+        let a = Analysis { pairs: pairs[1..].to_vec(), ..Default::default() };
         assert_eq!(
-            c,
-            "from,to,count,min_us,p50_us,p90_us,p99_us,max_us,bound_us\n\"a,b\",h2:eth0:xdp,3,0.250,0.250,0.250,0.250,0.250,unaligned\n"
+            csv(&a, Table::Hops),
+            "from,to,segment,count,lost,min_us,mean_us,p50_us,p90_us,p99_us,p99.9_us,max_us,bound_us\n\
+             \"a,b\",h2:eth0:xdp,network,3,1,0.250,0.250,0.250,0.250,0.250,0.250,0.250,unaligned\n"
         );
+    }
+
+    #[test]
+    fn seconds_are_exact() {
+        assert_eq!(seconds(0), "0.000");
+        assert_eq!(seconds(1_500_000_000), "1.500");
+        assert_eq!(seconds(-1_000_000), "-0.001");
     }
 }

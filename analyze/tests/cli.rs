@@ -27,6 +27,9 @@ type Rows<'a> = &'a [(i64, u64, &'a str, &'a str)];
 
 fn events(host: &str, rows: Rows) -> DataFrame {
     let n = rows.len();
+    // ids 11 and 12 go from h2 (198.18.0.2) to h1, the others from h1 to h2.
+    let back = |id: u64| (11..=12).contains(&id);
+    let addr = |back: bool| if back { "198.18.0.2" } else { "198.18.0.1" };
     df!(
         "ts_ns" => rows.iter().map(|r| r.0).collect::<Vec<_>>(),
         "host" => vec![host; n],
@@ -34,10 +37,14 @@ fn events(host: &str, rows: Rows) -> DataFrame {
         "ifname" => rows.iter().map(|r| r.2).collect::<Vec<_>>(),
         "ifindex" => vec![2u32; n],
         "hook" => rows.iter().map(|r| r.3).collect::<Vec<_>>(),
-        // Columns the analysis does not read, of types it does not check, as in real files.
+        // A column the analysis does not read, of a type it does not check, as in real files.
         "cpu" => vec![1u16; n],
         "family" => vec![4u8; n],
-        "saddr" => vec!["198.18.0.1"; n],
+        "proto" => vec![17u8; n],
+        "saddr" => rows.iter().map(|r| addr(back(r.1))).collect::<Vec<_>>(),
+        "daddr" => rows.iter().map(|r| addr(!back(r.1))).collect::<Vec<_>>(),
+        "sport" => rows.iter().map(|r| if back(r.1) { 6000u16 } else { 5000 }).collect::<Vec<_>>(),
+        "dport" => rows.iter().map(|r| if back(r.1) { 5000u16 } else { 6000 }).collect::<Vec<_>>(),
         "pkt_id" => rows.iter().map(|r| r.1).collect::<Vec<_>>(),
     )
     .unwrap()
@@ -155,9 +162,19 @@ fn table_output() {
     assert_eq!(
         text(&out.stdout),
         "\
-from               to           count  min_us  p50_us  p90_us  p99_us  max_us   bound_us
-h1:eth0:tc_egress  h2:eth0:xdp      5  10.500  12.250  40.001  40.001  40.001  unaligned
-h2:eth0:tc_egress  h1:eth0:xdp      2  20.000  20.000  30.000  30.000  30.000  unaligned
+from               to           segment  count  lost  min_us  mean_us  p50_us  p90_us  p99_us  p99.9_us  max_us   bound_us
+h1:eth0:tc_egress  h2:eth0:xdp  network      5     1  10.500   17.750  12.250  40.001  40.001    40.001  40.001  unaligned
+h2:eth0:tc_egress  h1:eth0:xdp  network      2     0  20.000   25.000  20.000  30.000  30.000    30.000  30.000  unaligned
+
+paths:
+h1>h2: udp 198.18.0.1:5000 > 198.18.0.2:6000; 6 packets: 5 complete, 1 lost, 0 off path
+  hop  from               to           segment     count  lost  min_us  mean_us  p50_us  p90_us  p99_us  p99.9_us  max_us   bound_us
+    0  h1:eth0:tc_egress  h2:eth0:xdp  network         5     1  10.500   17.750  12.250  40.001  40.001    40.001  40.001  unaligned
+  e2e  h1:eth0:tc_egress  h2:eth0:xdp  end-to-end      5     1  10.500   17.750  12.250  40.001  40.001    40.001  40.001  unaligned
+h2>h1: udp 198.18.0.2:6000 > 198.18.0.1:5000; 2 packets: 2 complete, 0 lost, 0 off path
+  hop  from               to           segment     count  lost  min_us  mean_us  p50_us  p90_us  p99_us  p99.9_us  max_us   bound_us
+    0  h2:eth0:tc_egress  h1:eth0:xdp  network         2     0  20.000   25.000  20.000  30.000  30.000    30.000  30.000  unaligned
+  e2e  h2:eth0:tc_egress  h1:eth0:xdp  end-to-end      2     0  20.000   25.000  20.000  30.000  30.000    30.000  30.000  unaligned
 
 unmatched ids: 1
   h1:eth0:tc_egress  1
@@ -178,12 +195,17 @@ fn json_output() {
     assert_eq!(
         v["pairs"],
         json!([
-            {"from": "h1:eth0:tc_egress", "to": "h2:eth0:xdp", "count": 5, "min_ns": 10_500,
-             "p50_ns": 12_250, "p90_ns": 40_001, "p99_ns": 40_001, "max_ns": 40_001, "bound_ns": null},
-            {"from": "h2:eth0:tc_egress", "to": "h1:eth0:xdp", "count": 2, "min_ns": 20_000,
-             "p50_ns": 20_000, "p90_ns": 30_000, "p99_ns": 30_000, "max_ns": 30_000, "bound_ns": null},
+            {"from": "h1:eth0:tc_egress", "to": "h2:eth0:xdp", "segment": "network", "lost": 1, "count": 5,
+             "min_ns": 10_500, "mean_ns": 17_750, "p50_ns": 12_250, "p90_ns": 40_001, "p99_ns": 40_001,
+             "p999_ns": 40_001, "max_ns": 40_001, "bound_ns": null},
+            {"from": "h2:eth0:tc_egress", "to": "h1:eth0:xdp", "segment": "network", "lost": 0, "count": 2,
+             "min_ns": 20_000, "mean_ns": 25_000, "p50_ns": 20_000, "p90_ns": 30_000, "p99_ns": 30_000,
+             "p999_ns": 30_000, "max_ns": 30_000, "bound_ns": null},
         ])
     );
+    assert_eq!(v["paths"][0]["name"], "h1>h2");
+    assert_eq!(v["paths"][0]["end_to_end"]["p50_ns"], 12_250);
+    assert_eq!(v["paths"][0]["hops"][0]["lost"], 1);
     assert_eq!(v["clocks"]["same_clock"], false);
     assert!(v["clocks"]["notes"][0].as_str().unwrap().contains("could not be aligned: no clock-sync data"), "{v}");
     assert_eq!(v["unmatched"], json!([{"point": "h1:eth0:tc_egress", "ids": 1}]));
@@ -209,9 +231,9 @@ fn csv_output_keeps_summary_on_stderr() {
     assert_eq!(out.status.code(), Some(0));
     assert_eq!(
         text(&out.stdout),
-        "from,to,count,min_us,p50_us,p90_us,p99_us,max_us,bound_us\n\
-         h1:eth0:tc_egress,h2:eth0:xdp,5,10.500,12.250,40.001,40.001,40.001,0.000\n\
-         h2:eth0:tc_egress,h1:eth0:xdp,2,20.000,20.000,30.000,30.000,30.000,0.000\n"
+        "from,to,segment,count,lost,min_us,mean_us,p50_us,p90_us,p99_us,p99.9_us,max_us,bound_us\n\
+         h1:eth0:tc_egress,h2:eth0:xdp,network,5,1,10.500,17.750,12.250,40.001,40.001,40.001,40.001,0.000\n\
+         h2:eth0:tc_egress,h1:eth0:xdp,network,2,0,20.000,25.000,20.000,30.000,30.000,30.000,30.000,0.000\n"
     );
     assert!(text(&out.stderr).contains("ambiguous ids: 1"));
 }
@@ -287,8 +309,27 @@ fn issue3_sync_captures_match_golden() {
     assert_eq!(text(&out.stdout), fs::read_to_string(dir.join("expected-sync.txt")).unwrap());
 }
 
-fn nearest_rank(sorted: &[i64], pct: usize) -> i64 {
-    sorted[(sorted.len() * pct).div_ceil(100).max(1) - 1]
+fn nearest_rank(sorted: &[i64], per_mille: usize) -> i64 {
+    sorted[(sorted.len() * per_mille).div_ceil(1000).max(1) - 1]
+}
+
+/// Every figure of `fig` (JSON, ns) is within `bound` of the same figure of `truth`
+/// (sorted), and the counts agree.
+fn within_bound(what: &str, fig: &Value, truth: &[i64], bound: i64) {
+    assert_eq!(fig["count"].as_u64().unwrap() as usize, truth.len(), "{what}");
+    let mean = truth.iter().sum::<i64>() as f64 / truth.len() as f64;
+    for (key, want) in [
+        ("min_ns", truth[0]),
+        ("mean_ns", mean.round() as i64),
+        ("p50_ns", nearest_rank(truth, 500)),
+        ("p90_ns", nearest_rank(truth, 900)),
+        ("p99_ns", nearest_rank(truth, 990)),
+        ("p999_ns", nearest_rank(truth, 999)),
+        ("max_ns", truth[truth.len() - 1]),
+    ] {
+        let got = fig[key].as_i64().unwrap();
+        assert!((got - want).abs() <= bound, "{what} {key}: printed {got}, truth {want}, bound {bound}");
+    }
 }
 
 /// The same captures against the truth the lab set up: every figure netlat-analyze prints
@@ -321,6 +362,7 @@ fn issue3_aligned_latencies_agree_with_the_injected_clocks() {
     // Truth per packet: tc_egress on one host, xdp on another, on the real clock.
     let mut tx = std::collections::HashMap::new();
     let mut rx = std::collections::HashMap::new();
+    let mut ingress = std::collections::HashMap::new();
     for h in ["a", "b", "c"] {
         for f in fs::read_dir(dir.join(h)).unwrap() {
             let p = f.unwrap().path();
@@ -336,16 +378,24 @@ fn issue3_aligned_latencies_agree_with_the_injected_clocks() {
                 match hook.get(i).unwrap() {
                     "tc_egress" => tx.insert(id.get(i).unwrap(), (h, real)),
                     "xdp" => rx.insert(id.get(i).unwrap(), (h, real)),
+                    "tc_ingress" => ingress.insert(id.get(i).unwrap(), (h, real)),
                     _ => None,
                 };
             }
         }
     }
     let mut truth: std::collections::BTreeMap<(&str, &str), Vec<i64>> = Default::default();
+    // End to end: the sender's tc_egress to the receiver's tc_ingress.
+    let mut e2e_truth: std::collections::BTreeMap<(&str, &str), Vec<i64>> = Default::default();
     for (id, (from, t1)) in &tx {
         if let Some((to, t2)) = rx.get(id) {
             if from != to {
                 truth.entry((from, to)).or_default().push(t2 - t1);
+            }
+        }
+        if let Some((to, t3)) = ingress.get(id) {
+            if from != to {
+                e2e_truth.entry((from, to)).or_default().push(t3 - t1);
             }
         }
     }
@@ -363,17 +413,23 @@ fn issue3_aligned_latencies_agree_with_the_injected_clocks() {
             .unwrap_or_else(|| panic!("no pair {from} -> {to} in {v}"));
         let bound = pair["bound_ns"].as_i64().unwrap();
         assert!(bound > 0 && bound < 10_000, "{pair}");
-        assert_eq!(pair["count"].as_u64().unwrap() as usize, lat.len());
-        for (key, want) in [
-            ("min_ns", lat[0]),
-            ("p50_ns", nearest_rank(&lat, 50)),
-            ("p90_ns", nearest_rank(&lat, 90)),
-            ("p99_ns", nearest_rank(&lat, 99)),
-            ("max_ns", lat[lat.len() - 1]),
-        ] {
-            let got = pair[key].as_i64().unwrap();
-            assert!((got - want).abs() <= bound, "{from}->{to} {key}: printed {got}, truth {want}, bound {bound}");
-        }
+        within_bound(&format!("{from}->{to}"), pair, &lat, bound);
+    }
+    // Each path's end-to-end figures (and the path is the one the packets took).
+    assert_eq!(e2e_truth.len(), 3);
+    for ((from, to), mut lat) in e2e_truth {
+        lat.sort_unstable();
+        let path = v["paths"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["name"] == format!("{from}>{to}"))
+            .unwrap_or_else(|| panic!("no path {from}>{to} in {v}"));
+        let stations = [format!("{from}:veth0:tc_egress"), format!("{to}:veth0:xdp"), format!("{to}:veth0:tc_ingress")];
+        assert_eq!(path["stations"], json!(stations));
+        assert_eq!((path["complete"].as_u64(), path["lost"].as_u64()), (Some(lat.len() as u64), Some(0)));
+        let bound = path["end_to_end_bound_ns"].as_i64().unwrap();
+        within_bound(&format!("{from}>{to} end to end"), &path["end_to_end"], &lat, bound);
     }
     // The clock table.
     let out = run(&[&"sync", &dir, &"--format", &"json"]);
@@ -419,4 +475,103 @@ fn issue3_missing_peer_and_single_host_are_explained() {
     let t = text(&out.stdout);
     assert!(t.contains("note: one host (a)"), "{t}");
     assert!(t.contains("no capture saw arrive"), "{t}");
+}
+
+/// `--filter` uses the capture's language; `--by flow`, `--window` and `--table` add and
+/// pick tables; bad values are usage errors naming the flag.
+#[test]
+fn issue5_filters_flows_and_windows() {
+    let cap = capture();
+    let out = run(&[&cap.h1, &cap.h2, &"--same-clock", &"--filter", &"src host 198.18.0.2", &"--format=csv"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let csv = text(&out.stdout);
+    assert_eq!(csv.lines().count(), 2, "{csv}");
+    assert!(csv.contains("h2:eth0:tc_egress,h1:eth0:xdp,network,2,0,20.000,25.000"), "{csv}");
+
+    let args: [&dyn AsRef<std::ffi::OsStr>; 8] =
+        [&cap.h1, &cap.h2, &"--same-clock", &"--by", &"flow", &"--format=csv", &"--table", &"flows"];
+    let out = run(&args);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert_eq!(
+        text(&out.stdout).lines().nth(1).unwrap(),
+        "udp 198.18.0.1:5000 > 198.18.0.2:6000,h1:eth0:tc_egress,h2:eth0:xdp,network,5,0,10.500,17.750,12.250,40.001,40.001,40.001,40.001,0.000"
+    );
+
+    // Windows of 2 ms from the first event: ids 1..=5 leave 0..4 ms after it.
+    let out = run(&[&cap.h1, &cap.h2, &"--same-clock", &"--window", &"0.002", &"--format=csv", &"--table=windows"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let rows: Vec<String> = text(&out.stdout)
+        .lines()
+        .filter(|l| l.contains("h1:eth0:tc_egress,h2"))
+        .map(|l| l.split(',').take(5).collect::<Vec<_>>().join(","))
+        .collect();
+    let want = ["0.000", "0.002", "0.004"].map(|t| format!("{t},h1:eth0:tc_egress,h2:eth0:xdp,network"));
+    assert_eq!(rows, [2, 2, 1].iter().zip(want).map(|(n, w)| format!("{w},{n}")).collect::<Vec<_>>());
+
+    for (args, flag) in [
+        (vec!["--filter", "port banana"], "--filter"),
+        (vec!["--window", "0"], "--window"),
+        (vec!["--since=-1"], "--since"),
+        (vec!["--table", "flows", "--format", "csv"], "--by flow"),
+    ] {
+        let mut all: Vec<&dyn AsRef<std::ffi::OsStr>> = vec![&cap.h1];
+        all.extend(args.iter().map(|a| a as &dyn AsRef<std::ffi::OsStr>));
+        let out = run(&all);
+        assert_eq!(out.status.code(), Some(1), "{args:?}");
+        assert!(text(&out.stderr).contains(flag), "{args:?}: {}", text(&out.stderr));
+    }
+}
+
+/// A topology that names a point nobody captured makes every packet that reached the point
+/// before it lost there, and says so; `--out` writes Parquet tables whose rows are the
+/// packets' hops.
+#[test]
+fn issue5_topology_and_parquet_outputs() {
+    let cap = capture();
+    let dir = tempfile::tempdir().unwrap();
+    let hosts = dir.path().join("hosts.yaml");
+    fs::write(
+        &hosts,
+        "hosts:\n\
+         - {name: h1, address: 198.18.0.1, interfaces: [eth0]}\n\
+         - {name: h2, address: 198.18.0.2, interfaces: [eth0], role: {container_on: h1}}\n\
+         - {name: h3, address: 198.18.0.3, interfaces: [eth0]}\n\
+         paths:\n\
+         - {name: out, points: ['h1:eth0', 'h2:eth0', 'h3:eth0']}\n",
+    )
+    .unwrap();
+    let out_dir = dir.path().join("out");
+    let out = run(&[&cap.h1, &cap.h2, &"--same-clock", &"--hosts", &hosts, &"--out", &out_dir, &"--format=json"]);
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let path = v["paths"].as_array().unwrap().iter().find(|p| p["name"] == "out").expect("named path");
+    assert_eq!(
+        path["stations"],
+        json!(["h1:eth0:tc_egress", "h2:eth0:xdp", "h3:eth0 (nothing seen)"])
+    );
+    assert_eq!(path["hops"][0]["segment"], "host-container");
+    assert_eq!([&path["hops"][0]["lost"], &path["hops"][1]["lost"]], [&json!(1), &json!(5)]);
+    assert_eq!((path["complete"].as_u64(), path["lost"].as_u64()), (Some(0), Some(6)));
+    assert!(v["notes"][0].as_str().unwrap().contains("no packet was seen at h3:eth0"), "{v}");
+    assert!(stderr.contains("wrote 4 files"), "{stderr}");
+
+    let read = |name: &str| ParquetReader::new(File::open(out_dir.join(name)).unwrap()).finish().unwrap();
+    let hops = read("hops.parquet").sort(["latency_ns"], Default::default()).unwrap();
+    assert_eq!(hops.height(), 7, "{hops}");
+    let lat: Vec<i64> = hops.column("latency_ns").unwrap().i64().unwrap().into_no_null_iter().collect();
+    assert_eq!(lat, [10_500, 11_000, 12_250, 15_000, 20_000, 30_000, 40_001]);
+    let first = |c: &str| hops.column(c).unwrap().get(0).unwrap().to_string();
+    assert_eq!(first("path"), "\"out\"");
+    assert_eq!(first("hop"), "0");
+    assert_eq!(first("segment"), "\"host-container\"");
+    assert_eq!(first("flow"), "\"udp 198.18.0.1:5000 > 198.18.0.2:6000\"");
+    assert_eq!(first("time_ns"), (T0 + 1_000_000).to_string());
+    let pairs = read("pairs.parquet");
+    assert_eq!(pairs.column("p999_ns").unwrap().i64().unwrap().get(0), Some(40_001));
+    let paths = read("paths.parquet");
+    // out: two hops and e2e; h2>h1: one hop and e2e.
+    assert_eq!(paths.height(), 3 + 2);
+    let json: Value = serde_json::from_slice(&fs::read(out_dir.join("report.json")).unwrap()).unwrap();
+    assert_eq!(json, v);
 }

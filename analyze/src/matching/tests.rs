@@ -12,9 +12,16 @@ fn frame(rows: &[(i64, u64, &str)]) -> LazyFrame {
     frame_ns(&with_netns)
 }
 
-/// Events as (ts_ns, pkt_id, netns, "host:ifname:hook").
+/// Events as (ts_ns, pkt_id, netns, "host:ifname:hook"), all of one UDP flow.
 fn frame_ns(rows: &[(i64, u64, u64, &str)]) -> LazyFrame {
+    let with_port: Vec<_> = rows.iter().map(|&(ts, id, ns, p)| (ts, id, ns, p, 6000)).collect();
+    frame_flows(&with_port)
+}
+
+/// Events as (ts_ns, pkt_id, netns, "host:ifname:hook", UDP destination port).
+fn frame_flows(rows: &[(i64, u64, u64, &str, u16)]) -> LazyFrame {
     let part = |i: usize| -> Vec<String> { rows.iter().map(|r| r.3.split(':').nth(i).unwrap().to_owned()).collect() };
+    let n = rows.len();
     df!(
         "ts_ns" => rows.iter().map(|r| r.0).collect::<Vec<i64>>(),
         "host" => part(0),
@@ -22,28 +29,41 @@ fn frame_ns(rows: &[(i64, u64, u64, &str)]) -> LazyFrame {
         "ifname" => part(1),
         "hook" => part(2),
         "pkt_id" => rows.iter().map(|r| r.1).collect::<Vec<u64>>(),
+        "family" => vec![4u8; n],
+        "proto" => vec![17u8; n],
+        "saddr" => vec!["198.18.0.1"; n],
+        "daddr" => vec!["198.18.0.2"; n],
+        "sport" => vec![5000u16; n],
+        "dport" => rows.iter().map(|r| r.4).collect::<Vec<u16>>(),
     )
     .unwrap()
     .lazy()
 }
 
-fn stats(from: &str, to: &str, count: u64, [min, p50, p90, p99, max]: [i64; 5]) -> PairStats {
-    PairStats {
-        from: from.into(),
-        to: to.into(),
-        count,
-        min_ns: min,
-        p50_ns: p50,
-        p90_ns: p90,
-        p99_ns: p99,
-        max_ns: max,
-        bound_ns: Some(0),
-    }
+/// A pair's name and figures: (from, to, count, [min, p50, p90, p99, max]).
+type Fig = (String, String, u64, [i64; 5]);
+
+fn stats(from: &str, to: &str, count: u64, figures: [i64; 5]) -> Fig {
+    (from.into(), to.into(), count, figures)
+}
+
+fn figs(pairs: &[PairStats]) -> Vec<Fig> {
+    pairs
+        .iter()
+        .map(|p| {
+            let s = &p.stats;
+            (p.from.clone(), p.to.clone(), s.count, [s.min_ns, s.p50_ns, s.p90_ns, s.p99_ns, s.max_ns])
+        })
+        .collect()
 }
 
 /// [`analyze`] with every capture on one clock.
+fn analyze_with(events: LazyFrame, opts: &Options) -> PolarsResult<Analysis> {
+    analyze(events, opts, |_| Alignment::same_clock()).map(|(a, _)| a)
+}
+
 fn analyze_same(events: LazyFrame) -> PolarsResult<Analysis> {
-    analyze(events, |_| Alignment::same_clock()).map(|(a, _)| a)
+    analyze_with(events, &Options::default())
 }
 
 /// One packet per latency: sent at A, seen at B `latency` later. Rows are emitted in
@@ -64,7 +84,7 @@ fn ten_hops_give_exact_nearest_rank_percentiles() {
     let lat: Vec<i64> = (1..=10).map(|i| i * 1000).collect();
     let a = analyze_same(frame(&hops(&lat))).unwrap();
     // Ranks: p50 → ⌈5⌉ = 5, p90 → ⌈9⌉ = 9, p99 → ⌈9.9⌉ = 10.
-    assert_eq!(a.pairs, vec![stats(A, B, 10, [1000, 5000, 9000, 10_000, 10_000])]);
+    assert_eq!(figs(&a.pairs), vec![stats(A, B, 10, [1000, 5000, 9000, 10_000, 10_000])]);
     assert_eq!((a.ambiguous, a.events, a.ids), (0, 20, 10));
     assert!(a.unmatched.is_empty());
 }
@@ -75,16 +95,16 @@ fn ranks_are_computed_in_integers() {
     // p50 rank 35, p99 rank ⌈69.3⌉ = 70.
     let lat: Vec<i64> = (0..70).map(|i| (i * 37) % 70 + 1).collect();
     let a = analyze_same(frame(&hops(&lat))).unwrap();
-    assert_eq!(a.pairs, vec![stats(A, B, 70, [1, 35, 63, 70, 70])]);
+    assert_eq!(figs(&a.pairs), vec![stats(A, B, 70, [1, 35, 63, 70, 70])]);
 }
 
 #[test]
 fn small_groups() {
     let a = analyze_same(frame(&hops(&[7]))).unwrap();
-    assert_eq!(a.pairs, vec![stats(A, B, 1, [7, 7, 7, 7, 7])]);
+    assert_eq!(figs(&a.pairs), vec![stats(A, B, 1, [7, 7, 7, 7, 7])]);
     // n = 2: p50 is rank 1, p90 rank ⌈1.8⌉ = 2.
     let a = analyze_same(frame(&hops(&[20, 10]))).unwrap();
-    assert_eq!(a.pairs, vec![stats(A, B, 2, [10, 10, 20, 20, 20])]);
+    assert_eq!(figs(&a.pairs), vec![stats(A, B, 2, [10, 10, 20, 20, 20])]);
 }
 
 #[test]
@@ -99,8 +119,7 @@ fn only_consecutive_observations_pair_up() {
         (1500, 2, A),
     ];
     let a = analyze_same(frame(&rows)).unwrap();
-    assert_eq!(
-        a.pairs,
+    assert_eq!(figs(&a.pairs),
         vec![
             // Equal counts: by name, and "h2:NETNS/…" sorts before "h2:eth0…".
             stats(A, B, 1, [100; 5]),
@@ -129,7 +148,7 @@ fn ambiguous_ids_are_excluded_and_counted_and_singles_are_unmatched() {
         (95, 4, B),
     ];
     let a = analyze_same(frame(&rows)).unwrap();
-    assert_eq!(a.pairs, vec![stats(A, B, 1, [25; 5])]);
+    assert_eq!(figs(&a.pairs), vec![stats(A, B, 1, [25; 5])]);
     assert_eq!(a.ambiguous, 2);
     assert_eq!(a.unmatched, vec![Unmatched { point: A.into(), ids: 2 }, Unmatched { point: B.into(), ids: 1 }]);
     assert_eq!((a.events, a.ids), (10, 6));
@@ -152,26 +171,27 @@ fn pairs_sort_by_count_then_names() {
         hop(&mut rows, C, B);
     }
     let a = analyze_same(frame(&rows)).unwrap();
-    let order: Vec<_> = a.pairs.iter().map(|p| (p.from.as_str(), p.to.as_str(), p.count)).collect();
+    let order: Vec<_> = a.pairs.iter().map(|p| (p.from.as_str(), p.to.as_str(), p.stats.count)).collect();
     assert_eq!(order, vec![(C, B, 3), (A, B, 2), (B, A, 2)]);
 }
 
 #[test]
 fn equal_timestamps_pair_in_point_order_with_zero_latency() {
     let a = analyze_same(frame(&[(5, 1, B), (5, 1, A)])).unwrap();
-    assert_eq!(a.pairs, vec![stats(A, B, 1, [0; 5])]);
+    assert_eq!(figs(&a.pairs), vec![stats(A, B, 1, [0; 5])]);
 }
 
 #[test]
 fn points_differing_only_in_netns_get_distinct_labels() {
     let a = analyze_same(frame_ns(&[(0, 1, 10, A), (40, 1, 11, A)])).unwrap();
-    assert_eq!(a.pairs, vec![stats("h1:eth0:tc_egress[netns 10]", "h1:eth0:tc_egress[netns 11]", 1, [40; 5])]);
+    assert_eq!(figs(&a.pairs), vec![stats("h1:eth0:tc_egress[netns 10]", "h1:eth0:tc_egress[netns 11]", 1, [40; 5])]);
 }
 
 #[test]
 fn empty_input_gives_empty_analysis() {
     let a = analyze_same(frame(&[])).unwrap();
-    assert_eq!(a, Analysis::default());
+    assert!(a.pairs.is_empty() && a.paths.is_empty() && a.unmatched.is_empty());
+    assert_eq!((a.events, a.ids, a.ambiguous), (0, 0, 0));
 }
 
 #[test]
@@ -199,7 +219,7 @@ fn large_scrambled_input_matches_a_reference() {
     let a = analyze_same(frame(&rows)).unwrap();
 
     let rank = |v: &[i64], pct: usize| v[(pct * v.len()).div_ceil(100) - 1];
-    let mut want: Vec<PairStats> = pairs
+    let mut want: Vec<Fig> = pairs
         .iter()
         .zip(&mut expected)
         .map(|(&(from, to), v)| {
@@ -208,6 +228,99 @@ fn large_scrambled_input_matches_a_reference() {
             stats(from, to, v.len() as u64, figures)
         })
         .collect();
-    want.sort_by(|a, b| a.from.cmp(&b.from));
-    assert_eq!(a.pairs, want);
+    want.sort_by(|a, b| a.0.cmp(&b.0));
+    assert_eq!(figs(&a.pairs), want);
+}
+
+/// Two UDP flows (ports 6000 and 7000) from A through B to C; t in ns:
+/// * 6000: packets 1..=10 A→B 1000·i, B→C 100·i; 11, 12 reach B only; 13 stays at A;
+/// * 7000: packets 21..=24 A→B 50; 25 stays at A.
+fn two_flows() -> LazyFrame {
+    let mut rows = Vec::new();
+    for i in 1..=12i64 {
+        let t = i * 100_000;
+        rows.push((t, i as u64, 1, A, 6000));
+        rows.push((t + 1000 * i, i as u64, 1, B, 6000));
+        if i <= 10 {
+            rows.push((t + 1100 * i, i as u64, 1, C, 6000));
+        }
+    }
+    rows.push((1_300_000, 13, 1, A, 6000));
+    for i in 21..=24u64 {
+        rows.push((i as i64 * 100_000, i, 1, A, 7000));
+        rows.push((i as i64 * 100_000 + 50, i, 1, B, 7000));
+    }
+    rows.push((2_500_000, 25, 1, A, 7000));
+    frame_flows(&rows)
+}
+
+#[test]
+fn paths_follow_each_flow_and_count_loss_where_it_happened() {
+    let a = analyze_same(two_flows()).unwrap();
+    let names: Vec<&str> = a.paths.iter().map(|p| p.name.as_str()).collect();
+    assert_eq!(names, ["h1>h2", "h1>h2#2"]);
+    let (short, long) = (&a.paths[0], &a.paths[1]);
+    assert_eq!(short.flows, ["udp 198.18.0.1:5000 > 198.18.0.2:7000"]);
+    assert_eq!((short.packets, short.complete, short.lost, short.off_path), (5, 4, 1, 0));
+    assert_eq!(short.end_to_end.p50_ns, 50);
+    assert_eq!(long.stations, [A, B, C]);
+    assert_eq!((long.packets, long.complete, long.lost), (13, 10, 3));
+    assert_eq!([long.hops[0].lost, long.hops[1].lost], [1, 2]);
+    // End to end over the 10 complete packets: 1100·i; nearest-rank p50 = 5th, p90 = 9th.
+    let e = long.end_to_end;
+    assert_eq!((e.count, e.min_ns, e.p50_ns, e.p90_ns, e.max_ns, e.mean_ns), (10, 1100, 5500, 9900, 11_000, 6050));
+    // Hop 0 has 12 packets (the two lost later passed it): 1000..=12000.
+    assert_eq!((long.hops[0].stats.count, long.hops[0].stats.max_ns), (12, 12_000));
+    assert_eq!(long.hops[1].stats.count, 10);
+    assert_eq!(long.hops.iter().map(|h| h.segment.as_str()).collect::<Vec<_>>(), ["network", "host"]);
+    // Per pair: the two flows' A→B hops together, and their losses.
+    let ab = a.pairs.iter().find(|p| p.from == A && p.to == B).unwrap();
+    assert_eq!((ab.stats.count, ab.lost), (16, 2));
+    let bc = a.pairs.iter().find(|p| p.from == B && p.to == C).unwrap();
+    assert_eq!((bc.stats.count, bc.lost), (10, 2));
+    assert_eq!([long.hops[0].stats.mean_ns, long.hops[1].stats.mean_ns], [6500, 550]);
+}
+
+#[test]
+fn filter_hosts_and_time_select_packets() {
+    let only = |sel: Selection| {
+        let opts = Options { selection: sel, ..Default::default() };
+        analyze_with(two_flows(), &opts).unwrap()
+    };
+    let f = capture_common::compile::compile("udp and dst port 7000").unwrap();
+    let a = only(Selection { filter: Some(f), ..Default::default() });
+    assert_eq!(figs(&a.pairs), vec![stats(A, B, 4, [50; 5])]);
+    assert_eq!((a.ids, a.unmatched[0].ids), (5, 1));
+    // Only h1's point: nothing pairs, every packet is unmatched there.
+    let a = only(Selection { hosts: vec!["h1".into()], ..Default::default() });
+    assert!(a.pairs.is_empty());
+    assert_eq!(a.unmatched, vec![Unmatched { point: A.into(), ids: 18 }]);
+    // First seen 0.5..1.0 ms after the first event (t0 = 100 µs): packets 6..=10.
+    let a = only(Selection { since_ns: Some(500_000), until_ns: Some(900_000), ..Default::default() });
+    assert_eq!(a.ids, 5);
+    assert_eq!(figs(&a.pairs)[0], stats(A, B, 5, [6000, 8000, 10_000, 10_000, 10_000]));
+}
+
+#[test]
+fn per_flow_and_per_window_tables() {
+    let detail = Detail { by_flow: true, window_ns: Some(1_000_000), hop_rows: true };
+    let a = analyze_with(two_flows(), &Options { detail, ..Default::default() }).unwrap();
+    let flows: Vec<(&str, &str, u64)> =
+        a.flow_pairs.iter().map(|f| (f.flow.as_str(), f.pair.from.as_str(), f.pair.stats.count)).collect();
+    assert_eq!(
+        flows,
+        [
+            ("udp 198.18.0.1:5000 > 198.18.0.2:6000", A, 12),
+            ("udp 198.18.0.1:5000 > 198.18.0.2:6000", B, 10),
+            ("udp 198.18.0.1:5000 > 198.18.0.2:7000", A, 4),
+        ]
+    );
+    // Windows of 1 ms from t0 = 100 µs: A→B hops start at 0.1..1.2 ms (6000) and 2.1..2.4
+    // ms (7000): windows 0 (i = 1..=10), 1 (i = 11, 12) and 2 (7000).
+    let ab: Vec<(i64, u64)> =
+        a.windows.iter().filter(|w| w.pair.from == A).map(|w| (w.start_ns, w.pair.stats.count)).collect();
+    assert_eq!(ab, [(0, 10), (1_000_000, 2), (2_000_000, 4)]);
+    // One record per hop: 12 + 10 + 4.
+    assert_eq!(a.rows.latency.len(), 26);
+    assert_eq!(a.rows.hop.iter().filter(|h| **h == Some(1)).count(), 10);
 }
