@@ -28,6 +28,7 @@ pub mod flows;
 pub mod input;
 pub mod matching;
 pub mod out;
+pub mod progress;
 pub mod report;
 pub mod routes;
 pub mod stats;

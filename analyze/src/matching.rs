@@ -256,6 +256,7 @@ pub fn analyze(
                 })
                 .collect::<Vec<_>>(),
         );
+    let reading = crate::progress::spinner("reading capture files");
     let combos_df = events
         .clone()
         .select(keys.clone())
@@ -271,14 +272,18 @@ pub fn analyze(
         .select([col("pkt_id"), col("ts_ns"), col("combo")])
         .collect_with_engine(Engine::Streaming)?
         .unwrap_single();
+    reading.set_message(format!("aligning and sorting {} events", slim.height()));
     let rows = rows(slim, &c, &alignment)?;
+    reading.finish_and_clear();
 
     let keep_points: Vec<bool> = c.points.iter().map(|p| opts.selection.host(&p.host)).collect();
     let keep_flows: Vec<bool> = c.flows.iter().map(|f| opts.selection.flow(f)).collect();
     let scope = Scope::new(&rows, &opts.selection, keep_points, keep_flows);
-    let census = walk::census(&rows, &scope, c.points.len(), c.flows.len());
+    let passes = crate::progress::bar("matching packets", 2 * rows.len() as u64, "events");
+    let census = walk::census(&rows, &scope, c.points.len(), c.flows.len(), &passes);
     let topo = routes::build(&c.points, &census.sequences, opts.hosts.as_ref());
-    let m = walk::measure(&rows, &scope, &topo, opts.detail);
+    let m = walk::measure(&rows, &scope, &topo, opts.detail, &passes);
+    passes.finish_and_clear();
     drop(rows);
     let summary = crate::summary::Summary { points: &c.points, flows: &c.flows, topo: &topo, alignment: &alignment, hosts: opts.hosts.as_ref() };
     let analysis = Analysis {

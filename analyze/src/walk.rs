@@ -12,6 +12,8 @@
 
 use std::collections::HashMap;
 
+use indicatif::ProgressBar;
+
 use crate::flows::Selection;
 use crate::routes::{Sequences, Topology};
 
@@ -56,11 +58,18 @@ impl Scope {
     }
 }
 
-/// Calls `f` with each packet's kept observations (never empty), in time order.
-fn for_each_packet(rows: &[Row], scope: &Scope, mut f: impl FnMut(&[Row])) {
+/// Calls `f` with each packet's kept observations (never empty), in time order, and
+/// advances `progress` by the rows passed.
+fn for_each_packet(rows: &[Row], scope: &Scope, progress: &ProgressBar, mut f: impl FnMut(&[Row])) {
+    const STEP: usize = 1 << 16;
     let mut buf: Vec<Row> = Vec::with_capacity(16);
     let mut i = 0;
+    let mut reported = 0;
     while i < rows.len() {
+        if i - reported >= STEP {
+            progress.inc((i - reported) as u64);
+            reported = i;
+        }
         let id = rows[i].pkt_id;
         let mut j = i + 1;
         while j < rows.len() && rows[j].pkt_id == id {
@@ -76,6 +85,7 @@ fn for_each_packet(rows: &[Row], scope: &Scope, mut f: impl FnMut(&[Row])) {
         }
         i = j;
     }
+    progress.inc((rows.len() - reported) as u64);
 }
 
 /// True if some point occurs twice among `obs`.
@@ -99,11 +109,11 @@ pub struct Census {
 }
 
 /// First pass: counts and each flow's point sequences.
-pub fn census(rows: &[Row], scope: &Scope, n_points: usize, n_flows: usize) -> Census {
+pub fn census(rows: &[Row], scope: &Scope, n_points: usize, n_flows: usize, progress: &ProgressBar) -> Census {
     let mut c = Census { unmatched: vec![0; n_points], ..Default::default() };
     let mut seqs: Vec<HashMap<Vec<u32>, u64>> = vec![HashMap::new(); n_flows];
     let mut key: Vec<u32> = Vec::with_capacity(16);
-    for_each_packet(rows, scope, |obs| {
+    for_each_packet(rows, scope, progress, |obs| {
         c.events += obs.len() as u64;
         c.ids += 1;
         if repeats_a_point(obs) {
@@ -224,7 +234,7 @@ pub fn fate(obs: &[Row], stations: &[Option<u32>]) -> Fate {
 }
 
 /// Second pass: hops, loss and end-to-end latency.
-pub fn measure(rows: &[Row], scope: &Scope, topo: &Topology, detail: Detail) -> Measure {
+pub fn measure(rows: &[Row], scope: &Scope, topo: &Topology, detail: Detail, progress: &ProgressBar) -> Measure {
     let stations: Vec<Vec<Option<u32>>> =
         topo.paths.iter().map(|p| p.stations.iter().map(|s| s.point).collect()).collect();
     let mut m = Measure {
@@ -237,7 +247,7 @@ pub fn measure(rows: &[Row], scope: &Scope, topo: &Topology, detail: Detail) -> 
             .collect(),
         ..Default::default()
     };
-    for_each_packet(rows, scope, |obs| {
+    for_each_packet(rows, scope, progress, |obs| {
         if repeats_a_point(obs) {
             return;
         }
@@ -320,14 +330,14 @@ mod tests {
             row(3, 200, 1), // unmatched at 1
         ];
         let all = Scope { points: vec![true; 2], flows: vec![true], t0: 0, since_ns: None, until_ns: None };
-        let c = census(&rows, &all, 2, 1);
+        let c = census(&rows, &all, 2, 1, &ProgressBar::hidden());
         assert_eq!((c.events, c.ids, c.ambiguous), (5, 3, 1));
         assert_eq!(c.unmatched, [0, 1]);
         assert_eq!(c.sequences[0], vec![(vec![0, 1], 1), (vec![1], 1)]);
         let late = Scope { since_ns: Some(150), ..all.clone() };
-        assert_eq!(census(&rows, &late, 2, 1).ids, 1);
+        assert_eq!(census(&rows, &late, 2, 1, &ProgressBar::hidden()).ids, 1);
         let only0 = Scope { points: vec![true, false], ..all };
-        let c = census(&rows, &only0, 2, 1);
+        let c = census(&rows, &only0, 2, 1, &ProgressBar::hidden());
         assert_eq!((c.ids, c.unmatched[0]), (2, 1));
     }
 }
