@@ -8,9 +8,11 @@
 #![deny(missing_docs)]
 
 pub mod accounting;
+pub mod benchanalyze;
 pub mod bins;
 pub mod capture;
 pub mod collect;
+pub mod genevents;
 pub mod netns;
 pub mod soak;
 pub mod sshlab;

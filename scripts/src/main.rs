@@ -116,6 +116,66 @@ enum Cmd {
     },
     /// Remove lab namespaces whose creator is gone.
     Cleanup,
+    /// Write synthetic capture files: hosts h00.. with flows across them, known per-hop
+    /// latency distributions, loss and retransmissions (the analyzer benchmark's data).
+    GenEvents {
+        /// Output folder (one subfolder per host).
+        #[arg(long)]
+        out: PathBuf,
+        /// Events in total (suffixes k, M, G allowed: 10M).
+        #[arg(long, value_parser = lab::benchanalyze::parse_count)]
+        events: u64,
+        /// Hosts.
+        #[arg(long, default_value_t = 10)]
+        hosts: usize,
+        /// Seed.
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// Rows per file before rotating.
+        #[arg(long, default_value_t = 250_000)]
+        rows_per_file: u64,
+        /// Packets per second, all flows together.
+        #[arg(long, default_value_t = 200_000.0)]
+        rate: f64,
+        /// Number of flows.
+        #[arg(long, default_value_t = 5000)]
+        flows: usize,
+        /// Loss probability per wire hop.
+        #[arg(long, default_value_t = 0.002)]
+        loss: f64,
+        /// Fraction of packets retransmitted with identical content (ambiguous ids).
+        #[arg(long, default_value_t = 0.0005)]
+        dup: f64,
+        /// Writer threads (default: the number of CPUs).
+        #[arg(long)]
+        threads: Option<usize>,
+        /// Also write OUT/truth.json: what netlat-analyze --same-clock must report (keeps
+        /// every latency in memory: small datasets only).
+        #[arg(long)]
+        truth: bool,
+    },
+    /// Analyzer speed benchmark: synthetic captures of growing size, netlat-analyze and
+    /// the same query in DuckDB on each, results checked equal (see BENCHMARKS.md).
+    BenchAnalyze {
+        /// Dataset sizes, events (default 1M,3M,10M; with --full also 30M,100M).
+        #[arg(long, value_delimiter = ',', value_parser = lab::benchanalyze::parse_count)]
+        sizes: Vec<u64>,
+        /// Add the 30M and 100M datasets to the default sizes.
+        #[arg(long)]
+        full: bool,
+        /// Runs per tool for datasets up to 10M events (the median is reported); one above.
+        #[arg(long, default_value_t = 3)]
+        runs: usize,
+        /// Work folder for the datasets (removed afterwards unless --keep).
+        #[arg(long, default_value = "/tmp/netlat-bench-analyze")]
+        dir: PathBuf,
+        /// Keep the generated datasets.
+        #[arg(long)]
+        keep: bool,
+        /// Python interpreter with duckdb.
+        #[arg(long, default_value = "python3")]
+        python: String,
+    },
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -290,6 +350,43 @@ fn main() -> ExitCode {
             traffic::udp_send_all(&netns, &to, count, rate, size).map_err(Into::into).map(|took| {
                 eprintln!("netlat-lab: sent {count} datagrams to each of {to:?} in {:.2} s", took.as_secs_f64());
             })
+        }
+        Cmd::GenEvents { out, events, hosts, seed, rows_per_file, rate, flows, loss, dup, threads, truth } => (|| {
+            let mut cfg = lab::genevents::GenConfig::new(out, events);
+            cfg.hosts = hosts;
+            cfg.seed = seed;
+            cfg.rows_per_file = rows_per_file;
+            cfg.rate = rate;
+            cfg.flows = flows;
+            cfg.loss = loss;
+            cfg.dup = dup;
+            cfg.threads = threads.unwrap_or(cfg.threads);
+            cfg.truth = truth;
+            let s = lab::genevents::generate(&cfg)?;
+            eprintln!(
+                "netlat-lab: {} events ({} packets) in {} files, {:.1} MiB ({:.1} B/event), {:.1} s ({:.2} M events/s)",
+                s.events,
+                s.packets,
+                s.files.len(),
+                s.bytes as f64 / 1048576.0,
+                s.bytes as f64 / s.events as f64,
+                s.elapsed.as_secs_f64(),
+                s.events as f64 / s.elapsed.as_secs_f64() / 1e6
+            );
+            if let Some(t) = &s.truth {
+                let p = lab::genevents::write_truth(&cfg.out, t)?;
+                eprintln!("netlat-lab: expected analysis in {}", p.display());
+            }
+            Ok(())
+        })(
+        ),
+        Cmd::BenchAnalyze { sizes, full, runs, dir, keep, python } => {
+            let mut sizes = if sizes.is_empty() { vec![1_000_000, 3_000_000, 10_000_000] } else { sizes };
+            if full {
+                sizes.extend([30_000_000, 100_000_000]);
+            }
+            let cfg = lab::benchanalyze::BenchConfig { sizes, runs, dir, keep, python };
+            lab::benchanalyze::run(&cfg).map(|report| println!("{report}"))
         }
         Cmd::Cleanup => topo::cleanup_stale().map(|v| {
             for n in v {
