@@ -154,6 +154,9 @@ pub enum InputError {
         /// Type the analysis needs.
         expected: ColumnKind,
     },
+    /// A glob pattern that matched no file.
+    #[error("pattern matched no file")]
+    NoMatch,
     /// The footer was fine but reading the data failed (corrupt pages).
     #[error("data cannot be read: {0}")]
     Data(String),
@@ -199,7 +202,8 @@ pub struct Inputs {
 pub fn discover(paths: &[PathBuf]) -> Inputs {
     let mut inputs = Inputs::default();
     let mut seen = HashSet::new();
-    for path in paths {
+    for path in expand_globs(paths, &mut inputs.skipped) {
+        let path = &path;
         match fs::metadata(path) {
             Err(e) => inputs.skipped.push(Skipped::new(path, &e.into())),
             Ok(md) if md.is_dir() => walk(path, &mut inputs, &mut seen),
@@ -215,6 +219,33 @@ pub fn discover(paths: &[PathBuf]) -> Inputs {
         }
     }
     inputs
+}
+
+/// Quoted glob patterns (`'out/*/*.parquet'`, for shells that do not expand them, or too
+/// many files for one command line) are expanded here, in sorted order; a path that exists
+/// is taken literally even if it contains `*` or `[`. A pattern that matches nothing, or
+/// is malformed, is reported as skipped.
+fn expand_globs(paths: &[PathBuf], skipped: &mut Vec<Skipped>) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for path in paths {
+        let text = path.to_string_lossy();
+        if path.exists() || !text.contains(['*', '?', '[']) {
+            out.push(path.clone());
+            continue;
+        }
+        match glob::glob(&text) {
+            Ok(matches) => {
+                let mut found: Vec<PathBuf> = matches.filter_map(Result::ok).collect();
+                if found.is_empty() {
+                    skipped.push(Skipped { file: text.into_owned(), reason: InputError::NoMatch.to_string() });
+                }
+                found.sort();
+                out.extend(found);
+            }
+            Err(e) => skipped.push(Skipped { file: text.into_owned(), reason: format!("bad pattern: {e}") }),
+        }
+    }
+    out
 }
 
 /// Rejects names that are never events tables even when given explicitly.

@@ -25,12 +25,15 @@
 pub mod clocks;
 pub mod drops;
 pub mod flows;
+pub mod html_report;
 pub mod input;
+pub mod latencies;
 pub mod matching;
 pub mod out;
 pub mod progress;
 pub mod report;
 pub mod routes;
+pub mod spill;
 pub mod stats;
 pub mod summary;
 pub mod sync_report;

@@ -82,6 +82,14 @@ struct Latency {
     /// The table `--format csv` writes.
     #[arg(long, value_enum, default_value_t = Table::Hops)]
     table: Table,
+    /// Folder for temporary files when the input is larger than --memory-events (default:
+    /// the system's temporary folder, $TMPDIR).
+    #[arg(long, value_name = "DIR")]
+    spill_dir: Option<PathBuf>,
+    /// Most events held in memory at once: larger inputs are matched in buckets of
+    /// packets spilled to --spill-dir (24 bytes per event on disk), so memory stays bounded.
+    #[arg(long, value_name = "N", default_value_t = analyze::matching::BUCKET_ROWS)]
+    memory_events: usize,
     /// Also write the results as Parquet tables into DIR (one row per packet and hop,
     /// and the summary tables; see docs/analysis.md).
     #[arg(long, value_name = "DIR")]
@@ -128,6 +136,8 @@ impl Latency {
             },
             detail: Detail { by_flow: self.by == Some(By::Flow), window_ns, hop_rows: self.out.is_some() },
             hosts,
+            bucket_rows: self.memory_events.max(1),
+            spill_dir: self.spill_dir.clone(),
         })
     }
 }
@@ -137,6 +147,22 @@ enum Command {
     /// Print the clock table: each host's offset, drift and error bound against the
     /// reference host, the pairs it is based on, and hosts that could not be aligned.
     Sync(Common),
+    /// Write one self-contained HTML report with the tables and charts (latency over time
+    /// and CDF per hop, per-hop breakdown of each path, clock-sync error bound over time),
+    /// and with --png the same charts as PNG files.
+    Report(ReportArgs),
+}
+
+#[derive(Debug, Args)]
+struct ReportArgs {
+    #[command(flatten)]
+    latency: Latency,
+    /// The HTML file to write.
+    #[arg(short = 'o', long = "output", value_name = "FILE", default_value = "report.html")]
+    output: PathBuf,
+    /// Also write each chart as a PNG file into DIR.
+    #[arg(long, value_name = "DIR")]
+    png: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -189,10 +215,11 @@ fn print(text: &str) -> anyhow::Result<()> {
     }
 }
 
-fn latency(latency: &Latency) -> anyhow::Result<()> {
+fn latency(latency: &Latency, html: Option<&ReportArgs>) -> anyhow::Result<()> {
     let args = &latency.common;
     let clock = args.clock()?;
-    let opts = latency.options()?;
+    let mut opts = latency.options()?;
+    opts.detail.hop_rows |= html.is_some();
     let mut inputs = input::discover(&args.paths);
     inputs.skipped.iter().for_each(warn);
     let reported = inputs.skipped.len();
@@ -213,6 +240,11 @@ fn latency(latency: &Latency) -> anyhow::Result<()> {
     if let Some(dir) = &latency.out {
         let written = analyze::out::write_all(dir, &analysis, &report.render(Format::Json))?;
         eprintln!("netlat-analyze: wrote {} files into {}", written.len(), dir.display());
+    }
+    if let Some(html) = html {
+        let written = analyze::html_report::write(&report, &html.output, html.png.as_deref())?;
+        eprintln!("netlat-analyze: wrote {}", written.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", "));
+        return Ok(());
     }
     if args.format == Format::Csv {
         eprint!("{}", report.summary());
@@ -241,7 +273,8 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match &cli.command {
         Some(Command::Sync(args)) => clocks(args),
-        None => latency(&cli.latency),
+        Some(Command::Report(args)) => latency(&args.latency, Some(args)),
+        None => latency(&cli.latency, None),
     };
     match result {
         Ok(()) => ExitCode::from(EXIT_OK),

@@ -107,6 +107,20 @@ pub struct PathStats {
     pub hops: Vec<PairStats>,
 }
 
+impl PathStats {
+    /// The end-to-end figures as a row of a hop table (segment `end-to-end`).
+    pub fn end_to_end_pair(&self) -> PairStats {
+        PairStats {
+            from: self.stations.first().cloned().unwrap_or_default(),
+            to: self.stations.last().cloned().unwrap_or_default(),
+            segment: "end-to-end".into(),
+            lost: self.lost,
+            stats: self.end_to_end,
+            bound_ns: self.end_to_end_bound_ns,
+        }
+    }
+}
+
 /// Ids seen at exactly one point, counted per point.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Unmatched {
@@ -125,7 +139,15 @@ pub struct Options {
     pub detail: Detail,
     /// Topology (conf/hosts.yaml): path names and unseen points, hop segments.
     pub hosts: Option<HostsConf>,
+    /// Most events held in memory at once; above it, rows are spilled to disk in buckets
+    /// of packets ([`crate::spill`]). 0 means [`BUCKET_ROWS`].
+    pub bucket_rows: usize,
+    /// Folder for spill files (default: the system's temporary folder).
+    pub spill_dir: Option<std::path::PathBuf>,
 }
+
+/// Default of [`Options::bucket_rows`]: 8 Mi events, 192 MiB of rows.
+pub const BUCKET_ROWS: usize = 8 << 20;
 
 /// The result of [`analyze`].
 #[derive(Debug, Clone, Default)]
@@ -171,13 +193,10 @@ pub fn scan_columns(path: &Path, columns: &[&str]) -> PolarsResult<LazyFrame> {
     Ok(LazyFrame::scan_parquet(PlRefPath::from(path), args)?.select(columns))
 }
 
-/// Lazily reads several files as one table.
-///
-/// One scan per file, then a union, rather than a multi-file scan: each file is projected
-/// to the needed columns first, so files that differ in other columns still combine.
-pub fn scan_files(paths: &[PathBuf]) -> PolarsResult<LazyFrame> {
-    let frames = paths.iter().map(|p| scan_file(p)).collect::<PolarsResult<Vec<_>>>()?;
-    concat(frames, UnionArgs::default())
+/// Lazily reads several files, one table each: each file is projected to the needed
+/// columns, so files that differ in other columns still combine.
+pub fn scan_files(paths: &[PathBuf]) -> PolarsResult<Vec<LazyFrame>> {
+    paths.iter().map(|p| scan_file(p)).collect()
 }
 
 const POINT_KEYS: [&str; 4] = ["host", "netns", "ifname", "hook"];
@@ -230,19 +249,10 @@ fn combos(df: &DataFrame) -> PolarsResult<Combos> {
     Ok(Combos { point, flow, points, flows })
 }
 
-/// Runs the analysis on `events`, a table with the [`REQUIRED_COLUMNS`]. Timestamps are
-/// first mapped into a common time base by the [`Alignment`] that `align` makes for the
-/// observation points found.
-///
-/// Polars reads and joins (streaming: it decodes in parallel batches without holding the
-/// string columns); the packets are then sorted and walked in Rust ([`crate::walk`]).
-pub fn analyze(
-    events: LazyFrame,
-    opts: &Options,
-    align: impl FnOnce(&[Point]) -> Alignment,
-) -> PolarsResult<(Analysis, Alignment)> {
-    let keys: Vec<Expr> = POINT_KEYS.iter().chain(&FLOW_KEYS).map(|k| col(*k)).collect();
-    let events = events
+/// The columns the analysis reads, with nulls replaced: null keys would not join, so a
+/// missing value is the empty one.
+fn prepared(events: LazyFrame) -> LazyFrame {
+    events
         .select(REQUIRED_COLUMNS.iter().map(|(name, _)| col(*name)).collect::<Vec<_>>())
         .filter(col("ts_ns").is_not_null().and(col("pkt_id").is_not_null()))
         // Null keys would not join: a missing value is the empty one.
@@ -255,36 +265,104 @@ pub fn analyze(
                     _ => col(*k).fill_null(lit(0)).strict_cast(required_type(k)),
                 })
                 .collect::<Vec<_>>(),
-        );
+        )
+}
+
+/// Runs the analysis on `tables` (one per file, or any split), each with the
+/// [`REQUIRED_COLUMNS`]. Timestamps are first mapped into a common time base by the
+/// [`Alignment`] that `align` makes for the observation points found.
+///
+/// Polars reads and joins (streaming: it decodes in parallel batches without holding the
+/// string columns), one table at a time, so that only the slim rows of all tables
+/// (24 bytes per event) and one table's columns are in memory at once; the packets are
+/// then sorted and walked in Rust ([`crate::walk`]).
+pub fn analyze(
+    tables: Vec<LazyFrame>,
+    opts: &Options,
+    align: impl FnOnce(&[Point]) -> Alignment,
+) -> PolarsResult<(Analysis, Alignment)> {
+    let keys: Vec<Expr> = POINT_KEYS.iter().chain(&FLOW_KEYS).map(|k| col(*k)).collect();
+    // Rows are reserved once (the counts come from the footers): growing by doubling would
+    // copy them and briefly hold up to three times their size.
+    let mut total = 0usize;
+    for t in &tables {
+        let n = t.clone().select([len().cast(DataType::UInt64).alias("n")]).collect()?;
+        total += n.column("n")?.u64()?.get(0).unwrap_or(0) as usize;
+    }
+    let tables: Vec<LazyFrame> = tables.into_iter().map(prepared).collect();
     let reading = crate::progress::spinner("reading capture files");
-    let combos_df = events
-        .clone()
-        .select(keys.clone())
+    // Distinct combinations file by file, then of those few rows: one query over all files
+    // at once held far more than any single file (1.1 GB for 10M events, against 0.2 GB).
+    let mut distinct = vec![prepared(DataFrame::empty_with_schema(&empty_schema()).lazy()).select(keys.clone())];
+    for table in &tables {
+        let df = table.clone().select(keys.clone()).unique(None, UniqueKeepStrategy::Any).collect()?;
+        distinct.push(df.lazy());
+    }
+    let combos_df = concat(distinct, UnionArgs::default())?
         .unique(None, UniqueKeepStrategy::Any)
         .with_row_index("combo", None)
-        .collect_with_engine(Engine::Streaming)?
-        .unwrap_single();
+        .collect()?;
     let c = combos(&combos_df)?;
     let alignment = align(&c.points);
 
-    let slim = events
-        .join(combos_df.lazy(), keys.clone(), keys, JoinArgs::new(JoinType::Inner))
-        .select([col("pkt_id"), col("ts_ns"), col("combo")])
-        .collect_with_engine(Engine::Streaming)?
-        .unwrap_single();
-    reading.set_message(format!("aligning and sorting {} events", slim.height()));
-    let rows = rows(slim, &c, &alignment)?;
-    reading.finish_and_clear();
-
     let keep_points: Vec<bool> = c.points.iter().map(|p| opts.selection.host(&p.host)).collect();
     let keep_flows: Vec<bool> = c.flows.iter().map(|f| opts.selection.flow(f)).collect();
-    let scope = Scope::new(&rows, &opts.selection, keep_points, keep_flows);
-    let passes = crate::progress::bar("matching packets", 2 * rows.len() as u64, "events");
-    let census = walk::census(&rows, &scope, c.points.len(), c.flows.len(), &passes);
-    let topo = routes::build(&c.points, &census.sequences, opts.hosts.as_ref());
-    let m = walk::measure(&rows, &scope, &topo, opts.detail, &passes);
-    passes.finish_and_clear();
-    drop(rows);
+    let bucket_rows = if opts.bucket_rows == 0 { BUCKET_ROWS } else { opts.bucket_rows };
+    let buckets = total.div_ceil(bucket_rows).max(1);
+    let (census, topo, m, t0) = if buckets == 1 {
+        // Everything fits in one bucket: no disk.
+        let mut rows = Vec::with_capacity(total);
+        for table in tables {
+            reading.set_message(format!("reading capture files ({} events)", rows.len()));
+            append_rows(&mut rows, slim(table, &combos_df, &keys)?, &c, &alignment)?;
+        }
+        reading.set_message(format!("sorting {} events", rows.len()));
+        rows.par_sort_unstable();
+        reading.finish_and_clear();
+        let scope = Scope::new(Scope::first_ts(&rows, &keep_points, &keep_flows).unwrap_or(0), &opts.selection, keep_points, keep_flows);
+        let passes = crate::progress::bar("matching packets", 2 * rows.len() as u64, "events");
+        let census = walk::census(&rows, &scope, c.points.len(), c.flows.len(), &passes);
+        let topo = routes::build(&c.points, &census.sequences, opts.hosts.as_ref());
+        let m = walk::measure(&rows, &scope, &topo, opts.detail, &passes);
+        passes.finish_and_clear();
+        (census, topo, m, scope.t0)
+    } else {
+        let dir = opts.spill_dir.clone().unwrap_or_else(std::env::temp_dir);
+        let spill_err = |e: crate::spill::SpillError| polars_err!(ComputeError: "{e}");
+        let mut spill = crate::spill::Spill::new(&dir, buckets).map_err(spill_err)?;
+        let mut t0: Option<i64> = None;
+        let mut read = 0;
+        for table in tables {
+            reading.set_message(format!("reading capture files into {buckets} buckets ({read} events)"));
+            let mut rows = Vec::new();
+            append_rows(&mut rows, slim(table, &combos_df, &keys)?, &c, &alignment)?;
+            if let Some(first) = Scope::first_ts(&rows, &keep_points, &keep_flows) {
+                t0 = Some(t0.map_or(first, |t| t.min(first)));
+            }
+            read += rows.len();
+            spill.write(&rows).map_err(spill_err)?;
+        }
+        spill.finish().map_err(spill_err)?;
+        reading.finish_and_clear();
+        let scope = Scope::new(t0.unwrap_or(0), &opts.selection, keep_points, keep_flows);
+        let passes = crate::progress::bar("matching packets", 2 * read as u64, "events");
+        let bucket = |b: usize| -> PolarsResult<Vec<Row>> {
+            let mut rows = spill.read(b).map_err(spill_err)?;
+            rows.par_sort_unstable();
+            Ok(rows)
+        };
+        let mut census = walk::Census { unmatched: vec![0; c.points.len()], sequences: vec![Vec::new(); c.flows.len()], ..Default::default() };
+        for b in 0..buckets {
+            census.merge(walk::census(&bucket(b)?, &scope, c.points.len(), c.flows.len(), &passes));
+        }
+        let topo = routes::build(&c.points, &census.sequences, opts.hosts.as_ref());
+        let mut m = walk::measure(&[], &scope, &topo, opts.detail, &passes);
+        for b in 0..buckets {
+            m.merge(walk::measure(&bucket(b)?, &scope, &topo, opts.detail, &passes));
+        }
+        passes.finish_and_clear();
+        (census, topo, m, scope.t0)
+    };
     let summary = crate::summary::Summary { points: &c.points, flows: &c.flows, topo: &topo, alignment: &alignment, hosts: opts.hosts.as_ref() };
     let analysis = Analysis {
         pairs: summary.pairs(m.pairs, &m.paths),
@@ -296,7 +374,7 @@ pub fn analyze(
         events: census.events,
         ids: census.ids,
         notes: topo.notes.clone(),
-        t0_ns: scope.t0,
+        t0_ns: t0,
         rows: m.rows,
         points: c.points,
         flows: c.flows,
@@ -314,30 +392,50 @@ fn required_type(name: &str) -> DataType {
     }
 }
 
-/// The slim table as [`Row`]s in the reference time base, sorted by (`pkt_id`, time,
-/// point). The clock maps are piecewise linear with a binary search per row, which polars
-/// expressions cannot express without one branch per knot, hence Rust (in parallel).
-fn rows(mut slim: DataFrame, c: &Combos, alignment: &Alignment) -> PolarsResult<Vec<Row>> {
+/// One table's (`pkt_id`, `ts_ns`, combination) rows.
+fn slim(table: LazyFrame, combos_df: &DataFrame, keys: &[Expr]) -> PolarsResult<DataFrame> {
+    Ok(table
+        .join(combos_df.clone().lazy(), keys.to_vec(), keys.to_vec(), JoinArgs::new(JoinType::Inner))
+        .select([col("pkt_id"), col("ts_ns"), col("combo")])
+        .collect_with_engine(Engine::Streaming)?
+        .unwrap_single())
+}
+
+/// An empty table with the required columns (no input files).
+fn empty_schema() -> Schema {
+    REQUIRED_COLUMNS
+        .iter()
+        .map(|(name, kind)| {
+            let dtype = if *kind == ColumnKind::Text { DataType::String } else { required_type(name) };
+            Field::new((*name).into(), dtype)
+        })
+        .collect()
+}
+
+/// Appends the slim table to `rows` as [`Row`]s in the reference time base. The clock maps
+/// are piecewise linear with a binary search per row, which polars expressions cannot
+/// express without one branch per knot, hence Rust (in parallel).
+fn append_rows(rows: &mut Vec<Row>, mut slim: DataFrame, c: &Combos, alignment: &Alignment) -> PolarsResult<()> {
     slim.rechunk_mut();
     let id = slim.column("pkt_id")?.u64()?;
     let ts = slim.column("ts_ns")?.i64()?;
     let combo = slim.column("combo")?.idx()?;
-    let mut rows: Vec<Row> = id
-        .into_no_null_iter()
-        .zip(ts.into_no_null_iter())
-        .zip(combo.into_no_null_iter())
-        .map(|((pkt_id, ts), k)| Row { pkt_id, ts, point: c.point[k as usize], flow: c.flow[k as usize] })
-        .collect();
+    let start = rows.len();
+    rows.extend(
+        id.into_no_null_iter()
+            .zip(ts.into_no_null_iter())
+            .zip(combo.into_no_null_iter())
+            .map(|((pkt_id, ts), k)| Row { pkt_id, ts, point: c.point[k as usize], flow: c.flow[k as usize] }),
+    );
     let maps: Vec<Option<&sync::map::Piecewise>> = c.points.iter().map(|p| alignment.map(&p.host)).collect();
     if maps.iter().any(Option::is_some) {
-        rows.par_iter_mut().for_each(|r| {
+        rows[start..].par_iter_mut().for_each(|r| {
             if let Some(m) = maps[r.point as usize] {
                 r.ts = m.to_reference(r.ts);
             }
         });
     }
-    rows.par_sort_unstable();
-    Ok(rows)
+    Ok(())
 }
 
 /// Gives each point its label `host:ifname:hook`.

@@ -128,17 +128,7 @@ pub fn write_all(dir: &Path, a: &Analysis, json: &str) -> Result<Vec<PathBuf>, O
     written.push(write(dir, "pairs.parquet", frame(vec![], &pairs))?);
 
     let mut path_rows: Vec<(String, Option<u32>, u64, u64, u64)> = Vec::new();
-    let mut e2e = Vec::new();
-    for p in &a.paths {
-        e2e.push(PairStats {
-            from: p.stations.first().cloned().unwrap_or_default(),
-            to: p.stations.last().cloned().unwrap_or_default(),
-            segment: "end-to-end".into(),
-            lost: p.lost,
-            stats: p.end_to_end,
-            bound_ns: p.end_to_end_bound_ns,
-        });
-    }
+    let e2e: Vec<PairStats> = a.paths.iter().map(|p| p.end_to_end_pair()).collect();
     let mut path_pairs: Vec<&PairStats> = Vec::new();
     for (p, e) in a.paths.iter().zip(&e2e) {
         for (i, h) in p.hops.iter().enumerate() {

@@ -232,16 +232,8 @@ fn path_rows(p: &PathStats) -> Vec<Vec<String>> {
             row
         })
         .collect();
-    let e2e = PairStats {
-        from: p.stations.first().cloned().unwrap_or_default(),
-        to: p.stations.last().cloned().unwrap_or_default(),
-        segment: "end-to-end".into(),
-        lost: p.lost,
-        stats: p.end_to_end,
-        bound_ns: p.end_to_end_bound_ns,
-    };
     let mut row = vec![p.name.clone(), "e2e".into()];
-    row.extend(cells(&e2e));
+    row.extend(cells(&p.end_to_end_pair()));
     rows.push(row);
     rows
 }

@@ -64,7 +64,7 @@ impl Stats {
 }
 
 /// `num / den` rounded to nearest, halves away from zero (den > 0).
-fn div_round(num: i128, den: i128) -> i128 {
+pub(crate) fn div_round(num: i128, den: i128) -> i128 {
     let half = den / 2;
     if num >= 0 {
         (num + half) / den

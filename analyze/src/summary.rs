@@ -8,6 +8,7 @@ use rayon::prelude::*;
 
 use crate::clocks::Alignment;
 use crate::flows::Flow;
+use crate::latencies::Latencies;
 use crate::matching::{FlowPairStats, PairStats, PathStats, Point, Unmatched, WindowStats};
 use crate::routes::{segment, Topology};
 use crate::stats::Stats;
@@ -27,8 +28,8 @@ pub struct Summary<'a> {
     pub hosts: Option<&'a HostsConf>,
 }
 
-fn stats(mut v: Vec<i64>) -> Stats {
-    Stats::of(&mut v).unwrap_or_default()
+fn stats(v: Latencies) -> Stats {
+    v.stats().unwrap_or_default()
 }
 
 impl Summary<'_> {
@@ -36,7 +37,7 @@ impl Summary<'_> {
         self.alignment.pair_bound(a, b).map(|b| b.round() as i64)
     }
 
-    fn pair(&self, a: u32, b: u32, latencies: Vec<i64>) -> PairStats {
+    fn pair(&self, a: u32, b: u32, latencies: Latencies) -> PairStats {
         let (pa, pb) = (&self.points[a as usize], &self.points[b as usize]);
         PairStats {
             from: pa.label.clone(),
@@ -50,7 +51,7 @@ impl Summary<'_> {
 
     /// Per ordered pair of points, with each path hop's loss added to its pair (a hop into
     /// a named point nobody saw gets a row of its own, with count 0).
-    pub fn pairs(&self, pairs: HashMap<(u32, u32), Vec<i64>>, paths: &[PathMeasure]) -> Vec<PairStats> {
+    pub fn pairs(&self, pairs: HashMap<(u32, u32), Latencies>, paths: &[PathMeasure]) -> Vec<PairStats> {
         let mut out: Vec<PairStats> = pairs.into_par_iter().map(|((a, b), v)| self.pair(a, b, v)).collect();
         let mut index: HashMap<(String, String), usize> =
             out.iter().enumerate().map(|(i, p)| ((p.from.clone(), p.to.clone()), i)).collect();
@@ -118,7 +119,7 @@ impl Summary<'_> {
     }
 
     /// Per flow and pair, by flow text, then count descending, then names.
-    pub fn flow_pairs(&self, m: HashMap<(u32, u32, u32), Vec<i64>>) -> Vec<FlowPairStats> {
+    pub fn flow_pairs(&self, m: HashMap<(u32, u32, u32), Latencies>) -> Vec<FlowPairStats> {
         let mut out: Vec<FlowPairStats> = m
             .into_par_iter()
             .map(|((f, a, b), v)| FlowPairStats { flow: self.flows[f as usize].to_string(), pair: self.pair(a, b, v) })
@@ -135,7 +136,7 @@ impl Summary<'_> {
     }
 
     /// Per pair and window of `window_ns`, by pair names, then time.
-    pub fn windows(&self, m: HashMap<(u32, u32, i64), Vec<i64>>, window_ns: i64) -> Vec<WindowStats> {
+    pub fn windows(&self, m: HashMap<(u32, u32, i64), Latencies>, window_ns: i64) -> Vec<WindowStats> {
         let mut out: Vec<WindowStats> = m
             .into_par_iter()
             .map(|((a, b, w), v)| WindowStats { start_ns: w * window_ns, pair: self.pair(a, b, v) })

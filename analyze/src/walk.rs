@@ -15,6 +15,7 @@ use std::collections::HashMap;
 use indicatif::ProgressBar;
 
 use crate::flows::Selection;
+use crate::latencies::Latencies;
 use crate::routes::{Sequences, Topology};
 
 /// One observation: packet, time in the reference time base, point, flow.
@@ -46,15 +47,14 @@ pub struct Scope {
 }
 
 impl Scope {
-    /// The scope of `sel` over `rows`, with per-point and per-flow decisions.
-    pub fn new(rows: &[Row], sel: &Selection, points: Vec<bool>, flows: Vec<bool>) -> Self {
-        let t0 = rows
-            .iter()
-            .filter(|r| points[r.point as usize] && flows[r.flow as usize])
-            .map(|r| r.ts)
-            .min()
-            .unwrap_or(0);
+    /// The scope of `sel`, with per-point and per-flow decisions, counting time from `t0`.
+    pub fn new(t0: i64, sel: &Selection, points: Vec<bool>, flows: Vec<bool>) -> Self {
         Self { points, flows, t0, since_ns: sel.since_ns, until_ns: sel.until_ns }
+    }
+
+    /// The first timestamp among `rows` kept by `points` and `flows`.
+    pub fn first_ts(rows: &[Row], points: &[bool], flows: &[bool]) -> Option<i64> {
+        rows.iter().filter(|r| points[r.point as usize] && flows[r.flow as usize]).map(|r| r.ts).min()
     }
 }
 
@@ -199,24 +199,81 @@ pub struct PathMeasure {
     /// Lost per hop.
     pub lost: Vec<u64>,
     /// Latency per hop, of packets that passed it on the path.
-    pub hops: Vec<Vec<i64>>,
+    pub hops: Vec<Latencies>,
     /// First to last station of complete packets.
-    pub end_to_end: Vec<i64>,
+    pub end_to_end: Latencies,
+}
+
+impl Census {
+    /// Adds the census of another set of packets (another bucket of ids).
+    pub fn merge(&mut self, other: Census) {
+        self.events += other.events;
+        self.ids += other.ids;
+        self.ambiguous += other.ambiguous;
+        for (a, b) in self.unmatched.iter_mut().zip(other.unmatched) {
+            *a += b;
+        }
+        for (mine, theirs) in self.sequences.iter_mut().zip(other.sequences) {
+            let mut all: HashMap<Vec<u32>, u64> = std::mem::take(mine).into_iter().collect();
+            for (seq, n) in theirs {
+                *all.entry(seq).or_insert(0) += n;
+            }
+            let mut v: Sequences = all.into_iter().collect();
+            v.sort();
+            *mine = v;
+        }
+    }
+}
+
+fn merge_map<K: std::hash::Hash + Eq>(mine: &mut HashMap<K, Latencies>, theirs: HashMap<K, Latencies>) {
+    for (k, l) in theirs {
+        mine.entry(k).or_default().merge(l);
+    }
 }
 
 /// Result of the second pass.
 #[derive(Debug, Clone, Default)]
 pub struct Measure {
     /// Per ordered pair of points, every hop's latency.
-    pub pairs: HashMap<(u32, u32), Vec<i64>>,
+    pub pairs: HashMap<(u32, u32), Latencies>,
     /// Per (flow, from, to), with [`Detail::by_flow`].
-    pub flow_pairs: HashMap<(u32, u32, u32), Vec<i64>>,
+    pub flow_pairs: HashMap<(u32, u32, u32), Latencies>,
     /// Per (from, to, window index), with [`Detail::window_ns`].
-    pub windows: HashMap<(u32, u32, i64), Vec<i64>>,
+    pub windows: HashMap<(u32, u32, i64), Latencies>,
     /// Per path.
     pub paths: Vec<PathMeasure>,
     /// With [`Detail::hop_rows`].
     pub rows: HopRows,
+}
+
+impl Measure {
+    /// Adds the measures of another set of packets (another bucket of ids).
+    pub fn merge(&mut self, other: Measure) {
+        merge_map(&mut self.pairs, other.pairs);
+        merge_map(&mut self.flow_pairs, other.flow_pairs);
+        merge_map(&mut self.windows, other.windows);
+        for (mine, theirs) in self.paths.iter_mut().zip(other.paths) {
+            mine.packets += theirs.packets;
+            mine.complete += theirs.complete;
+            mine.off_path += theirs.off_path;
+            for (a, b) in mine.lost.iter_mut().zip(theirs.lost) {
+                *a += b;
+            }
+            for (a, b) in mine.hops.iter_mut().zip(theirs.hops) {
+                a.merge(b);
+            }
+            mine.end_to_end.merge(theirs.end_to_end);
+        }
+        let (r, o) = (&mut self.rows, other.rows);
+        r.pkt_id.extend(o.pkt_id);
+        r.ts.extend(o.ts);
+        r.flow.extend(o.flow);
+        r.from.extend(o.from);
+        r.to.extend(o.to);
+        r.path.extend(o.path);
+        r.hop.extend(o.hop);
+        r.latency.extend(o.latency);
+    }
 }
 
 /// Where `obs` stands against the path's stations (`points`: each station's point, `None`
@@ -242,7 +299,7 @@ pub fn measure(rows: &[Row], scope: &Scope, topo: &Topology, detail: Detail, pro
             .iter()
             .map(|s| {
                 let hops = s.len().saturating_sub(1);
-                PathMeasure { lost: vec![0; hops], hops: vec![Vec::new(); hops], ..Default::default() }
+                PathMeasure { lost: vec![0; hops], hops: vec![Latencies::default(); hops], ..Default::default() }
             })
             .collect(),
         ..Default::default()

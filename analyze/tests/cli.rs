@@ -238,6 +238,20 @@ fn csv_output_keeps_summary_on_stderr() {
     assert!(text(&out.stderr).contains("ambiguous ids: 1"));
 }
 
+/// Quoted patterns are expanded by netlat-analyze; one that matches nothing is named.
+#[test]
+fn issue5_quoted_globs_expand() {
+    let cap = capture();
+    let pattern = cap.root.join("h*/**/*-00001.events.parquet");
+    let none = cap.root.join("nothing-*.parquet");
+    let out = run(&[&pattern, &none, &"--format=json"]);
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["files"]["used"], json!([cap.h1.display().to_string(), cap.h2.display().to_string()]));
+    assert!(stderr.contains(&format!("skipping {}: pattern matched no file", none.display())), "{stderr}");
+}
+
 #[test]
 fn same_file_twice_is_read_once() {
     let cap = capture();

@@ -59,7 +59,7 @@ fn figs(pairs: &[PairStats]) -> Vec<Fig> {
 
 /// [`analyze`] with every capture on one clock.
 fn analyze_with(events: LazyFrame, opts: &Options) -> PolarsResult<Analysis> {
-    analyze(events, opts, |_| Alignment::same_clock()).map(|(a, _)| a)
+    analyze(vec![events], opts, |_| Alignment::same_clock()).map(|(a, _)| a)
 }
 
 fn analyze_same(events: LazyFrame) -> PolarsResult<Analysis> {
@@ -196,6 +196,13 @@ fn empty_input_gives_empty_analysis() {
 
 #[test]
 fn large_scrambled_input_matches_a_reference() {
+    large_scrambled(&Options::default());
+    // The same through spill files, in 5 buckets.
+    let tmp = tempfile::tempdir().unwrap();
+    large_scrambled(&Options { bucket_rows: 25_000, spill_dir: Some(tmp.path().to_owned()), ..Default::default() });
+}
+
+fn large_scrambled(opts: &Options) {
     // Big enough for polars' parallel, partitioned code paths, which must keep each
     // group's rows in order for the rank lookups to be right.
     let pairs = [(A, B), (B, C), (C, A)];
@@ -216,7 +223,7 @@ fn large_scrambled_input_matches_a_reference() {
     }
     rows.sort_unstable_by_key(|r| r.0);
     let rows: Vec<_> = rows.into_iter().map(|r| r.1).collect();
-    let a = analyze_same(frame(&rows)).unwrap();
+    let a = analyze_with(frame(&rows), opts).unwrap();
 
     let rank = |v: &[i64], pct: usize| v[(pct * v.len()).div_ceil(100) - 1];
     let mut want: Vec<Fig> = pairs
@@ -323,4 +330,29 @@ fn per_flow_and_per_window_tables() {
     // One record per hop: 12 + 10 + 4.
     assert_eq!(a.rows.latency.len(), 26);
     assert_eq!(a.rows.hop.iter().filter(|h| **h == Some(1)).count(), 10);
+}
+
+/// Inputs larger than the memory limit are matched bucket by bucket from spill files, and
+/// give exactly the same tables.
+#[test]
+fn spilled_buckets_give_the_same_analysis() {
+    let detail = Detail { by_flow: true, window_ns: Some(300_000), hop_rows: true };
+    let whole = analyze_with(two_flows(), &Options { detail, ..Default::default() }).unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let opts = Options { detail, bucket_rows: 7, spill_dir: Some(tmp.path().to_owned()), ..Default::default() };
+    let split = analyze_with(two_flows(), &opts).unwrap();
+    assert_eq!(split.pairs, whole.pairs);
+    assert_eq!(split.paths, whole.paths);
+    assert_eq!(split.flow_pairs, whole.flow_pairs);
+    assert_eq!(split.windows, whole.windows);
+    assert_eq!(split.unmatched, whole.unmatched);
+    assert_eq!((split.events, split.ids, split.ambiguous, split.t0_ns), (whole.events, whole.ids, whole.ambiguous, whole.t0_ns));
+    let sorted = |a: &Analysis| {
+        let mut v: Vec<(u64, i64)> = a.rows.pkt_id.iter().copied().zip(a.rows.latency.iter().copied()).collect();
+        v.sort();
+        v
+    };
+    assert_eq!(sorted(&split), sorted(&whole));
+    // The spill folder is removed afterwards.
+    assert_eq!(std::fs::read_dir(tmp.path()).unwrap().count(), 0);
 }

@@ -1,0 +1,122 @@
+//! Rows spilled to disk in buckets by packet identity, so that an analysis of any size
+//! holds one bucket's rows at a time (24 bytes per event). `pkt_id` is a hash, so its low
+//! bits spread packets evenly; every observation of a packet lands in the same bucket,
+//! which can therefore be matched on its own.
+
+use std::fs::File;
+use std::io::{BufReader, BufWriter, Read, Write};
+use std::path::{Path, PathBuf};
+
+use crate::walk::Row;
+
+const ROW_BYTES: usize = 24;
+
+/// Why spilling failed.
+#[derive(Debug, thiserror::Error)]
+#[error("spill file {path}: {source} (choose another folder with --spill-dir)")]
+pub struct SpillError {
+    /// The file.
+    pub path: PathBuf,
+    /// The error.
+    pub source: std::io::Error,
+}
+
+/// `k` bucket files in a temporary folder (removed on drop).
+pub struct Spill {
+    dir: tempfile::TempDir,
+    writers: Vec<BufWriter<File>>,
+}
+
+impl Spill {
+    /// Creates `k` empty buckets under `parent`.
+    pub fn new(parent: &Path, k: usize) -> Result<Self, SpillError> {
+        let err = |path: &Path| {
+            let path = path.to_owned();
+            move |source| SpillError { path, source }
+        };
+        let dir = tempfile::Builder::new().prefix("netlat-analyze-").tempdir_in(parent).map_err(err(parent))?;
+        let mut writers = Vec::with_capacity(k);
+        for b in 0..k {
+            let path = Self::path_in(dir.path(), b);
+            writers.push(BufWriter::with_capacity(256 << 10, File::create(&path).map_err(err(&path))?));
+        }
+        Ok(Self { dir, writers })
+    }
+
+    fn path_in(dir: &Path, bucket: usize) -> PathBuf {
+        dir.join(format!("bucket-{bucket:05}.rows"))
+    }
+
+    /// Number of buckets.
+    pub fn buckets(&self) -> usize {
+        self.writers.len()
+    }
+
+    /// Appends each row to its bucket.
+    pub fn write(&mut self, rows: &[Row]) -> Result<(), SpillError> {
+        let k = self.writers.len() as u64;
+        for r in rows {
+            let b = (r.pkt_id % k) as usize;
+            let mut bytes = [0u8; ROW_BYTES];
+            bytes[..8].copy_from_slice(&r.pkt_id.to_le_bytes());
+            bytes[8..16].copy_from_slice(&r.ts.to_le_bytes());
+            bytes[16..20].copy_from_slice(&r.point.to_le_bytes());
+            bytes[20..].copy_from_slice(&r.flow.to_le_bytes());
+            let path = Self::path_in(self.dir.path(), b);
+            self.writers[b].write_all(&bytes).map_err(|source| SpillError { path, source })?;
+        }
+        Ok(())
+    }
+
+    /// Flushes every bucket (before reading).
+    pub fn finish(&mut self) -> Result<(), SpillError> {
+        for (b, w) in self.writers.iter_mut().enumerate() {
+            let path = Self::path_in(self.dir.path(), b);
+            w.flush().map_err(|source| SpillError { path, source })?;
+        }
+        Ok(())
+    }
+
+    /// The rows of `bucket`, in the order written.
+    pub fn read(&self, bucket: usize) -> Result<Vec<Row>, SpillError> {
+        let path = Self::path_in(self.dir.path(), bucket);
+        let err = |source| SpillError { path: path.clone(), source };
+        let file = File::open(&path).map_err(err)?;
+        let len = file.metadata().map_err(err)?.len() as usize;
+        let mut reader = BufReader::with_capacity(1 << 20, file);
+        let mut rows = Vec::with_capacity(len / ROW_BYTES);
+        let mut bytes = [0u8; ROW_BYTES];
+        for _ in 0..len / ROW_BYTES {
+            reader.read_exact(&mut bytes).map_err(err)?;
+            let word = |a: usize| u64::from_le_bytes(bytes[a..a + 8].try_into().expect("8 bytes"));
+            let half = |a: usize| u32::from_le_bytes(bytes[a..a + 4].try_into().expect("4 bytes"));
+            rows.push(Row { pkt_id: word(0), ts: word(8) as i64, point: half(16), flow: half(20) });
+        }
+        Ok(rows)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rows_come_back_in_their_bucket() {
+        let tmp = tempfile::tempdir().unwrap();
+        let mut s = Spill::new(tmp.path(), 3).unwrap();
+        let rows: Vec<Row> =
+            (0..100u64).map(|i| Row { pkt_id: i * 7, ts: -(i as i64), point: i as u32, flow: u32::MAX }).collect();
+        s.write(&rows[..50]).unwrap();
+        s.write(&rows[50..]).unwrap();
+        s.finish().unwrap();
+        let mut back: Vec<Row> = (0..3).flat_map(|b| s.read(b).unwrap()).collect();
+        assert!(s.read(0).unwrap().iter().all(|r| r.pkt_id % 3 == 0));
+        back.sort();
+        let mut want = rows;
+        want.sort();
+        assert_eq!(back, want);
+        let dir = s.dir.path().to_owned();
+        drop(s);
+        assert!(!dir.exists());
+    }
+}
