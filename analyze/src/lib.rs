@@ -13,6 +13,7 @@
 //! * [`clocks`]: clock alignment from the captures' sync tables;
 //! * [`drops`]: report loss (events the captures could not record) from the run metadata;
 //! * [`report`]: table, CSV and JSON output; [`sync_report`]: the clock table.
+//! * [`charts`]: SVG/PNG charts and the self-contained HTML report page (plain data in).
 //!
 //! # Exit codes of `netlat-analyze`
 //!
@@ -22,6 +23,7 @@
 //! | 1 | no usable input file, or a runtime error |
 //! | 2 | usage error (bad arguments) |
 
+pub mod charts;
 pub mod clocks;
 pub mod drops;
 pub mod flows;
