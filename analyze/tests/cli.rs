@@ -13,6 +13,8 @@
 //! * id 100: twice at h1 tc_egress (retransmission), once at h2 xdp: ambiguous;
 //! * id 200: only at h1 tc_egress: unmatched.
 
+mod common;
+
 use std::fs::{self, File};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -588,4 +590,29 @@ fn issue5_topology_and_parquet_outputs() {
     assert_eq!(paths.height(), 3 + 2);
     let json: Value = serde_json::from_slice(&fs::read(out_dir.join("report.json")).unwrap()).unwrap();
     assert_eq!(json, v);
+}
+
+/// `netlat-analyze report` on real captures (testdata/sync-3h): one HTML file that
+/// headless Chromium renders with every chart, and the same charts as PNG files.
+#[test]
+fn issue5_report_renders_in_chromium() {
+    let dir = tempfile::tempdir().unwrap();
+    let html = dir.path().join("report.html");
+    let png = dir.path().join("png");
+    let out = run(&[&"report", &sync_dir(), &"-o", &html, &"--png", &png]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let page = fs::read_to_string(&html).unwrap();
+    assert!(!page.contains("http://") && !page.contains("https://") && !page.contains("<script"), "self-contained");
+    let shot = common::chromium::render_with(&html, (1200, 4000));
+    for title in analyze::html_report::TITLES {
+        assert!(shot.dom.contains(title), "{title} missing from the rendered page");
+        let file = png.join(format!("{}.png", analyze::html_report::slug(title)));
+        let bytes = fs::metadata(&file).map(|m| m.len()).unwrap_or(0);
+        assert!(bytes > 5_000, "{}: {bytes} bytes", file.display());
+    }
+    // The tables carry the figures the text report prints.
+    assert!(shot.dom.contains("a:veth0:tc_egress") && shot.dom.contains("33.601"), "hop table");
+    assert!(shot.non_white_fraction() > 0.05, "blank page: {}", shot.non_white_fraction());
+    let palette_seen = analyze::charts::PALETTE.iter().filter(|c| shot.count_colour(c, 12) > 200).count();
+    assert!(palette_seen >= 3, "only {palette_seen} palette colours drawn");
 }

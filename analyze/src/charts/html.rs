@@ -8,12 +8,12 @@ use super::{inline_svg, Page, Section, Table, HTML_CHART_HEIGHT, HTML_CHART_WIDT
 /// The page's style sheet: readable on screen, charts kept whole when printed.
 const CSS: &str = "\
 body{font-family:'DejaVu Sans',Verdana,Arial,sans-serif;color:#222;background:#fff;\
-max-width:1000px;margin:24px auto;padding:0 16px;line-height:1.45}
+max-width:1200px;margin:24px auto;padding:0 16px;line-height:1.45}
 h1{font-size:1.6em;margin:0 0 .6em}
 h2{font-size:1.25em;margin:2em 0 .6em;padding-bottom:.2em;border-bottom:1px solid #ccc}
 nav ul{margin:.2em 0;padding-left:1.4em}
 nav a{color:#0060a0;text-decoration:none}
-table{border-collapse:collapse;margin:1em 0;font-size:.9em}
+table{border-collapse:collapse;margin:1em 0;font-size:.8em;display:block;overflow-x:auto}
 th,td{border:1px solid #ccc;padding:.25em .6em;vertical-align:top}
 th{background:#f2f2f2;text-align:left}
 td.num{text-align:right;font-variant-numeric:tabular-nums;white-space:nowrap}
