@@ -8,9 +8,9 @@
 //! * [`schema`]: the `events` table; [`sync_table`]: the `sync` table;
 //! * [`syncing`]: the clock-sync prober and responder during a run;
 //! * [`ring`]: Parquet ring files with crash-safe rotation;
+//! * [`recover`]: finishing the files of a capture that died;
 //! * [`meta`]: the run-metadata record;
 //! * [`pipeline`]: kernel ring buffers → batches → the Parquet writer thread;
-//! * [`run`]: one capture run, end to end.
 //! * [`run`]: one capture run, end to end;
 //! * [`preflight`]: what the machine lacks, said plainly.
 #![deny(missing_docs)]
@@ -21,6 +21,7 @@ pub mod meta;
 pub mod netns;
 pub mod pipeline;
 pub mod preflight;
+pub mod recover;
 pub mod ring;
 pub mod run;
 pub mod schema;
