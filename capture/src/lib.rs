@@ -4,7 +4,8 @@
 //!
 //! * [`filter`]: tcpdump-like filter expressions compiled for the kernel;
 //! * [`netns`]: naming and entering network namespaces;
-//! * [`loader`]: loading the eBPF object and attaching hooks;
+//! * [`loader`]: loading the eBPF object and attaching hooks; [`qdisc`]: removing the
+//!   `clsact` qdisc added for netlink TC attachment;
 //! * [`schema`]: the `events` table; [`sync_table`]: the `sync` table;
 //! * [`syncing`]: the clock-sync prober and responder during a run;
 //! * [`ring`]: Parquet ring files with crash-safe rotation;
@@ -21,6 +22,7 @@ pub mod meta;
 pub mod netns;
 pub mod pipeline;
 pub mod preflight;
+pub mod qdisc;
 pub mod recover;
 pub mod ring;
 pub mod run;

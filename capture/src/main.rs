@@ -149,6 +149,10 @@ struct Cli {
     /// Batches of 16k events the writer queue holds before dropping (counted).
     #[arg(long, value_name = "N", default_value_t = 64, hide = true)]
     queue_batches: usize,
+    /// Test aid: attach TC programs through a clsact qdisc and netlink, as on
+    /// kernels before 6.6, instead of TCX links.
+    #[arg(long, hide = true)]
+    tc_netlink: bool,
     /// Test aid: the writer sleeps this long after each batch (to prove drop accounting).
     #[arg(long, value_name = "US", default_value_t = 0, hide = true)]
     writer_delay_us: u64,
@@ -247,6 +251,7 @@ fn options(cli: Cli) -> anyhow::Result<Options> {
         ("rotate_seconds", rotate_seconds.to_string()),
         ("max_files", max_files.to_string()),
         ("flush_seconds", cli.flush_seconds.to_string()),
+        ("tc_attach", if cli.tc_netlink { "netlink" } else { "auto" }.to_owned()),
         ("vxlan_port", kernel.vxlan_port.to_string()),
         ("config_file", cli.config.as_ref().map(|p| p.display().to_string()).unwrap_or_default()),
         ("sync_port", sync_port.to_string()),
@@ -268,6 +273,7 @@ fn options(cli: Cli) -> anyhow::Result<Options> {
         file_age: Duration::from_secs(rotate_seconds),
         max_files,
         flush_every: Duration::from_secs_f64(cli.flush_seconds),
+        tc_attach: if cli.tc_netlink { capture::loader::TcAttach::Netlink } else { capture::loader::TcAttach::Auto },
         duration,
         host,
         queue_batches: cli.queue_batches,

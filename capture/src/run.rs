@@ -58,6 +58,8 @@ pub struct Options {
     pub max_files: u32,
     /// Flush rows as a row group, recoverable after a crash, at least this often.
     pub flush_every: Duration,
+    /// How TC programs are attached.
+    pub tc_attach: crate::loader::TcAttach,
     /// Stop after this long.
     pub duration: Option<Duration>,
     /// Host name for files and the `host` column.
@@ -202,7 +204,7 @@ pub fn run(mut opts: Options) -> Result<Summary, RunError> {
                 scopes.len() - 1
             }
         };
-        scopes[idx].attach(spec, opts.hooks)?;
+        scopes[idx].attach(spec, opts.hooks, opts.tc_attach)?;
     }
 
     // Timestamps are distorted from here on; the truth is kept in the metadata.

@@ -336,3 +336,71 @@ fn max_ts(p: &Path) -> i64 {
     }
     m
 }
+
+/// Legacy TC attachment (netlink filters on a `clsact` qdisc, as on kernels
+/// before 6.6; forced here with the hidden `--tc-netlink`): the capture
+/// removes the qdisc it added when it stops on SIGTERM and when it fails (an
+/// unknown second interface, after the first was attached), and leaves a
+/// qdisc that was there before, without netlat's filters.
+#[test]
+fn issue9_legacy_tc_attach_removes_only_its_own_qdisc() {
+    let Some(_serial) = kernel_test("issue9_legacy_tc_attach_removes_only_its_own_qdisc") else { return };
+    let tmp = tempfile::tempdir().unwrap();
+    let lab = Lab::two_hosts().unwrap();
+    let a = lab.hosts[0].clone();
+    let tc = |args: &[&str]| -> String {
+        let out = Command::new("ip").args(["netns", "exec", &a.netns, "tc"]).args(args).output().unwrap();
+        assert!(out.status.success(), "tc {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let qdiscs = || tc(&["qdisc", "show", "dev", &a.iface]);
+    let filters =
+        || tc(&["filter", "show", "dev", &a.iface, "ingress"]) + &tc(&["filter", "show", "dev", &a.iface, "egress"]);
+    let before = netlat_programs().len();
+    assert!(!qdiscs().contains("clsact"), "{}", qdiscs());
+    let dir = tmp.path().join("a");
+    for preexisting in [false, true] {
+        if preexisting {
+            tc(&["qdisc", "add", "dev", &a.iface, "clsact"]);
+        }
+        let cap =
+            Capture::start(Some(&a.netns), &dir, &["-i", &a.iface, "-q", "--tc-netlink", "udp and port 7004"]).unwrap();
+        assert!(qdiscs().contains("clsact"), "{}", qdiscs());
+        let f = filters();
+        assert!(f.contains("netlat_tc_in") && f.contains("netlat_tc_out"), "netlink filters missing: {f}");
+        let fin = cap.stop().unwrap();
+        assert_eq!(fin.code, Some(0), "{}", fin.stderr);
+        assert_eq!(
+            qdiscs().contains("clsact"),
+            preexisting,
+            "after SIGTERM (qdisc there before: {preexisting}): {}",
+            qdiscs()
+        );
+        assert!(!filters().contains("netlat"), "filters left after SIGTERM: {}", filters());
+        std::thread::sleep(Duration::from_millis(200));
+        assert_eq!(netlat_programs().len(), before, "programs left after SIGTERM");
+
+        let out = Command::new("ip")
+            .args(["netns", "exec", &a.netns])
+            .arg(bins::path("netlat-capture"))
+            .args(["-i", &a.iface, "-i", "nosuch0", "-q", "--tc-netlink", "--duration", "5", "-w"])
+            .arg(&dir)
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(3), "{err}");
+        assert!(err.contains("nosuch0"), "{err}");
+        assert_eq!(
+            qdiscs().contains("clsact"),
+            preexisting,
+            "after an error (qdisc there before: {preexisting}): {}",
+            qdiscs()
+        );
+        assert!(!filters().contains("netlat"), "filters left after an error: {}", filters());
+        std::thread::sleep(Duration::from_millis(200));
+        assert_eq!(netlat_programs().len(), before, "programs left after an error");
+        if preexisting {
+            tc(&["qdisc", "del", "dev", &a.iface, "clsact"]);
+        }
+    }
+}
