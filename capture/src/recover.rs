@@ -15,7 +15,9 @@
 //! named `<name>-recovered.<table>.parquet` (never overwriting anything): the
 //! bytes of every complete row group the footer names and that are all
 //! present, followed by that footer, with the key `netlat.recovered_from`
-//! added. The result is read back in full before it is published. A
+//! added. This is done in place (the incomplete tail cut, the footer
+//! appended, under the `.partial` name), so it needs no room for a copy, and
+//! the result is read back in full before it is linked to its new name. A
 //! `.partial` with nothing to recover (no row group was finished, or the file
 //! was cut before the first one ended) is removed with a warning naming it
 //! and the bytes dropped. The run's `*.meta.json` is then updated: status
@@ -30,7 +32,7 @@
 use std::{
     fmt,
     fs::{self, File, OpenOptions},
-    io::{self, Read, Seek, Write},
+    io::{self, Seek, Write},
     path::{Path, PathBuf},
     sync::Arc,
 };
@@ -239,15 +241,11 @@ pub fn recover_dir(dir: &Path) -> io::Result<Vec<Report>> {
             }
         }
     }
-    // Footers (and their temporary files, and unfinished recoveries) whose
-    // `.partial` is gone: the file was finished, or recovered, before they
-    // were removed. While a `.partial` exists, only its recovery touches them.
+    // Footers (and their temporary files) whose `.partial` is gone: the file
+    // was finished, or recovered, before they were removed. While a
+    // `.partial` exists, only its recovery touches them.
     for n in &names {
-        let base = n
-            .strip_suffix(".tmp")
-            .unwrap_or(n)
-            .strip_suffix(FOOTER_SUFFIX)
-            .or_else(|| n.strip_suffix(&format!("{PARTIAL_SUFFIX}.recovering")));
+        let base = n.strip_suffix(".tmp").unwrap_or(n).strip_suffix(FOOTER_SUFFIX);
         if let Some(base) = base.filter(|b| n.starts_with('.') && b.ends_with(".parquet")) {
             if !dir.join(format!("{base}{PARTIAL_SUFFIX}")).exists() {
                 let _ = fs::remove_file(dir.join(n));
@@ -274,7 +272,7 @@ pub fn recover_file(partial: &Path) -> Result<Outcome, String> {
         let s = format!("{what} {}", p.display());
         move |e: io::Error| format!("{s}: {e}")
     };
-    let mut file = File::open(partial).map_err(io("open", partial))?;
+    let mut file = OpenOptions::new().read(true).write(true).open(partial).map_err(io("open", partial))?;
     // SAFETY: flock on a descriptor we own.
     if unsafe { libc::flock(std::os::fd::AsRawFd::as_raw_fd(&file), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
         let e = io::Error::last_os_error();
@@ -288,8 +286,6 @@ pub fn recover_file(partial: &Path) -> Result<Outcome, String> {
     let footer = footer_path(partial);
     let name = partial.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
     let final_name = name.strip_prefix('.').unwrap_or(&name).strip_suffix(PARTIAL_SUFFIX).unwrap_or(&name).to_owned();
-    let work = partial.with_file_name(format!("{name}.recovering"));
-    let _ = fs::remove_file(&work);
 
     let plan = plan(&file, len, &footer, &name);
     let removed = |why: String| -> Result<Outcome, String> {
@@ -297,27 +293,22 @@ pub fn recover_file(partial: &Path) -> Result<Outcome, String> {
         sync_dir(dir).map_err(|e| e.to_string())?;
         Ok(Outcome::Removed { bytes: len, why })
     };
-    let (copy_len, footer_bytes, rows, row_groups) = match plan {
+    let (keep, footer_bytes, rows, row_groups) = match plan {
         Ok(p) => p,
         Err(why) => return removed(why),
     };
-    // Write the new file under a temporary name, check it, then publish it.
+    // Finished in place, still under its `.partial` name: the incomplete
+    // tail is cut and the footer appended, which needs no room for a copy
+    // (a full disk) and is repeatable: the recovery footer stays until the
+    // end, so an interrupted recovery starts again from the same row groups.
     let written = (|| -> io::Result<()> {
-        let mut out = OpenOptions::new().write(true).create_new(true).open(&work)?;
-        file.rewind()?;
-        let copied = io::copy(&mut (&mut file).take(copy_len), &mut out)?;
-        if copied != copy_len {
-            return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "the file shrank while being recovered"));
-        }
-        out.write_all(&footer_bytes)?;
-        out.sync_all()
+        file.set_len(keep)?;
+        file.seek(io::SeekFrom::Start(keep))?;
+        file.write_all(&footer_bytes)?;
+        file.sync_all()
     })();
-    if let Err(e) = written {
-        let _ = fs::remove_file(&work);
-        return Err(io("write", &work)(e));
-    }
-    if let Err(e) = read_all(&work, rows) {
-        let _ = fs::remove_file(&work);
+    written.map_err(io("finish", partial))?;
+    if let Err(e) = read_all(partial, rows) {
         return removed(format!("the row groups named by the recovery footer do not decode: {e}"));
     }
     let (stem, suffix) = split_name(&final_name);
@@ -326,24 +317,20 @@ pub fn recover_file(partial: &Path) -> Result<Outcome, String> {
         let n = if i == 1 { format!("{stem}-recovered{suffix}") } else { format!("{stem}-recovered-{i}{suffix}") };
         let p = dir.join(n);
         // A hard link never replaces an existing file.
-        match fs::hard_link(&work, &p) {
+        match fs::hard_link(partial, &p) {
             Ok(()) => {
                 target = Some(p);
                 break;
             }
             Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
-            Err(e) => {
-                let _ = fs::remove_file(&work);
-                return Err(io("link", &p)(e));
-            }
+            Err(e) => return Err(io("link", &p)(e)),
         }
     }
-    let _ = fs::remove_file(&work);
     let target = target.ok_or_else(|| format!("no free name for the file recovered from {}", partial.display()))?;
     sync_dir(dir).map_err(|e| e.to_string())?;
     remove_all(partial, &footer)?;
     sync_dir(dir).map_err(|e| e.to_string())?;
-    Ok(Outcome::Recovered { file: target, rows, row_groups, bytes_dropped: len - copy_len })
+    Ok(Outcome::Recovered { file: target, rows, row_groups, bytes_dropped: len.saturating_sub(keep) })
 }
 
 fn remove_all(partial: &Path, footer: &Path) -> Result<(), String> {
@@ -695,6 +682,23 @@ mod tests {
         assert_eq!(meta["status"], "interrupted");
         assert_eq!(meta["recovered"][0]["rows"], 200);
         assert_eq!(meta["files"].as_array().unwrap().len(), 2, "{meta}");
+    }
+
+    #[test]
+    fn issue9_an_interrupted_recovery_starts_again() {
+        let dir = tempfile::tempdir().unwrap();
+        killed_partial(dir.path(), 2, 100);
+        drop_locks(dir.path());
+        // As a recovery stopped after cutting the tail and writing half its footer leaves it.
+        let mut f = OpenOptions::new().append(true).open(dir.path().join(PARTIAL)).unwrap();
+        f.write_all(&[0x5a; 100]).unwrap();
+        drop(f);
+        let reports = recover_dir(dir.path()).unwrap();
+        assert!(
+            matches!(reports[0].outcome, Ok(Outcome::Recovered { rows: 200, row_groups: 2, bytes_dropped: 100, .. })),
+            "{reports:?}"
+        );
+        assert_eq!(rows_and_kv(&dir.path().join(RECOVERED)).0, 200);
     }
 
     #[test]

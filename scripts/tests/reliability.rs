@@ -150,6 +150,17 @@ fn issue9_full_disk_and_read_only_folder() {
     for p in &files {
         assert!(rows(p).unwrap() > 0, "{}", p.display());
     }
+    // The file in progress is recovered in place, on the full disk.
+    let out = Command::new(bins::path("netlat-capture")).arg("recover").arg(&dir).output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "recover on a full disk: {err}");
+    for e in std::fs::read_dir(&dir).unwrap() {
+        let name = e.unwrap().file_name().to_string_lossy().into_owned();
+        assert!(!name.ends_with(".partial") && !name.ends_with(".footer"), "{name} left after recovery: {err}");
+    }
+    for p in finished(&dir) {
+        rows(&p).unwrap_or_else(|e| panic!("{} unreadable after recovery: {e}", p.display()));
+    }
     drop(small);
     std::thread::sleep(Duration::from_millis(200));
     assert_eq!(netlat_programs().len(), before, "programs left after a failed run");
