@@ -163,7 +163,9 @@ pub fn align(
     let mut good = Vec::new();
     for f in sync_files.drain(..) {
         let mut h = hosts.clone();
-        match read_stamps(&f, &mut h) {
+        let read = crate::input::guard(|| read_stamps(&f, &mut h))
+            .unwrap_or_else(|m| Err(PolarsError::ComputeError(format!("reader panicked: {m}").into())));
+        match read {
             Ok(s) => {
                 hosts = h;
                 stamps.extend(s);

@@ -117,8 +117,9 @@ pub enum InputError {
     /// The path does not exist or cannot be opened or listed.
     #[error("cannot read: {0}")]
     Unreadable(#[from] std::io::Error),
-    /// A `*.partial` file: the capture is still writing it.
-    #[error("incomplete file still being written by the capture (*{PARTIAL_SUFFIX})")]
+    /// A `*.partial` file: the capture is still writing it, or died (then
+    /// `netlat-capture recover` finishes it).
+    #[error("incomplete file still being written by the capture, or left by one that died (*{PARTIAL_SUFFIX}; `netlat-capture recover DIR` finishes it)")]
     Partial,
     /// A `*.meta.json` run-metadata record, not an events table.
     #[error("run metadata, not an events file (*{META_SUFFIX})")]
@@ -160,6 +161,21 @@ pub enum InputError {
     /// The footer was fine but reading the data failed (corrupt pages).
     #[error("data cannot be read: {0}")]
     Data(String),
+    /// The Parquet reader (polars) panicked on this file: malformed beyond what it checks.
+    #[error("malformed Parquet file (the reader gave up: {0})")]
+    ReaderPanic(String),
+}
+
+/// Runs `f`, which reads a file with polars, turning a panic inside it (polars
+/// asserts on some malformed files) into the panic's message. The file-reading
+/// boundary of the analyzer: one bad file is skipped, never the end of the run.
+pub fn guard<T>(f: impl FnOnce() -> T) -> Result<T, String> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).map_err(|p| {
+        p.downcast_ref::<&str>()
+            .map(|s| (*s).to_owned())
+            .or_else(|| p.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "panic".to_owned())
+    })
 }
 
 /// A file left out of the analysis, with the reason.
@@ -316,6 +332,10 @@ fn consider(path: PathBuf, inputs: &mut Inputs, seen: &mut HashSet<PathBuf>) {
 /// Checks that `path` is a netlat events or sync file this analyzer can read, from its
 /// footer only, and says which.
 pub fn validate(path: &Path) -> Result<Table, InputError> {
+    guard(|| validate_footer(path)).unwrap_or_else(|m| Err(InputError::ReaderPanic(m)))
+}
+
+fn validate_footer(path: &Path) -> Result<Table, InputError> {
     path.to_str().ok_or(InputError::NonUtf8Path)?;
     let file = File::open(path)?;
     let mut reader = ParquetReader::new(file);
@@ -354,8 +374,11 @@ pub fn validate(path: &Path) -> Result<Table, InputError> {
 /// but whose data is not. Only used after the combined query failed, so the common path
 /// reads every file once.
 pub fn probe(path: &Path) -> Result<(), InputError> {
-    let lf = crate::matching::scan_file(path).map_err(|e| InputError::Data(e.to_string()))?;
-    lf.collect().map(drop).map_err(|e| InputError::Data(e.to_string()))
+    guard(|| {
+        let lf = crate::matching::scan_file(path).map_err(|e| InputError::Data(e.to_string()))?;
+        lf.collect().map(drop).map_err(|e| InputError::Data(e.to_string()))
+    })
+    .unwrap_or_else(|m| Err(InputError::ReaderPanic(m)))
 }
 
 #[cfg(test)]

@@ -82,9 +82,18 @@ pub enum AnalyzeError {
 /// Host names of events files, from their footers (`netlat.host`), or from the `host`
 /// column of files without that key.
 pub fn event_hosts(files: &[std::path::PathBuf]) -> BTreeSet<String> {
-    use polars::prelude::*;
     let mut hosts = BTreeSet::new();
     for f in files {
+        // Files are validated before, so a panic here is not expected; if
+        // polars panics anyway, that file contributes no host name.
+        let _ = input::guard(|| event_host(f, &mut hosts));
+    }
+    hosts
+}
+
+fn event_host(f: &std::path::Path, hosts: &mut BTreeSet<String>) {
+    use polars::prelude::*;
+    {
         let from_footer = std::fs::File::open(f).ok().and_then(|file| {
             let md = ParquetReader::new(file).get_metadata().ok()?.clone();
             let kv = md.key_value_metadata.as_ref()?.iter().find(|kv| kv.key == "netlat.host")?.value.clone()?;
@@ -105,7 +114,6 @@ pub fn event_hosts(files: &[std::path::PathBuf]) -> BTreeSet<String> {
             }
         }
     }
-    hosts
 }
 
 /// The clock alignment alone (`netlat-analyze sync`): hosts come from the events files'
@@ -145,7 +153,8 @@ pub fn analyze(
             let reference = clock.reference.as_deref();
             clocks::align(&hosts, sync, meta, skipped, &clock.estimator, reference, clock.same_clock)
         };
-        let result = matching::scan_files(&inputs.used).and_then(|lf| matching::analyze(lf, opts, align));
+        let result = input::guard(|| matching::scan_files(&inputs.used).and_then(|lf| matching::analyze(lf, opts, align)))
+            .unwrap_or_else(|m| Err(polars::error::PolarsError::ComputeError(format!("reader panicked: {m}").into())));
         let err = match result {
             Ok(analysis) => return Ok(analysis),
             Err(err) => err,

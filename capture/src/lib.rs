@@ -5,10 +5,12 @@
 //! * [`filter`]: tcpdump-like filter expressions compiled for the kernel (the compiler
 //!   lives in `capture_common::compile`, so that netlat-analyze filters with the same language);
 //! * [`netns`]: naming and entering network namespaces;
-//! * [`loader`]: loading the eBPF object and attaching hooks;
+//! * [`loader`]: loading the eBPF object and attaching hooks; [`qdisc`]: removing the
+//!   `clsact` qdisc added for netlink TC attachment;
 //! * [`schema`]: the `events` table; [`sync_table`]: the `sync` table;
 //! * [`syncing`]: the clock-sync prober and responder during a run;
 //! * [`ring`]: Parquet ring files with crash-safe rotation;
+//! * [`recover`]: finishing the files of a capture that died;
 //! * [`meta`]: the run-metadata record;
 //! * [`pipeline`]: kernel ring buffers → batches → the Parquet writer thread;
 //! * [`run`]: one capture run, end to end;
@@ -24,6 +26,8 @@ pub mod meta;
 pub mod netns;
 pub mod pipeline;
 pub mod preflight;
+pub mod qdisc;
+pub mod recover;
 pub mod ring;
 pub mod run;
 pub mod schema;

@@ -9,7 +9,10 @@ use std::collections::HashMap;
 
 use aya::{
     maps::{MapData, PerCpuArray, RingBuf},
-    programs::{tc::SchedClassifier, TcAttachType, Xdp, XdpMode},
+    programs::{
+        tc::{NlOptions, SchedClassifier, TcAttachOptions, TcError},
+        TcAttachType, Xdp, XdpMode,
+    },
     Ebpf, EbpfLoader,
 };
 use capture_common::abi::{hook, stat, CaptureConfig};
@@ -92,6 +95,21 @@ pub struct Scope {
     points: HashMap<u32, PointContext>,
     /// Attached interfaces, for the run metadata.
     pub ifaces: Vec<IfaceMeta>,
+    /// Interfaces (index, name) whose `clsact` qdisc this capture added, to
+    /// be removed at exit; a qdisc that was there before is left alone.
+    qdiscs_added: Vec<(u32, String)>,
+}
+
+/// How TC programs are attached.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum TcAttach {
+    /// TCX links on Linux >= 6.6 (they go away with the process), netlink
+    /// filters on a `clsact` qdisc before.
+    #[default]
+    Auto,
+    /// Netlink filters on a `clsact` qdisc whatever the kernel (a test aid:
+    /// the path of kernels before 6.6).
+    Netlink,
 }
 
 fn load_err(netns: &Netns) -> impl FnOnce(anyhow::Error) -> LoadError + '_ {
@@ -126,20 +144,31 @@ impl Scope {
             .map_err(|e| load_err(&netns)(e.into()))?;
         let stats = PerCpuArray::try_from(ebpf.take_map("STATS").expect("STATS map in object"))
             .map_err(|e| load_err(&netns)(e.into()))?;
-        Ok(Self { netns, ebpf: Some(ebpf), ring, sync_ring, stats, points: HashMap::new(), ifaces: Vec::new() })
+        Ok(Self {
+            netns,
+            ebpf: Some(ebpf),
+            ring,
+            sync_ring,
+            stats,
+            points: HashMap::new(),
+            ifaces: Vec::new(),
+            qdiscs_added: Vec::new(),
+        })
     }
 
     /// Attaches the selected hooks to `spec`'s interface (in this scope's
     /// namespace).
-    pub fn attach(&mut self, spec: &IfaceSpec, hooks: Hooks) -> Result<(), LoadError> {
+    pub fn attach(&mut self, spec: &IfaceSpec, hooks: Hooks, tc: TcAttach) -> Result<(), LoadError> {
         let ifindex = self.netns.ifindex(&spec.iface)?;
         let iface = spec.iface.clone();
         let ebpf = self.ebpf.as_mut().expect("loaded");
+        let mut qdisc_added = false;
+        let added = &mut qdisc_added;
         let attach_err = |hook: &'static str, hint: &'static str| {
             let iface = spec.display();
             move |source: anyhow::Error| LoadError::Attach { hook, iface, source, hint }
         };
-        self.netns.run(|| -> Result<(), LoadError> {
+        let attached = self.netns.run(|| -> Result<(), LoadError> {
             if hooks.xdp {
                 let p: &mut Xdp = program(ebpf, "netlat_xdp").map_err(attach_err("xdp", ""))?;
                 p.attach_to_if_index(ifindex, XdpMode::Default).map_err(|e| {
@@ -149,6 +178,16 @@ impl Scope {
                     )(e.into())
                 })?;
             }
+            let netlink = tc == TcAttach::Netlink || !tcx_supported();
+            if netlink && (hooks.tc_ingress || hooks.tc_egress) {
+                // Netlink filters need a clsact qdisc. EEXIST: one was there
+                // already (someone else's), which must outlive this capture.
+                match aya::programs::tc::qdisc_add_clsact(&iface) {
+                    Ok(()) => *added = true,
+                    Err(TcError::NetlinkError(e)) if e.raw_os_error() == Some(libc::EEXIST) => {}
+                    Err(e) => return Err(attach_err("tc", "")(anyhow::Error::new(e).context("adding a clsact qdisc"))),
+                }
+            }
             for (on, name, hook, ty) in [
                 (hooks.tc_ingress, "netlat_tc_in", "tc_ingress", TcAttachType::Ingress),
                 (hooks.tc_egress, "netlat_tc_out", "tc_egress", TcAttachType::Egress),
@@ -157,15 +196,20 @@ impl Scope {
                     continue;
                 }
                 let p: &mut SchedClassifier = program(ebpf, name).map_err(attach_err(hook, ""))?;
-                // Kernels >= 6.6 attach through TCX links and need no qdisc; on
-                // older ones aya uses netlink, which needs clsact.
-                if !tcx_supported() {
-                    let _ = aya::programs::tc::qdisc_add_clsact(&iface);
+                if netlink {
+                    p.attach_with_options(&iface, ty, TcAttachOptions::Netlink(NlOptions::default()))
+                } else {
+                    p.attach(&iface, ty)
                 }
-                p.attach(&iface, ty).map_err(|e| attach_err(hook, "")(e.into()))?;
+                .map_err(|e| attach_err(hook, "")(e.into()))?;
             }
             Ok(())
-        })??;
+        });
+        // Recorded whatever happened next: a failed attach still removes it.
+        if qdisc_added {
+            self.qdiscs_added.push((ifindex, spec.display()));
+        }
+        attached??;
         let ctx = PointContext { netns: self.netns.inode, ifname: spec.display() };
         self.points.insert(ifindex, ctx);
         self.ifaces.push(IfaceMeta {
@@ -198,12 +242,25 @@ impl Scope {
         Ok(out)
     }
 
-    /// Detaches everything, inside the namespace (netlink detach on old
-    /// kernels must run there).
+    /// Detaches everything and removes the `clsact` qdiscs this capture
+    /// added, inside the namespace (netlink calls must run there).
     pub fn detach(&mut self) {
-        if let Some(ebpf) = self.ebpf.take() {
-            let _ = self.netns.run(move || drop(ebpf));
+        let ebpf = self.ebpf.take();
+        let qdiscs = std::mem::take(&mut self.qdiscs_added);
+        if ebpf.is_none() && qdiscs.is_empty() {
+            return;
         }
+        let _ = self.netns.run(move || {
+            drop(ebpf);
+            for (ifindex, name) in qdiscs {
+                match crate::qdisc::delete_clsact(ifindex) {
+                    // Gone with its interface (or removed by someone else).
+                    Err(e) if matches!(e.raw_os_error(), Some(libc::ENODEV | libc::ENOENT | libc::EINVAL)) => {}
+                    Err(e) => eprintln!("netlat-capture: warning: removing the clsact qdisc added to {name}: {e}"),
+                    Ok(()) => {}
+                }
+            }
+        });
     }
 }
 

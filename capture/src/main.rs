@@ -26,8 +26,58 @@ Clock sync: every capture answers probes on UDP port 7310 (--sync-port); --sync-
 probe ADDR too. Probes are timestamped where packets are (TC egress, XDP) and written to
 *.sync.parquet; `netlat-analyze sync` turns them into clock offsets and drifts.
 
+Crash safety: files are written as .NAME.partial and renamed when complete. Rows are flushed
+as row groups at least every --flush-seconds, each followed by a recovery footer (.NAME.footer).
+`netlat-capture recover DIR...` (also run at the start of every capture into DIR) turns the
+.partial of a capture that died into NAME-recovered.events.parquet with every complete row group.
+
 Exit codes: 0 done, 1 failed while capturing (finished files stay intact), 2 bad usage or
 configuration, 3 could not set up the kernel side (root, kernel features, interfaces).";
+
+const RECOVER_HELP: &str =
+    "Each .NAME.partial left by a capture that died (SIGKILL, crash, power loss, full disk) becomes
+NAME-recovered.<table>.parquet holding every complete row group its recovery footer
+(.NAME.footer) names; existing files are never overwritten. A .partial with nothing complete is
+removed with a warning naming it and the bytes dropped. Files of a capture still running are
+locked and left alone. The run's *.meta.json gets status `interrupted`, its files as on disk and
+a `recovered` list. netlat-capture does the same at the start of every capture into a folder.
+
+Exit codes: 0 done (also when nothing was found), 1 a file could not be handled, 2 bad usage.";
+
+/// Finish the files of captures that died (see below).
+#[derive(Debug, Parser)]
+#[command(name = "netlat-capture recover", after_help = RECOVER_HELP)]
+struct RecoverCli {
+    /// Capture output folders.
+    #[arg(required = true, value_name = "DIR")]
+    dirs: Vec<PathBuf>,
+}
+
+fn recover(cli: RecoverCli) -> ExitCode {
+    let mut failed = false;
+    for dir in &cli.dirs {
+        match capture::recover::recover_dir(dir) {
+            Ok(reports) => {
+                if reports.is_empty() {
+                    eprintln!("netlat-capture: {}: nothing to recover", dir.display());
+                }
+                for r in &reports {
+                    failed |= r.outcome.is_err();
+                    eprintln!("netlat-capture: {r}");
+                }
+            }
+            Err(e) => {
+                eprintln!("netlat-capture: {}: {e}", dir.display());
+                failed = true;
+            }
+        }
+    }
+    if failed {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    }
+}
 
 /// Timestamp packets with eBPF and write them to rotating Parquet files.
 #[derive(Debug, Parser)]
@@ -54,6 +104,10 @@ struct Cli {
     /// Keep at most this many files, deleting the oldest (tcpdump -W; 0: all).
     #[arg(short = 'W', long = "max-files", value_name = "N")]
     max_files: Option<u32>,
+    /// Flush buffered rows to disk at least this often, seconds: a crash
+    /// loses at most this much (plus 0.2 s), see `netlat-capture recover`.
+    #[arg(long, value_name = "SECS", default_value_t = 5.0)]
+    flush_seconds: f64,
     /// Keep 1 packet in N, the same packets on every host (consistent hash sampling).
     #[arg(long = "sample", value_name = "N")]
     sample_one_in: Option<u64>,
@@ -95,6 +149,10 @@ struct Cli {
     /// Batches of 16k events the writer queue holds before dropping (counted).
     #[arg(long, value_name = "N", default_value_t = 64, hide = true)]
     queue_batches: usize,
+    /// Test aid: attach TC programs through a clsact qdisc and netlink, as on
+    /// kernels before 6.6, instead of TCX links.
+    #[arg(long, hide = true)]
+    tc_netlink: bool,
     /// Test aid: the writer sleeps this long after each batch (to prove drop accounting).
     #[arg(long, value_name = "US", default_value_t = 0, hide = true)]
     writer_delay_us: u64,
@@ -151,6 +209,9 @@ fn options(cli: Cli) -> anyhow::Result<Options> {
         bail!("--file-size and --rotate-seconds must be at least 1");
     }
     let max_files = cli.max_files.or(conf.output.max_files).unwrap_or(0);
+    if !(cli.flush_seconds >= 0.01 && cli.flush_seconds <= 86_400.0) {
+        bail!("--flush-seconds {}: must be between 0.01 and 86400", cli.flush_seconds);
+    }
     let host = cli.host_name.clone().unwrap_or_else(capture::meta::hostname);
     if host.is_empty() || host.contains(['/', '\0']) {
         bail!("--host-name {host:?}: must be non-empty without '/'");
@@ -189,6 +250,8 @@ fn options(cli: Cli) -> anyhow::Result<Options> {
         ("file_size_mb", file_size_mb.to_string()),
         ("rotate_seconds", rotate_seconds.to_string()),
         ("max_files", max_files.to_string()),
+        ("flush_seconds", cli.flush_seconds.to_string()),
+        ("tc_attach", if cli.tc_netlink { "netlink" } else { "auto" }.to_owned()),
         ("vxlan_port", kernel.vxlan_port.to_string()),
         ("config_file", cli.config.as_ref().map(|p| p.display().to_string()).unwrap_or_default()),
         ("sync_port", sync_port.to_string()),
@@ -209,6 +272,8 @@ fn options(cli: Cli) -> anyhow::Result<Options> {
         file_bytes: file_size_mb * 1024 * 1024,
         file_age: Duration::from_secs(rotate_seconds),
         max_files,
+        flush_every: Duration::from_secs_f64(cli.flush_seconds),
+        tc_attach: if cli.tc_netlink { capture::loader::TcAttach::Netlink } else { capture::loader::TcAttach::Auto },
         duration,
         host,
         queue_batches: cli.queue_batches,
@@ -223,6 +288,9 @@ fn options(cli: Cli) -> anyhow::Result<Options> {
 }
 
 fn main() -> ExitCode {
+    if std::env::args_os().nth(1).is_some_and(|a| a == "recover") {
+        return recover(RecoverCli::parse_from(std::env::args_os().skip(1)));
+    }
     let cli = Cli::parse();
     let quiet = cli.quiet;
     let opts = match options(cli) {

@@ -5,6 +5,13 @@
 //! after its footer is written and it is fsynced, and then the folder is
 //! fsynced too: a crash or power loss can leave a `.partial` behind but never
 //! a torn file under a finished name.
+//!
+//! A `.partial` stays recoverable: rows are flushed as a row group at least
+//! every `flush_every`, and after each row group the footer the file would
+//! have if it were closed now is stored next to it, atomically, as
+//! `.<name>.footer` ([`crate::recover`] turns the pair into a complete file).
+//! The writer holds an exclusive `flock` on the `.partial`, so recovery never
+//! touches the file of a capture that is still running.
 
 use std::{
     collections::VecDeque,
@@ -14,6 +21,7 @@ use std::{
     time::{Duration, Instant},
 };
 
+use crate::recover::{footer_path, Checkpoint};
 use arrow::{datatypes::SchemaRef, record_batch::RecordBatch};
 use parquet::{
     arrow::ArrowWriter,
@@ -64,6 +72,9 @@ pub struct RingConfig {
     pub max_age: Duration,
     /// Keep at most this many finished files (0: all).
     pub max_files: u32,
+    /// Flush buffered rows as a row group (and store the recovery footer) at
+    /// least this often; zero: only when a row group is full.
+    pub flush_every: Duration,
 }
 
 struct Open {
@@ -71,6 +82,12 @@ struct Open {
     fin: PathBuf,
     w: ArrowWriter<File>,
     opened: Instant,
+    /// What the recovery footer needs besides the row groups.
+    ckpt: Checkpoint,
+    /// Row groups covered by the stored recovery footer.
+    saved_groups: usize,
+    /// Last row-group flush (or the file's opening).
+    flushed: Instant,
 }
 
 /// Writes record batches into rotating Parquet files.
@@ -124,6 +141,7 @@ impl RingWriter {
     }
 
     fn props(&self) -> WriterProperties {
+        // Note: the recovery footer is built from the same properties (Checkpoint::new).
         let mut kv = self.kv.clone();
         let m = sync::clock::mono_to_realtime(20);
         kv.push(KeyValue::new("netlat.mono_to_realtime_ns".into(), m.offset_ns.to_string()));
@@ -145,9 +163,18 @@ impl RingWriter {
             let tmp = self.cfg.dir.join(format!(".{name}.partial"));
             // create_new: never overwrite anything, even after a restart.
             let file = OpenOptions::new().write(true).create_new(true).open(&tmp).map_err(io_err(&tmp, "create"))?;
-            let w = ArrowWriter::try_new(file, self.schema.clone(), Some(self.props()))
+            // Held until the file is closed or the process dies: `recover`
+            // leaves a locked `.partial` alone. Best effort (some file systems
+            // have no flock).
+            // SAFETY: flock on a file descriptor we own.
+            unsafe { libc::flock(std::os::fd::AsRawFd::as_raw_fd(&file), libc::LOCK_EX | libc::LOCK_NB) };
+            let props = self.props();
+            let ckpt = Checkpoint::new(&self.schema, &props, footer_path(&tmp))
                 .map_err(|source| RingError::Parquet { path: tmp.clone(), source })?;
-            self.current = Some(Open { tmp, fin, w, opened: Instant::now() });
+            let w = ArrowWriter::try_new(file, self.schema.clone(), Some(props))
+                .map_err(|source| RingError::Parquet { path: tmp.clone(), source })?;
+            let now = Instant::now();
+            self.current = Some(Open { tmp, fin, w, opened: now, ckpt, saved_groups: 0, flushed: now });
         }
         Ok(self.current.as_mut().expect("just opened"))
     }
@@ -161,6 +188,11 @@ impl RingWriter {
         let open = self.open()?;
         open.w.write(batch).map_err(|source| RingError::Parquet { path: open.tmp.clone(), source })?;
         let size = open.w.bytes_written() as u64 + open.w.in_progress_size() as u64;
+        if open.w.flushed_row_groups().len() > open.saved_groups {
+            // A full row group went out: make it recoverable.
+            open.flushed = Instant::now();
+            Self::checkpoint(open)?;
+        }
         self.rows_current += batch.num_rows() as u64;
         if size >= max {
             self.rotate()?;
@@ -168,22 +200,56 @@ impl RingWriter {
         Ok(())
     }
 
-    /// Rotates the open file if it is older than the age limit.
+    /// Rotates the open file if it is older than the age limit; otherwise
+    /// flushes rows buffered longer than `flush_every` as a row group.
     pub fn tick(&mut self) -> Result<(), RingError> {
-        match &self.current {
+        let flush_every = self.cfg.flush_every;
+        match &mut self.current {
             Some(o) if o.opened.elapsed() >= self.cfg.max_age => self.rotate(),
+            Some(o) if !flush_every.is_zero() && o.flushed.elapsed() >= flush_every => {
+                o.flushed = Instant::now();
+                if o.w.in_progress_rows() > 0 {
+                    o.w.flush().map_err(|source| RingError::Parquet { path: o.tmp.clone(), source })?;
+                    Self::checkpoint(o)?;
+                }
+                Ok(())
+            }
             _ => Ok(()),
         }
+    }
+
+    /// Makes the row groups written so far durable and stores the footer
+    /// that covers them (`.<name>.footer`, replaced atomically).
+    fn checkpoint(o: &mut Open) -> Result<(), RingError> {
+        o.w.sync().map_err(io_err(&o.tmp, "write"))?;
+        // The data first: the footer must never describe bytes a power
+        // loss could take back.
+        o.w.inner().sync_data().map_err(io_err(&o.tmp, "fsync"))?;
+        let data_end = o.w.bytes_written() as u64;
+        let groups = o.w.flushed_row_groups();
+        o.ckpt.store(data_end, groups).map_err(|source| RingError::Io {
+            path: o.ckpt.path.clone(),
+            what: "store recovery footer",
+            source,
+        })?;
+        o.saved_groups = groups.len();
+        Ok(())
     }
 
     /// Closes the open file (if any): footer, fsync, rename, fsync folder,
     /// then enforces `max_files`.
     pub fn rotate(&mut self) -> Result<(), RingError> {
-        let Some(Open { tmp, fin, w, .. }) = self.current.take() else { return Ok(()) };
+        let Some(Open { tmp, fin, w, ckpt, .. }) = self.current.take() else { return Ok(()) };
         w.close().map_err(|source| RingError::Parquet { path: tmp.clone(), source })?;
         File::open(&tmp).and_then(|f| f.sync_all()).map_err(io_err(&tmp, "fsync"))?;
         std::fs::rename(&tmp, &fin).map_err(io_err(&fin, "rename"))?;
         sync_dir(&self.cfg.dir)?;
+        // Only after the rename: until then the footer may still be needed.
+        // A footer left behind by a crash here is removed by `recover`.
+        match std::fs::remove_file(&ckpt.path) {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(io_err(&ckpt.path, "remove")(e)),
+            _ => {}
+        }
         self.rows_finished += std::mem::take(&mut self.rows_current);
         self.finished.push_back(fin);
         while self.cfg.max_files > 0 && self.finished.len() > self.cfg.max_files as usize {
@@ -195,7 +261,7 @@ impl RingWriter {
     }
 
     /// Abandons the open file after an error: it stays as `.partial` (never
-    /// under a finished name) for inspection.
+    /// under a finished name), with its recovery footer, for `recover`.
     pub fn abandon(&mut self) -> Option<PathBuf> {
         self.current.take().map(|o| o.tmp)
     }
@@ -229,6 +295,7 @@ mod tests {
             max_bytes,
             max_age: Duration::from_secs(3600),
             max_files,
+            flush_every: Duration::ZERO,
         };
         RingWriter::new(cfg, events_schema(), vec![KeyValue::new("netlat.schema_version".into(), "1".to_owned())])
     }

@@ -56,6 +56,10 @@ pub struct Options {
     pub file_age: Duration,
     /// Keep at most this many files (0: all).
     pub max_files: u32,
+    /// Flush rows as a row group, recoverable after a crash, at least this often.
+    pub flush_every: Duration,
+    /// How TC programs are attached.
+    pub tc_attach: crate::loader::TcAttach,
     /// Stop after this long.
     pub duration: Option<Duration>,
     /// Host name for files and the `host` column.
@@ -172,6 +176,15 @@ fn kv(opts: &Options, run_id: &str, table: &str) -> Vec<KeyValue> {
 pub fn run(mut opts: Options) -> Result<Summary, RunError> {
     STOP.store(false, Ordering::SeqCst);
     check_folder(&opts.dir)?;
+    // Files an earlier capture into this folder left open when it died
+    // (those of captures still running are locked and left alone).
+    match crate::recover::recover_dir(&opts.dir) {
+        Ok(reports) => reports
+            .iter()
+            .filter(|r| !matches!(r.outcome, Ok(crate::recover::Outcome::InUse)))
+            .for_each(|r| eprintln!("netlat-capture: {r}")),
+        Err(e) => eprintln!("netlat-capture: warning: looking for unfinished files in {}: {e}", opts.dir.display()),
+    }
     let run_id = run_id();
     let prefix = format!("{}-{run_id}", opts.host);
     opts.kernel.sync_port = opts.sync.as_ref().map_or(0, |s| s.port);
@@ -191,7 +204,7 @@ pub fn run(mut opts: Options) -> Result<Summary, RunError> {
                 scopes.len() - 1
             }
         };
-        scopes[idx].attach(spec, opts.hooks)?;
+        scopes[idx].attach(spec, opts.hooks, opts.tc_attach)?;
     }
 
     // Timestamps are distorted from here on; the truth is kept in the metadata.
@@ -257,6 +270,7 @@ pub fn run(mut opts: Options) -> Result<Summary, RunError> {
         max_bytes: opts.file_bytes,
         max_age: opts.file_age,
         max_files,
+        flush_every: opts.flush_every,
     };
     let rings = Rings {
         events: RingWriter::new(
