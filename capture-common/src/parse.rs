@@ -321,4 +321,4 @@ fn parse_l4<B: PacketBuf>(buf: &B, l4: u32, ip_end: u32, info: &mut PacketInfo) 
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

@@ -498,17 +498,11 @@ fn update_metas(dir: &Path, reports: &[Report]) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::ring::tests::NoPoints;
     use crate::ring::{RingConfig, RingWriter};
-    use crate::schema::{events_schema, to_batch, PointContext, PointLookup};
+    use crate::schema::{events_schema, to_batch};
     use capture_common::abi::PacketEvent;
     use std::time::Duration;
-
-    struct NoPoints;
-    impl PointLookup for NoPoints {
-        fn point(&self, _: usize, _: u32) -> Option<&PointContext> {
-            None
-        }
-    }
 
     fn batch(n: usize, start: u64) -> arrow::record_batch::RecordBatch {
         let evs: Vec<_> = (0..n as u64)

@@ -268,12 +268,13 @@ impl RingWriter {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::schema::{events_schema, to_batch, PointContext, PointLookup};
     use capture_common::abi::PacketEvent;
 
-    struct NoPoints;
+    /// No interface context: events tests that only count rows (also recovery's tests).
+    pub(crate) struct NoPoints;
     impl PointLookup for NoPoints {
         fn point(&self, _: usize, _: u32) -> Option<&PointContext> {
             None

@@ -26,16 +26,9 @@ fn pkt(s: &str, d: &str, proto: u8, sport: u16, dport: u16) -> PacketInfo {
     PacketInfo { saddr, daddr, family, proto, sport, dport, ..PacketInfo::default() }
 }
 
-/// Tiny deterministic generator, so failures reproduce.
-struct Rng(u64);
+use crate::parse::tests::Rng;
 
 impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
     fn below(&mut self, n: usize) -> usize {
         (self.next() % n as u64) as usize
     }

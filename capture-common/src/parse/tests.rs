@@ -532,11 +532,11 @@ fn every_prefix_of_a_vxlan_frame() {
     }
 }
 
-/// Tiny deterministic generator, so failures reproduce.
-struct Rng(u64);
+/// Tiny deterministic generator, so failures reproduce (also the filter compiler's tests').
+pub(crate) struct Rng(pub(crate) u64);
 
 impl Rng {
-    fn next(&mut self) -> u64 {
+    pub(crate) fn next(&mut self) -> u64 {
         self.0 ^= self.0 << 13;
         self.0 ^= self.0 >> 7;
         self.0 ^= self.0 << 17;
