@@ -338,8 +338,21 @@ pub fn validate(path: &Path) -> Result<Table, InputError> {
 fn validate_footer(path: &Path) -> Result<Table, InputError> {
     path.to_str().ok_or(InputError::NonUtf8Path)?;
     let file = File::open(path)?;
+    let len = file.metadata()?.len();
     let mut reader = ParquetReader::new(file);
     let metadata = reader.get_metadata().map_err(|e| InputError::NotParquet(e.to_string()))?;
+    // polars takes the footer's byte ranges on trust (an out-of-range one can
+    // read past the file: found by fuzzing, issue 9): check them first.
+    for (i, rg) in metadata.row_groups.iter().enumerate() {
+        for r in std::iter::once(rg.full_byte_range()).chain(rg.byte_ranges_iter()) {
+            if r.start > r.end || r.end > len {
+                return Err(InputError::NotParquet(format!(
+                    "row group {i} names bytes {}..{} of a {len}-byte file (truncated or corrupt footer)",
+                    r.start, r.end
+                )));
+            }
+        }
+    }
     let version = metadata
         .key_value_metadata
         .iter()
