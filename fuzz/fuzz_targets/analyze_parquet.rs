@@ -44,7 +44,7 @@ fuzz_target!(
             let _ = analyze::clocks(&mut inputs, &clock);
         } else if !inputs.used.is_empty() {
             let _ = analyze::input::probe(&path);
-            let _ = analyze::analyze(&mut inputs, &clock);
+            let _ = analyze::analyze(&mut inputs, &clock, &analyze::matching::Options::default());
         }
     }
 );
