@@ -22,7 +22,7 @@ fn issue9_fuzz_row_group_past_the_end_is_skipped() {
     let s = &inputs.skipped[0];
     assert_eq!(s.file, path.display().to_string());
     assert!(s.reason.contains("names bytes") && s.reason.contains("13662-byte file"), "{}", s.reason);
-    assert!(analyze::analyze(&mut inputs, &ClockOptions::default()).is_err());
+    assert!(analyze::analyze(&mut inputs, &ClockOptions::default(), &Default::default()).is_err());
 }
 
 /// Every input of the fuzz target's seed set and its regressions: a result or
@@ -38,7 +38,7 @@ fn issue9_fuzz_seeds_and_regressions_never_panic() {
             assert_eq!(inputs.used.len() + inputs.sync.len() + inputs.skipped.len(), 1, "{}", path.display());
             if !inputs.used.is_empty() {
                 let _ = input::probe(&path);
-                let _ = analyze::analyze(&mut inputs, &ClockOptions::default());
+                let _ = analyze::analyze(&mut inputs, &ClockOptions::default(), &Default::default());
             } else if !inputs.sync.is_empty() {
                 let _ = analyze::clocks(&mut inputs, &ClockOptions::default());
             }

@@ -669,6 +669,8 @@ fn worker(cfg: &GenConfig, w: usize, n: usize) -> anyhow::Result<WorkerOut> {
                 max_bytes: u64::MAX,
                 max_age: Duration::MAX,
                 max_files: 0,
+                // One row group per file: no periodic flush (the data is written at once).
+                flush_every: Duration::ZERO,
             },
             events_schema(),
             kv,
