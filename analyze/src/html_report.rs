@@ -49,7 +49,8 @@ pub fn charts(a: &Analysis, alignment: &Alignment) -> Vec<Chart> {
     let layers = (0..max_hops)
         .map(|h| {
             let values = a.paths.iter().map(|p| p.hops.get(h).map_or(0.0, |x| x.stats.mean_ns as f64 / 1e3)).collect();
-            let segments: Vec<&str> = a.paths.iter().filter_map(|p| p.hops.get(h)).map(|x| x.segment.as_str()).collect();
+            let segments: Vec<&str> =
+                a.paths.iter().filter_map(|p| p.hops.get(h)).map(|x| x.segment.as_str()).collect();
             let same = segments.windows(2).all(|w| w[0] == w[1]);
             let name = match segments.first() {
                 Some(s) if same => format!("hop {h} ({s})"),
@@ -113,8 +114,6 @@ pub fn page(rep: &Report<'_>, charts: Vec<Chart>) -> Page {
     if a.paths.is_empty() {
         intro.push_str(" No packet was seen at two points.");
     }
-    let hops_text = report::Report { table: report::Table::Hops, ..*rep }.render(report::Format::Csv);
-    let hops_table = csv_table(&hops_text);
     let mut path_paragraphs = Vec::new();
     for p in &a.paths {
         path_paragraphs.push(format!(
@@ -127,7 +126,6 @@ pub fn page(rep: &Report<'_>, charts: Vec<Chart>) -> Page {
             p.off_path
         ));
     }
-    let paths_text = report::Report { table: report::Table::Paths, ..*rep }.render(report::Format::Csv);
     let notes: Vec<String> = report::clock_lines(rep.alignment)
         .lines()
         .chain(report::drop_lines(rep.drops).lines())
@@ -141,40 +139,19 @@ pub fn page(rep: &Report<'_>, charts: Vec<Chart>) -> Page {
             Section {
                 heading: "Hops".into(),
                 paragraphs: vec!["Per ordered pair of observation points; latencies in µs, nearest-rank percentiles; bound_us is the ± error bound from clock alignment.".into()],
-                table: hops_table,
+                table: Some(table(a, report::Table::Hops)),
                 charts: next(2),
             },
-            Section { heading: "Paths".into(), paragraphs: path_paragraphs, table: csv_table(&paths_text), charts: next(1) },
+            Section { heading: "Paths".into(), paragraphs: path_paragraphs, table: Some(table(a, report::Table::Paths)), charts: next(1) },
             Section { heading: "Clocks and loss".into(), paragraphs: notes, table: None, charts: next(1) },
         ],
     }
 }
 
-/// Our own CSV (no quoted newlines) back into cells.
-fn csv_table(csv: &str) -> Option<Table> {
-    let mut rows = csv.lines().map(split_csv);
-    let header = rows.next()?;
-    Some(Table { header, rows: rows.collect() })
-}
-
-fn split_csv(line: &str) -> Vec<String> {
-    let mut cells = Vec::new();
-    let mut cur = String::new();
-    let mut quoted = false;
-    let mut chars = line.chars().peekable();
-    while let Some(c) = chars.next() {
-        match c {
-            '"' if quoted && chars.peek() == Some(&'"') => {
-                cur.push('"');
-                chars.next();
-            }
-            '"' => quoted = !quoted,
-            ',' if !quoted => cells.push(std::mem::take(&mut cur)),
-            c => cur.push(c),
-        }
-    }
-    cells.push(cur);
-    cells
+/// One of the report's tables, cell for cell as the text output prints it.
+fn table(a: &Analysis, which: report::Table) -> Table {
+    let (header, rows) = report::table_cells(a, which);
+    Table { header: header.into_iter().map(str::to_owned).collect(), rows }
 }
 
 /// A file name for a chart: its title in lower case, words joined by `-`.
@@ -218,7 +195,8 @@ pub fn write(rep: &Report<'_>, path: &Path, png_dir: Option<&Path>) -> Result<Ve
         std::fs::create_dir_all(dir).map_err(|source| ReportError::Io { path: dir.to_owned(), source })?;
         for c in &all {
             let file = dir.join(format!("{}.png", slug(c.title())));
-            let bytes = charts::png(c, WIDTH, HEIGHT).map_err(|source| ReportError::Png { path: file.clone(), source })?;
+            let bytes =
+                charts::png(c, WIDTH, HEIGHT).map_err(|source| ReportError::Png { path: file.clone(), source })?;
             std::fs::write(&file, bytes).map_err(|source| ReportError::Io { path: file.clone(), source })?;
             written.push(file);
         }
@@ -237,9 +215,8 @@ mod tests {
     use super::*;
 
     #[test]
-    fn slugs_and_csv() {
+    fn slugs() {
         assert_eq!(slug("CDF of latency per hop"), "cdf-of-latency-per-hop");
         assert_eq!(slug("Per-hop breakdown of each path (mean)"), "per-hop-breakdown-of-each-path-mean");
-        assert_eq!(split_csv("a,\"b,\"\"c\"\"\",d"), ["a", "b,\"c\"", "d"]);
     }
 }

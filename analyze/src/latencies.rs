@@ -35,14 +35,25 @@ impl Latencies {
             Self::Raw(list) => {
                 list.push(v);
                 if list.len() > RAW_MAX {
-                    let mut counts = HashMap::new();
-                    for x in list.drain(..) {
-                        *counts.entry(x).or_insert(0) += 1;
-                    }
-                    *self = Self::Counts(counts);
+                    self.counts();
                 }
             }
             Self::Counts(c) => *c.entry(v).or_insert(0) += 1,
+        }
+    }
+
+    /// The value → count map, converting a list into it first.
+    fn counts(&mut self) -> &mut HashMap<i64, u64> {
+        if let Self::Raw(list) = self {
+            let mut counts = HashMap::new();
+            for x in list.drain(..) {
+                *counts.entry(x).or_insert(0) += 1;
+            }
+            *self = Self::Counts(counts);
+        }
+        match self {
+            Self::Counts(c) => c,
+            Self::Raw(_) => unreachable!("converted above"),
         }
     }
 
@@ -51,17 +62,9 @@ impl Latencies {
         match other {
             Self::Raw(list) => list.into_iter().for_each(|v| self.push(v)),
             Self::Counts(c) => {
-                if let Self::Raw(list) = self {
-                    let mut counts = HashMap::new();
-                    for x in list.drain(..) {
-                        *counts.entry(x).or_insert(0) += 1;
-                    }
-                    *self = Self::Counts(counts);
-                }
-                if let Self::Counts(mine) = self {
-                    for (v, n) in c {
-                        *mine.entry(v).or_insert(0) += n;
-                    }
+                let mine = self.counts();
+                for (v, n) in c {
+                    *mine.entry(v).or_insert(0) += n;
                 }
             }
         }

@@ -153,8 +153,11 @@ pub fn analyze(
             let reference = clock.reference.as_deref();
             clocks::align(&hosts, sync, meta, skipped, &clock.estimator, reference, clock.same_clock)
         };
-        let result = input::guard(|| matching::scan_files(&inputs.used).and_then(|lf| matching::analyze(lf, opts, align)))
-            .unwrap_or_else(|m| Err(polars::error::PolarsError::ComputeError(format!("reader panicked: {m}").into())));
+        let result =
+            input::guard(|| matching::scan_files(&inputs.used).and_then(|lf| matching::analyze(lf, opts, align)))
+                .unwrap_or_else(|m| {
+                    Err(polars::error::PolarsError::ComputeError(format!("reader panicked: {m}").into()))
+                });
         let err = match result {
             Ok(analysis) => return Ok(analysis),
             Err(err) => err,

@@ -150,7 +150,7 @@ enum Command {
     /// Write one self-contained HTML report with the tables and charts (latency over time
     /// and CDF per hop, per-hop breakdown of each path, clock-sync error bound over time),
     /// and with --png the same charts as PNG files.
-    Report(ReportArgs),
+    Report(Box<ReportArgs>),
 }
 
 #[derive(Debug, Args)]
@@ -243,7 +243,10 @@ fn latency(latency: &Latency, html: Option<&ReportArgs>) -> anyhow::Result<()> {
     }
     if let Some(html) = html {
         let written = analyze::html_report::write(&report, &html.output, html.png.as_deref())?;
-        eprintln!("netlat-analyze: wrote {}", written.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", "));
+        eprintln!(
+            "netlat-analyze: wrote {}",
+            written.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", ")
+        );
         return Ok(());
     }
     if args.format == Format::Csv {

@@ -11,7 +11,7 @@
 //!
 //! Percentiles are nearest-rank ([`crate::stats`]).
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 
 use conf::hosts::HostsConf;
@@ -23,6 +23,7 @@ use crate::clocks::Alignment;
 use crate::flows::{Flow, Selection};
 use crate::input::{ColumnKind, REQUIRED_COLUMNS};
 use crate::routes;
+use crate::spill::{SpillError, Store};
 use crate::stats::Stats;
 use crate::walk::{self, Detail, HopRows, Row, Scope};
 
@@ -234,10 +235,8 @@ fn combos(df: &DataFrame) -> PolarsResult<Combos> {
     }
     // Sorted, so that numbering (and thus tie-breaking between equal timestamps) is
     // deterministic: by host, ifname, hook, netns as the labels read.
-    let mut distinct_points: Vec<_> = point_keys.iter().cloned().collect::<std::collections::BTreeSet<_>>().into_iter().collect();
-    distinct_points.dedup();
-    let mut flows: Vec<Flow> = flow_keys.iter().cloned().collect::<std::collections::BTreeSet<_>>().into_iter().collect();
-    flows.dedup();
+    let distinct_points: Vec<_> = point_keys.iter().cloned().collect::<BTreeSet<_>>().into_iter().collect();
+    let flows: Vec<Flow> = flow_keys.iter().cloned().collect::<BTreeSet<_>>().into_iter().collect();
     let point = point_keys.iter().map(|k| distinct_points.binary_search(k).expect("present") as u32).collect();
     let flow = flow_keys.iter().map(|k| flows.binary_search(k).expect("present") as u32).collect();
     let points = label_points(
@@ -249,13 +248,12 @@ fn combos(df: &DataFrame) -> PolarsResult<Combos> {
     Ok(Combos { point, flow, points, flows })
 }
 
-/// The columns the analysis reads, with nulls replaced: null keys would not join, so a
-/// missing value is the empty one.
+/// The columns the analysis reads, rows without time or id left out, and nulls replaced:
+/// null keys would not join, so a missing value is the empty one.
 fn prepared(events: LazyFrame) -> LazyFrame {
     events
         .select(REQUIRED_COLUMNS.iter().map(|(name, _)| col(*name)).collect::<Vec<_>>())
         .filter(col("ts_ns").is_not_null().and(col("pkt_id").is_not_null()))
-        // Null keys would not join: a missing value is the empty one.
         .with_columns(
             POINT_KEYS
                 .iter()
@@ -308,62 +306,41 @@ pub fn analyze(
     let keep_points: Vec<bool> = c.points.iter().map(|p| opts.selection.host(&p.host)).collect();
     let keep_flows: Vec<bool> = c.flows.iter().map(|f| opts.selection.flow(f)).collect();
     let bucket_rows = if opts.bucket_rows == 0 { BUCKET_ROWS } else { opts.bucket_rows };
-    let buckets = total.div_ceil(bucket_rows).max(1);
-    let (census, topo, m, t0) = if buckets == 1 {
-        // Everything fits in one bucket: no disk.
-        let mut rows = Vec::with_capacity(total);
-        for table in tables {
-            reading.set_message(format!("reading capture files ({} events)", rows.len()));
-            append_rows(&mut rows, slim(table, &combos_df, &keys)?, &c, &alignment)?;
-        }
-        reading.set_message(format!("sorting {} events", rows.len()));
-        rows.par_sort_unstable();
-        reading.finish_and_clear();
-        let scope = Scope::new(Scope::first_ts(&rows, &keep_points, &keep_flows).unwrap_or(0), &opts.selection, keep_points, keep_flows);
-        let passes = crate::progress::bar("matching packets", 2 * rows.len() as u64, "events");
-        let census = walk::census(&rows, &scope, c.points.len(), c.flows.len(), &passes);
-        let topo = routes::build(&c.points, &census.sequences, opts.hosts.as_ref());
-        let m = walk::measure(&rows, &scope, &topo, opts.detail, &passes);
-        passes.finish_and_clear();
-        (census, topo, m, scope.t0)
-    } else {
-        let dir = opts.spill_dir.clone().unwrap_or_else(std::env::temp_dir);
-        let spill_err = |e: crate::spill::SpillError| polars_err!(ComputeError: "{e}");
-        let mut spill = crate::spill::Spill::new(&dir, buckets).map_err(spill_err)?;
-        let mut t0: Option<i64> = None;
-        let mut read = 0;
-        for table in tables {
-            reading.set_message(format!("reading capture files into {buckets} buckets ({read} events)"));
-            let mut rows = Vec::new();
-            append_rows(&mut rows, slim(table, &combos_df, &keys)?, &c, &alignment)?;
-            if let Some(first) = Scope::first_ts(&rows, &keep_points, &keep_flows) {
-                t0 = Some(t0.map_or(first, |t| t.min(first)));
-            }
-            read += rows.len();
-            spill.write(&rows).map_err(spill_err)?;
-        }
-        spill.finish().map_err(spill_err)?;
-        reading.finish_and_clear();
-        let scope = Scope::new(t0.unwrap_or(0), &opts.selection, keep_points, keep_flows);
-        let passes = crate::progress::bar("matching packets", 2 * read as u64, "events");
-        let bucket = |b: usize| -> PolarsResult<Vec<Row>> {
-            let mut rows = spill.read(b).map_err(spill_err)?;
-            rows.par_sort_unstable();
-            Ok(rows)
+    let spill_dir = opts.spill_dir.clone().unwrap_or_else(std::env::temp_dir);
+    let mut store = Store::new(total, bucket_rows, &spill_dir)?;
+    let (mut t0, mut read): (Option<i64>, usize) = (None, 0);
+    for table in tables {
+        reading.set_message(format!("reading capture files ({read} events, {} buckets)", store.buckets()));
+        let (first, n) = store.add(
+            |rows| append_rows(rows, slim(table, &combos_df, &keys)?, &c, &alignment),
+            |rows| (Scope::first_ts(rows, &keep_points, &keep_flows), rows.len()),
+        )?;
+        t0 = match (t0, first) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
         };
-        let mut census = walk::Census { unmatched: vec![0; c.points.len()], sequences: vec![Vec::new(); c.flows.len()], ..Default::default() };
-        for b in 0..buckets {
-            census.merge(walk::census(&bucket(b)?, &scope, c.points.len(), c.flows.len(), &passes));
-        }
-        let topo = routes::build(&c.points, &census.sequences, opts.hosts.as_ref());
-        let mut m = walk::measure(&[], &scope, &topo, opts.detail, &passes);
-        for b in 0..buckets {
-            m.merge(walk::measure(&bucket(b)?, &scope, &topo, opts.detail, &passes));
-        }
-        passes.finish_and_clear();
-        (census, topo, m, scope.t0)
+        read += n;
+    }
+    reading.set_message(format!("sorting {read} events"));
+    store.finish()?;
+    reading.finish_and_clear();
+
+    let scope = Scope::new(t0.unwrap_or(0), &opts.selection, keep_points, keep_flows);
+    let passes = crate::progress::bar("matching packets", 2 * read as u64, "events");
+    let census =
+        store.fold(|rows| walk::census(rows, &scope, c.points.len(), c.flows.len(), &passes), walk::Census::merge)?;
+    let topo = routes::build(&c.points, &census.sequences, opts.hosts.as_ref());
+    let m = store.fold(|rows| walk::measure(rows, &scope, &topo, opts.detail, &passes), walk::Measure::merge)?;
+    passes.finish_and_clear();
+    drop(store);
+    let t0 = scope.t0;
+    let summary = crate::summary::Summary {
+        points: &c.points,
+        flows: &c.flows,
+        topo: &topo,
+        alignment: &alignment,
+        hosts: opts.hosts.as_ref(),
     };
-    let summary = crate::summary::Summary { points: &c.points, flows: &c.flows, topo: &topo, alignment: &alignment, hosts: opts.hosts.as_ref() };
     let analysis = Analysis {
         pairs: summary.pairs(m.pairs, &m.paths),
         paths: summary.paths(m.paths),
@@ -380,6 +357,12 @@ pub fn analyze(
         flows: c.flows,
     };
     Ok((analysis, alignment))
+}
+
+impl From<SpillError> for PolarsError {
+    fn from(e: SpillError) -> Self {
+        polars_err!(ComputeError: "{e}")
+    }
 }
 
 /// Type of a required column, for casts after `fill_null`.

@@ -51,10 +51,7 @@ fn pair_columns(pairs: &[&PairStats]) -> Vec<Column> {
     };
     // Latency figures are null where no packet made the hop (count 0).
     let lat = |name: &str, f: &dyn Fn(&PairStats) -> i64| {
-        Column::new(
-            name.into(),
-            pairs.iter().map(|p| (p.stats.count > 0).then(|| f(p))).collect::<Vec<Option<i64>>>(),
-        )
+        Column::new(name.into(), pairs.iter().map(|p| (p.stats.count > 0).then(|| f(p))).collect::<Vec<Option<i64>>>())
     };
     vec![
         s("from", &|p| p.from.clone()),

@@ -47,8 +47,8 @@ pub struct Report<'a> {
 /// reached `from` on their path and were never seen again; `bound_us` is the ± error bound
 /// from clock alignment (0 within one host), or `unaligned`.
 pub const HEADER: [&str; 13] = [
-    "from", "to", "segment", "count", "lost", "min_us", "mean_us", "p50_us", "p90_us", "p99_us", "p99.9_us",
-    "max_us", "bound_us",
+    "from", "to", "segment", "count", "lost", "min_us", "mean_us", "p50_us", "p90_us", "p99_us", "p99.9_us", "max_us",
+    "bound_us",
 ];
 
 /// Which table `--format csv` writes (table and JSON output have them all).
@@ -313,13 +313,18 @@ fn csv_field(s: &str) -> String {
     }
 }
 
-fn csv(a: &Analysis, which: Table) -> String {
-    let (header, rows): (Vec<&str>, Vec<Vec<String>>) = match which {
+/// The header and the cells of one table, as table and CSV output print them.
+pub fn table_cells(a: &Analysis, which: Table) -> (Vec<&'static str>, Vec<Vec<String>>) {
+    match which {
         Table::Hops => (HEADER.to_vec(), a.pairs.iter().map(cells).collect()),
         Table::Paths => (header_with(&["path", "hop"]), a.paths.iter().flat_map(path_rows).collect()),
         Table::Flows => (header_with(&["flow"]), a.flow_pairs.iter().map(flow_cells).collect()),
         Table::Windows => (header_with(&["start_s"]), a.windows.iter().map(window_cells).collect()),
-    };
+    }
+}
+
+fn csv(a: &Analysis, which: Table) -> String {
+    let (header, rows) = table_cells(a, which);
     let mut out = header.join(",");
     out.push('\n');
     for row in rows {

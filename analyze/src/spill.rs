@@ -7,6 +7,8 @@ use std::fs::File;
 use std::io::{BufReader, BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
 
+use rayon::prelude::*;
+
 use crate::walk::Row;
 
 const ROW_BYTES: usize = 24;
@@ -93,6 +95,90 @@ impl Spill {
             rows.push(Row { pkt_id: word(0), ts: word(8) as i64, point: half(16), flow: half(20) });
         }
         Ok(rows)
+    }
+}
+
+/// Where the rows of an analysis live: all in memory (one bucket), or spilled to disk.
+pub enum Store {
+    /// Every row, sorted by [`Store::finish`].
+    Memory(Vec<Row>),
+    /// Buckets by packet identity.
+    Disk(Spill),
+}
+
+impl Store {
+    /// Rows up to `bucket_rows` stay in memory; more go to `buckets` files under `parent`.
+    pub fn new(total: usize, bucket_rows: usize, parent: &Path) -> Result<Self, SpillError> {
+        let buckets = total.div_ceil(bucket_rows.max(1)).max(1);
+        Ok(if buckets == 1 {
+            Self::Memory(Vec::with_capacity(total))
+        } else {
+            Self::Disk(Spill::new(parent, buckets)?)
+        })
+    }
+
+    /// Adds the rows `fill` appends to the vector it is given, and returns what `look`
+    /// says of them (before they may leave memory).
+    pub fn add<T, E: From<SpillError>>(
+        &mut self,
+        fill: impl FnOnce(&mut Vec<Row>) -> Result<(), E>,
+        look: impl FnOnce(&[Row]) -> T,
+    ) -> Result<T, E> {
+        match self {
+            Self::Memory(all) => {
+                let start = all.len();
+                fill(all)?;
+                Ok(look(&all[start..]))
+            }
+            Self::Disk(spill) => {
+                let mut rows = Vec::new();
+                fill(&mut rows)?;
+                let seen = look(&rows);
+                spill.write(&rows)?;
+                Ok(seen)
+            }
+        }
+    }
+
+    /// Ends adding: sorts the rows in memory, or flushes the buckets.
+    pub fn finish(&mut self) -> Result<(), SpillError> {
+        match self {
+            Self::Memory(all) => {
+                all.par_sort_unstable();
+                Ok(())
+            }
+            Self::Disk(spill) => spill.finish(),
+        }
+    }
+
+    /// Number of buckets.
+    pub fn buckets(&self) -> usize {
+        match self {
+            Self::Memory(_) => 1,
+            Self::Disk(spill) => spill.buckets(),
+        }
+    }
+
+    /// One pass over every bucket, sorted by (`pkt_id`, time, point): `pass` gives each
+    /// bucket's result and `merge` folds them (a single bucket is returned as it is).
+    /// Spilled buckets are read and sorted anew on every pass.
+    pub fn fold<T>(&self, mut pass: impl FnMut(&[Row]) -> T, merge: impl Fn(&mut T, T)) -> Result<T, SpillError> {
+        match self {
+            Self::Memory(all) => Ok(pass(all)),
+            Self::Disk(spill) => {
+                let mut acc: Option<T> = None;
+                for b in 0..spill.buckets() {
+                    let mut rows = spill.read(b)?;
+                    rows.par_sort_unstable();
+                    let part = pass(&rows);
+                    match &mut acc {
+                        Some(acc) => merge(acc, part),
+                        None => acc = Some(part),
+                    }
+                }
+                Ok(acc.expect("a spill has at least two buckets"))
+            }
+        }
     }
 }
 

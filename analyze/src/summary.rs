@@ -81,8 +81,7 @@ impl Summary<'_> {
 
     /// Per path, in the topology's order (by name).
     pub fn paths(&self, measures: Vec<PathMeasure>) -> Vec<PathStats> {
-        self
-            .topo
+        self.topo
             .paths
             .par_iter()
             .zip(measures)

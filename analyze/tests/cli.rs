@@ -562,10 +562,7 @@ fn issue5_topology_and_parquet_outputs() {
     assert_eq!(out.status.code(), Some(0), "{stderr}");
     let v: Value = serde_json::from_slice(&out.stdout).unwrap();
     let path = v["paths"].as_array().unwrap().iter().find(|p| p["name"] == "out").expect("named path");
-    assert_eq!(
-        path["stations"],
-        json!(["h1:eth0:tc_egress", "h2:eth0:xdp", "h3:eth0 (nothing seen)"])
-    );
+    assert_eq!(path["stations"], json!(["h1:eth0:tc_egress", "h2:eth0:xdp", "h3:eth0 (nothing seen)"]));
     assert_eq!(path["hops"][0]["segment"], "host-container");
     assert_eq!([&path["hops"][0]["lost"], &path["hops"][1]["lost"]], [&json!(1), &json!(5)]);
     assert_eq!((path["complete"].as_u64(), path["lost"].as_u64()), (Some(0), Some(6)));

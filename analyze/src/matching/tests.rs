@@ -119,7 +119,8 @@ fn only_consecutive_observations_pair_up() {
         (1500, 2, A),
     ];
     let a = analyze_same(frame(&rows)).unwrap();
-    assert_eq!(figs(&a.pairs),
+    assert_eq!(
+        figs(&a.pairs),
         vec![
             // Equal counts: by name, and "h2:NETNS/…" sorts before "h2:eth0…".
             stats(A, B, 1, [100; 5]),
@@ -346,7 +347,10 @@ fn spilled_buckets_give_the_same_analysis() {
     assert_eq!(split.flow_pairs, whole.flow_pairs);
     assert_eq!(split.windows, whole.windows);
     assert_eq!(split.unmatched, whole.unmatched);
-    assert_eq!((split.events, split.ids, split.ambiguous, split.t0_ns), (whole.events, whole.ids, whole.ambiguous, whole.t0_ns));
+    assert_eq!(
+        (split.events, split.ids, split.ambiguous, split.t0_ns),
+        (whole.events, whole.ids, whole.ambiguous, whole.t0_ns)
+    );
     let sorted = |a: &Analysis| {
         let mut v: Vec<(u64, i64)> = a.rows.pkt_id.iter().copied().zip(a.rows.latency.iter().copied()).collect();
         v.sort();
