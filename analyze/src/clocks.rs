@@ -24,18 +24,22 @@ pub struct Alignment {
     pub same_clock: bool,
     /// Statements about hosts that could not be aligned, and why.
     pub notes: Vec<String>,
+    /// Hosts whose clock offset against the reference time base the user stated (pcap
+    /// `--offset`): their timestamps are already shifted onto it, and the statement is
+    /// trusted (bound 0).
+    pub stated: Vec<String>,
 }
 
 impl Alignment {
     /// All captures share one clock: timestamps are used as they are.
     pub fn same_clock() -> Self {
-        Self { result: None, same_clock: true, notes: Vec::new() }
+        Self { result: None, same_clock: true, notes: Vec::new(), stated: Vec::new() }
     }
 
     /// The map of `host` into the reference time base: `None` means the
     /// host's timestamps are used as they are.
     pub fn map(&self, host: &str) -> Option<&Piecewise> {
-        if self.same_clock {
+        if self.same_clock || self.is_stated(host) {
             return None;
         }
         self.result.as_ref()?.map(host)
@@ -44,12 +48,16 @@ impl Alignment {
     /// Error bound of `host`'s aligned timestamps, ns; `None` when the host
     /// is not aligned to the others.
     pub fn bound(&self, host: &str) -> Option<f64> {
-        if self.same_clock {
+        if self.same_clock || self.is_stated(host) {
             return Some(0.0);
         }
         let r = self.result.as_ref()?;
         let h = r.hosts.iter().find(|h| h.host == host)?;
         h.map.as_ref().map(|_| h.bound_ns)
+    }
+
+    fn is_stated(&self, host: &str) -> bool {
+        self.stated.iter().any(|h| h == host)
     }
 
     /// Bound of a latency between two hosts (0 on one host); `None` when
@@ -151,14 +159,16 @@ pub fn align(
     cfg: &Config,
     reference: Option<&str>,
     same_clock: bool,
+    stated: &[String],
 ) -> Alignment {
-    let mut hosts: Vec<String> = event_hosts.iter().cloned().collect();
+    // Hosts with a stated offset are aligned by the user: not estimated, not reported.
+    let mut hosts: Vec<String> = event_hosts.iter().filter(|h| !stated.contains(h)).cloned().collect();
     let mut stamps = Vec::new();
     let (mut notes, explained) = prober_notes(metas, skipped);
     if same_clock {
         // The sync tables are not read at all: nothing of them is used.
         notes.push("--same-clock: all captures are taken to share one clock; sync data is not used".into());
-        return Alignment { result: None, same_clock, notes };
+        return Alignment { result: None, same_clock, notes, stated: stated.to_vec() };
     }
     let mut good = Vec::new();
     for f in sync_files.drain(..) {
@@ -191,12 +201,12 @@ pub fn align(
         }
     };
     if hosts.len() <= 1 {
-        if let Some(h) = hosts.first() {
+        if let (Some(h), true) = (hosts.first(), stated.is_empty()) {
             notes.push(format!("one host ({h}): every latency is on its own clock, nothing to align"));
         }
         let quiet = sync::samples::silent_peers(&stamps, hosts.len());
         silent(&mut notes, quiet.into_iter().map(|(h, d, n)| (hosts[h].clone(), d, n)).collect());
-        return Alignment { result: None, same_clock: false, notes };
+        return Alignment { result: None, same_clock: false, notes, stated: stated.to_vec() };
     }
     let result = estimate(&hosts, &stamps, cfg, reference);
     if let Some(r) = reference {
@@ -217,5 +227,5 @@ pub fn align(
         }
     }
     silent(&mut notes, result.silent.clone());
-    Alignment { result: Some(result), same_clock: false, notes }
+    Alignment { result: Some(result), same_clock: false, notes, stated: stated.to_vec() }
 }

@@ -206,6 +206,8 @@ pub struct Inputs {
     pub sync: Vec<PathBuf>,
     /// Run-metadata records (`*.meta.json`): what each capture's prober saw.
     pub meta: Vec<PathBuf>,
+    /// pcap and pcapng files, converted by [`crate::pcap::load`].
+    pub pcaps: Vec<(PathBuf, crate::pcap::read::Format)>,
 }
 
 /// Expands `paths` into candidate files and validates each one.
@@ -227,6 +229,8 @@ pub fn discover(paths: &[PathBuf]) -> Inputs {
             Ok(md) if md.is_file() => {
                 if let Err(e) = check_name(path) {
                     inputs.skipped.push(Skipped::new(path, &e));
+                } else if let Some(format) = crate::pcap::read::sniff(path) {
+                    take_pcap(path.clone(), format, &mut inputs, &mut seen);
                 } else {
                     consider(path.clone(), &mut inputs, &mut seen);
                 }
@@ -303,6 +307,16 @@ fn walk(dir: &Path, inputs: &mut Inputs, seen: &mut HashSet<PathBuf>) {
             inputs.meta.push(path);
             continue;
         }
+        if PCAP_SUFFIXES.iter().any(|s| name.ends_with(s)) && !name.starts_with('.') {
+            match crate::pcap::read::sniff(&path) {
+                Some(format) => take_pcap(path, format, inputs, seen),
+                None => inputs.skipped.push(Skipped {
+                    file: path.display().to_string(),
+                    reason: "named like a capture but not a pcap or pcapng file (bad magic number)".into(),
+                }),
+            }
+            continue;
+        }
         if !name.ends_with(EVENTS_SUFFIX) && !name.ends_with(SYNC_SUFFIX) {
             // Includes `.x.events.parquet.partial` and `*.meta.json`: silently ignored
             // here, since they are expected next to the events files.
@@ -313,6 +327,17 @@ fn walk(dir: &Path, inputs: &mut Inputs, seen: &mut HashSet<PathBuf>) {
             continue;
         }
         consider(path, inputs, seen);
+    }
+}
+
+/// File-name suffixes of pcap captures looked for in directories (given files are told by
+/// their magic number, whatever their name).
+pub const PCAP_SUFFIXES: [&str; 3] = [".pcap", ".pcapng", ".cap"];
+
+fn take_pcap(path: PathBuf, format: crate::pcap::read::Format, inputs: &mut Inputs, seen: &mut HashSet<PathBuf>) {
+    let key = fs::canonicalize(&path).unwrap_or_else(|_| path.clone());
+    if seen.insert(key) {
+        inputs.pcaps.push((path, format));
     }
 }
 

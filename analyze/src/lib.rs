@@ -26,12 +26,14 @@
 pub mod charts;
 pub mod clocks;
 pub mod drops;
+pub mod export;
 pub mod flows;
 pub mod html_report;
 pub mod input;
 pub mod latencies;
 pub mod matching;
 pub mod out;
+pub mod pcap;
 pub mod progress;
 pub mod report;
 pub mod routes;
@@ -56,6 +58,8 @@ pub struct ClockOptions {
     pub reference: Option<String>,
     /// Estimator settings.
     pub estimator: sync::pair::Config,
+    /// Hosts whose offset the user stated (pcap `--offset`).
+    pub stated: Vec<String>,
 }
 
 /// Exit code: success.
@@ -129,6 +133,7 @@ pub fn clocks(inputs: &mut Inputs, clock: &ClockOptions) -> Alignment {
         &clock.estimator,
         reference,
         clock.same_clock,
+        &clock.stated,
     )
 }
 
@@ -151,7 +156,7 @@ pub fn analyze(
         let align = |points: &[matching::Point]| {
             let hosts: BTreeSet<String> = points.iter().map(|p| p.host.clone()).collect();
             let reference = clock.reference.as_deref();
-            clocks::align(&hosts, sync, meta, skipped, &clock.estimator, reference, clock.same_clock)
+            clocks::align(&hosts, sync, meta, skipped, &clock.estimator, reference, clock.same_clock, &clock.stated)
         };
         let result =
             input::guard(|| matching::scan_files(&inputs.used).and_then(|lf| matching::analyze(lf, opts, align)))

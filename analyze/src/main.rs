@@ -151,6 +151,19 @@ enum Command {
     /// and CDF per hop, per-hop breakdown of each path, clock-sync error bound over time),
     /// and with --png the same charts as PNG files.
     Report(Box<ReportArgs>),
+    /// Write the matched packets as pcapng for Wireshark/tshark: one interface per
+    /// observation point, every observation at its aligned time, each packet's hop
+    /// latencies in its comment.
+    Export(Box<ExportArgs>),
+}
+
+#[derive(Debug, Args)]
+struct ExportArgs {
+    #[command(flatten)]
+    latency: Latency,
+    /// The pcapng file to write.
+    #[arg(long, value_name = "OUT", required = true)]
+    pcapng: PathBuf,
 }
 
 #[derive(Debug, Args)]
@@ -167,8 +180,8 @@ struct ReportArgs {
 
 #[derive(Debug, Args)]
 struct Common {
-    /// Capture files, or directories searched recursively for *.events.parquet and
-    /// *.sync.parquet.
+    /// Capture files (netlat Parquet, pcap or pcapng), or directories searched recursively
+    /// for *.events.parquet, *.sync.parquet, *.pcap, *.pcapng and *.cap.
     #[arg(required = true, value_name = "FILES_OR_DIRS")]
     paths: Vec<PathBuf>,
     /// Output format.
@@ -186,6 +199,19 @@ struct Common {
     /// Coded-pair check: largest change of the probe gap in flight, ns.
     #[arg(long, value_name = "NS", default_value_t = 2000)]
     sync_purity_ns: i64,
+    /// Host name of a pcap file's points (default: the file name without extension).
+    #[arg(long = "pcap-host", value_name = "FILE=HOST")]
+    pcap_hosts: Vec<String>,
+    /// A pcap file's clock is NS nanoseconds ahead of the reference time base (for pcaps
+    /// without netlat sync probes); its timestamps are shifted by -NS and trusted as aligned.
+    #[arg(long = "offset", value_name = "FILE=NS", allow_hyphen_values = true)]
+    offsets: Vec<String>,
+    /// UDP port of netlat's sync probes in pcap files (0: any port, by the probe header).
+    #[arg(long, value_name = "PORT", default_value_t = 0)]
+    pcap_sync_port: u16,
+    /// VXLAN UDP port for pcap files (0: no decapsulation), as netlat-capture's.
+    #[arg(long, value_name = "PORT", default_value_t = 4789)]
+    vxlan_port: u16,
 }
 
 impl Common {
@@ -198,7 +224,54 @@ impl Common {
             purity_ns: self.sync_purity_ns.max(0),
             ..Default::default()
         };
-        Ok(ClockOptions { same_clock: self.same_clock, reference: self.reference.clone(), estimator })
+        Ok(ClockOptions {
+            same_clock: self.same_clock,
+            reference: self.reference.clone(),
+            estimator,
+            stated: Vec::new(),
+        })
+    }
+
+    fn pcap(&self) -> anyhow::Result<analyze::pcap::Options> {
+        let split = |flag: &str, v: &str| -> anyhow::Result<(PathBuf, String)> {
+            let (f, x) = v.rsplit_once('=').with_context(|| format!("{flag} {v:?}: expected FILE=VALUE"))?;
+            Ok((PathBuf::from(f), x.to_owned()))
+        };
+        let hosts = self.pcap_hosts.iter().map(|v| split("--pcap-host", v)).collect::<anyhow::Result<_>>()?;
+        let offsets = self
+            .offsets
+            .iter()
+            .map(|v| {
+                let (f, ns) = split("--offset", v)?;
+                let ns = ns
+                    .trim()
+                    .parse::<i64>()
+                    .with_context(|| format!("--offset {v:?}: {ns:?} is not an integer number of nanoseconds"))?;
+                Ok((f, ns))
+            })
+            .collect::<anyhow::Result<_>>()?;
+        Ok(analyze::pcap::Options { hosts, offsets, sync_port: self.pcap_sync_port, vxlan_port: self.vxlan_port })
+    }
+
+    /// Finds the inputs and converts pcap files; the pcap notes go to stderr.
+    fn inputs(&self, clock: &mut ClockOptions) -> anyhow::Result<(input::Inputs, analyze::pcap::Loaded)> {
+        let popts = self.pcap()?;
+        let mut inputs = input::discover(&self.paths);
+        let loaded = analyze::pcap::load(&mut inputs, &popts)?;
+        for src in &loaded.sources {
+            eprintln!("netlat-analyze: {}", src.note());
+            if let Some(e) = &src.error {
+                eprintln!("netlat-analyze: warning: {}: {e}; the {} packets before it are used", src.file, src.packets);
+            }
+            if src.sync_unresolved > 0 {
+                eprintln!(
+                    "netlat-analyze: warning: {}: direction of {} sync-probe stamps unknown (only one pcap saw them, or the file does not say): left out of clock alignment",
+                    src.file, src.sync_unresolved
+                );
+            }
+        }
+        clock.stated.clone_from(&loaded.stated);
+        Ok((inputs, loaded))
     }
 }
 
@@ -215,23 +288,25 @@ fn print(text: &str) -> anyhow::Result<()> {
     }
 }
 
-fn latency(latency: &Latency, html: Option<&ReportArgs>) -> anyhow::Result<()> {
+fn latency(latency: &Latency, html: Option<&ReportArgs>, export: Option<&ExportArgs>) -> anyhow::Result<()> {
     let args = &latency.common;
-    let clock = args.clock()?;
+    let mut clock = args.clock()?;
     let mut opts = latency.options()?;
-    opts.detail.hop_rows |= html.is_some();
-    let mut inputs = input::discover(&args.paths);
+    opts.detail.hop_rows |= html.is_some() || export.is_some();
+    let (mut inputs, loaded) = args.inputs(&mut clock)?;
     inputs.skipped.iter().for_each(warn);
     let reported = inputs.skipped.len();
     let result = analyze::analyze(&mut inputs, &clock, &opts);
     // Files found unreadable only while querying.
     inputs.skipped[reported..].iter().for_each(warn);
-    let (analysis, alignment) = result?;
+    let (analysis, mut alignment) = result?;
+    alignment.notes.extend(loaded.sources.iter().map(|s| s.note()));
+    let used = loaded.listing(&inputs.used);
 
     let drops = analyze::drops::read(&inputs.meta);
     let report = Report {
         analysis: &analysis,
-        used: &inputs.used,
+        used: &used,
         skipped: &inputs.skipped,
         alignment: &alignment,
         drops: &drops,
@@ -240,6 +315,17 @@ fn latency(latency: &Latency, html: Option<&ReportArgs>) -> anyhow::Result<()> {
     if let Some(dir) = &latency.out {
         let written = analyze::out::write_all(dir, &analysis, &report.render(Format::Json))?;
         eprintln!("netlat-analyze: wrote {} files into {}", written.len(), dir.display());
+    }
+    if let Some(export) = export {
+        let w = analyze::export::write(&export.pcapng, &analysis, &inputs.used)?;
+        eprintln!(
+            "netlat-analyze: wrote {}: {} packets, {} observations ({} with captured bytes, the rest with rebuilt headers)",
+            export.pcapng.display(),
+            w.packets,
+            w.blocks,
+            w.with_bytes
+        );
+        return Ok(());
     }
     if let Some(html) = html {
         let written = analyze::html_report::write(&report, &html.output, html.png.as_deref())?;
@@ -256,14 +342,15 @@ fn latency(latency: &Latency, html: Option<&ReportArgs>) -> anyhow::Result<()> {
 }
 
 fn clocks(args: &Common) -> anyhow::Result<()> {
-    let clock = args.clock()?;
-    let mut inputs = input::discover(&args.paths);
+    let mut clock = args.clock()?;
+    let (mut inputs, loaded) = args.inputs(&mut clock)?;
     inputs.skipped.iter().for_each(warn);
     let reported = inputs.skipped.len();
     if inputs.used.is_empty() && inputs.sync.is_empty() && inputs.meta.is_empty() {
         bail!("no usable capture file ({} skipped)", inputs.skipped.len());
     }
-    let alignment = analyze::clocks(&mut inputs, &clock);
+    let mut alignment = analyze::clocks(&mut inputs, &clock);
+    alignment.notes.extend(loaded.sources.iter().map(|s| s.note()));
     inputs.skipped[reported..].iter().for_each(warn);
     if args.format == Format::Csv {
         eprint!("{}", analyze::sync_report::notes(&alignment));
@@ -276,8 +363,9 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match &cli.command {
         Some(Command::Sync(args)) => clocks(args),
-        Some(Command::Report(args)) => latency(&args.latency, Some(args)),
-        None => latency(&cli.latency, None),
+        Some(Command::Report(args)) => latency(&args.latency, Some(args), None),
+        Some(Command::Export(args)) => latency(&args.latency, None, Some(args)),
+        None => latency(&cli.latency, None, None),
     };
     match result {
         Ok(()) => ExitCode::from(EXIT_OK),

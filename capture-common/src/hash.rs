@@ -12,7 +12,10 @@
 //! falls in the selection range, so every observation point keeps the same
 //! packets.
 
-use crate::{abi::ID_PAYLOAD_BYTES, parse::PacketInfo};
+use crate::{
+    abi::ID_PAYLOAD_BYTES,
+    parse::{PacketBuf, PacketInfo},
+};
 
 const K: u64 = 0x9E37_79B9_7F4A_7C15;
 
@@ -37,6 +40,32 @@ pub const fn fmix64(mut h: u64) -> u64 {
 #[inline(always)]
 fn word(b: &[u8; 16], i: usize) -> u64 {
     u64::from_le_bytes([b[i], b[i + 1], b[i + 2], b[i + 3], b[i + 4], b[i + 5], b[i + 6], b[i + 7]])
+}
+
+/// The payload bytes [`packet_id`] folds in: the first `min(payload_len,
+/// ID_PAYLOAD_BYTES)` bytes at `info.payload_off`, zero-padded. One definition for the
+/// kernel programs and for user space reading pcap files, so both give a packet the same
+/// identity. A byte the buffer does not hold (a capture cut short) reads as zero.
+#[inline(always)]
+pub fn id_payload<B: PacketBuf>(buf: &B, info: &PacketInfo) -> [u8; ID_PAYLOAD_BYTES] {
+    let mut payload = [0u8; ID_PAYLOAD_BYTES];
+    if info.payload_len >= ID_PAYLOAD_BYTES as u32 {
+        if let Some(p) = buf.load::<ID_PAYLOAD_BYTES>(info.payload_off) {
+            return p;
+        }
+    }
+    // Byte by byte, with a constant bound the verifier accepts.
+    let mut i = 0;
+    while i < ID_PAYLOAD_BYTES {
+        if i as u32 >= info.payload_len {
+            break;
+        }
+        if let Some([b]) = buf.load::<1>(info.payload_off + i as u32) {
+            payload[i] = b;
+        }
+        i += 1;
+    }
+    payload
 }
 
 /// Identity of a packet from its parsed headers and the first payload bytes

@@ -144,23 +144,7 @@ fn try_packet<B: PacketBuf>(buf: &B, hook: u8, ifindex: u32) {
     if !filter::matches(&cfg.filter, info) || !filter::port_selected(cfg, info) {
         return;
     }
-    let mut payload = [0u8; ID_PAYLOAD_BYTES];
-    if info.payload_len >= ID_PAYLOAD_BYTES as u32 {
-        if let Some(p) = buf.load::<ID_PAYLOAD_BYTES>(info.payload_off) {
-            payload = p;
-        }
-    } else {
-        let mut i = 0;
-        while i < ID_PAYLOAD_BYTES {
-            if i as u32 >= info.payload_len {
-                break;
-            }
-            if let Some([b]) = buf.load::<1>(info.payload_off + i as u32) {
-                payload[i] = b;
-            }
-            i += 1;
-        }
-    }
+    let payload = hash::id_payload(buf, info);
     let id = hash::packet_id(info, &payload);
     if !hash::sampled(id, cfg.sample_seed, cfg.sample_threshold) {
         return;

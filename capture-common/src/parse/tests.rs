@@ -829,14 +829,10 @@ fn vxlan_inner_errors_are_reported() {
 
 // ---------------------------------------------------------- identity hash
 
-/// The identity as the kernel computes it (payload read as in capture-ebpf).
+/// The identity as the kernel computes it.
 fn id(frame: &[u8]) -> u64 {
     let i = p(frame);
-    let mut pl = [0u8; ID_PAYLOAD_BYTES];
-    let start = i.payload_off as usize;
-    let n = (i.payload_len as usize).min(ID_PAYLOAD_BYTES);
-    pl[..n].copy_from_slice(&frame[start..start + n]);
-    hash::packet_id(&i, &pl)
+    hash::packet_id(&i, &hash::id_payload(&SliceBuf(frame), &i))
 }
 
 #[test]
