@@ -16,7 +16,7 @@ use aya_ebpf::{
     programs::{TcContext, XdpContext},
 };
 use capture_common::{
-    abi::{flags, hook, stat, CaptureConfig, PacketEvent, SyncStamp, ID_PAYLOAD_BYTES},
+    abi::{flags, hook, stat, CaptureConfig, PacketEvent, SyncStamp},
     filter, hash,
     parse::{self, PacketBuf, PacketInfo, ParseError},
     probe,

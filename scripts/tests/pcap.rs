@@ -1,0 +1,183 @@
+//! Kernel test of issue 8: tcpdump and dumpcap captures of real traffic between lab
+//! namespaces, analyzed by netlat, agree with netlat-capture's own capture of the same
+//! packets.
+
+use std::{
+    collections::HashMap,
+    fs::File,
+    net::SocketAddrV4,
+    path::{Path, PathBuf},
+    process::{Child, Command, Stdio},
+    time::{Duration, Instant},
+};
+
+use arrow::array::{Array, AsArray};
+use arrow::compute::cast;
+use arrow::datatypes::{DataType, Int64Type, UInt64Type};
+use lab::testing::kernel_test;
+use lab::{bins, capture, traffic, Lab};
+use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use serde_json::Value;
+
+/// (pkt_id, from, to) → latency, from an `--out` folder's hops.parquet.
+fn hops(dir: &Path) -> HashMap<(u64, String, String), i64> {
+    let r = ParquetRecordBatchReaderBuilder::try_new(File::open(dir.join("hops.parquet")).unwrap())
+        .unwrap()
+        .build()
+        .unwrap();
+    let mut out = HashMap::new();
+    for b in r {
+        let b = b.unwrap();
+        let text = |n: &str| cast(b.column_by_name(n).unwrap(), &DataType::Utf8).unwrap();
+        let (from, to) = (text("from"), text("to"));
+        let (from, to) = (from.as_string::<i32>(), to.as_string::<i32>());
+        let id = b.column_by_name("pkt_id").unwrap().as_primitive::<UInt64Type>().clone();
+        let lat = b.column_by_name("latency_ns").unwrap().as_primitive::<Int64Type>().clone();
+        for i in 0..b.num_rows() {
+            out.insert((id.value(i), from.value(i).to_owned(), to.value(i).to_owned()), lat.value(i));
+        }
+    }
+    out
+}
+
+/// A packet-capture tool in a lab namespace, stopped with SIGINT like a user would.
+struct Sniffer(Child, PathBuf);
+
+impl Sniffer {
+    fn start(netns: &str, tool: &str, args: &[&str], file: PathBuf) -> Self {
+        let child = Command::new("ip")
+            .args(["netns", "exec", netns, tool])
+            .args(args)
+            .arg("-w")
+            .arg(&file)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("{tool} (Debian package; scripts/bootstrap installs it): {e}"));
+        // Ready once the file has its header.
+        let t = Instant::now();
+        while std::fs::metadata(&file).map(|m| m.len()).unwrap_or(0) == 0 {
+            assert!(t.elapsed() < Duration::from_secs(10), "{tool} did not start");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        std::thread::sleep(Duration::from_millis(300));
+        Self(child, file)
+    }
+
+    fn stop(mut self) -> PathBuf {
+        unsafe { libc::kill(self.0.id() as i32, libc::SIGINT) };
+        self.0.wait().unwrap();
+        self.1.clone()
+    }
+}
+
+impl Drop for Sniffer {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn analyze(args: &[&dyn AsRef<std::ffi::OsStr>]) -> (Value, String) {
+    let mut c = Command::new(bins::path("netlat-analyze"));
+    for a in args {
+        c.arg(a);
+    }
+    let out = c.output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(out.status.success(), "{err}");
+    (serde_json::from_slice(&out.stdout).unwrap(), err)
+}
+
+fn pair<'a>(v: &'a Value, from: &str, to: &str) -> &'a Value {
+    v["pairs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["from"] == from && p["to"] == to)
+        .unwrap_or_else(|| panic!("no {from} -> {to}: {v}"))
+}
+
+#[test]
+fn issue8_tcpdump_captures_agree_with_netlat_capture() {
+    let Some(_serial) = kernel_test("issue8_tcpdump_captures_agree_with_netlat_capture") else { return };
+    let tmp = tempfile::tempdir().unwrap();
+    let lab = Lab::two_hosts().unwrap();
+    let (a, b) = (lab.hosts[0].clone(), lab.hosts[1].clone());
+    let (cap_a, cap_b) = capture::start_pair(&lab, tmp.path(), &[], &["-q", "udp and port 6001"]).unwrap();
+    // tcpdump writes classic pcap (nanosecond stamps), dumpcap pcapng with the interface name.
+    let sa = Sniffer::start(
+        &a.netns,
+        "tcpdump",
+        &["-i", "veth0", "-U", "--time-stamp-precision=nano"],
+        tmp.path().join("a.pcap"),
+    );
+    let sb = Sniffer::start(&b.netns, "dumpcap", &["-q", "-i", "veth0"], tmp.path().join("b.pcapng"));
+
+    const N: u64 = 2000;
+    let dst = SocketAddrV4::new(b.addr, 6001);
+    let sink = traffic::UdpSink::start(&b.netns, dst).unwrap();
+    // Slow enough for the sync probes (10 pairs/s) to span the traffic.
+    traffic::udp_send(&a.netns, dst, N, 1000, 64).unwrap();
+    assert_eq!(sink.finish().unwrap().len() as u64, N);
+    std::thread::sleep(Duration::from_millis(500));
+    let (pa, pb) = (sa.stop(), sb.stop());
+    let (fa, fb) = (cap_a.stop().unwrap(), cap_b.stop().unwrap());
+    assert_eq!((fa.code, fb.code), (Some(0), Some(0)), "{}\n{}", fa.stderr, fb.stderr);
+
+    let (pout, nout) = (tmp.path().join("pcap-out"), tmp.path().join("netlat-out"));
+    let f = "udp and port 6001";
+    let (pv, perr) = analyze(&[&pa, &pb, &"--filter", &f, &"--out", &pout, &"--format", &"json"]);
+    let (nv, _) = analyze(&[&tmp.path().join("a"), &tmp.path().join("b"), &"--out", &nout, &"--format", &"json"]);
+    eprintln!("{perr}");
+    // Both pcaps aligned from the netlat sync probes they recorded.
+    for file in ["a.pcap", "b.pcapng"] {
+        assert!(
+            perr.lines().any(|l| l.contains(file)
+                && l.contains("clock aligned from")
+                && l.contains("sync-probe stamps in the capture")),
+            "{file}: {perr}"
+        );
+    }
+    let pp = pair(&pv, "a:-:pcap", "b:veth0:pcap");
+    // b was captured from the root namespace: its interface is NETNS/veth0.
+    let (bx, bi) = (format!("b:{}/veth0:xdp", b.netns), format!("b:{}/veth0:tc_ingress", b.netns));
+    let np = pair(&nv, "a:veth0:tc_egress", &bx);
+    assert_eq!((pp["count"].as_u64(), np["count"].as_u64()), (Some(N), Some(N)), "pcap {pp}\nnetlat {np}");
+    let bound = pp["bound_ns"].as_i64().unwrap() + np["bound_ns"].as_i64().unwrap();
+
+    // Same packets, same identities; each pcap latency lies inside netlat's tc_egress ->
+    // tc_ingress span of that packet (the sniffer taps sit after tc egress and before tc
+    // ingress), within the two alignments' bounds.
+    let (ph, nh) = (hops(&pout), hops(&nout));
+    let mut wire: HashMap<u64, i64> = HashMap::new();
+    let mut stack: HashMap<u64, i64> = HashMap::new();
+    for ((id, from, to), lat) in &nh {
+        if from == "a:veth0:tc_egress" && *to == bx {
+            wire.insert(*id, *lat);
+        } else if *from == bx && *to == bi {
+            stack.insert(*id, *lat);
+        }
+    }
+    let mut n = 0;
+    let mut diffs = Vec::new();
+    for ((id, from, to), lat) in &ph {
+        if (from.as_str(), to.as_str()) != ("a:-:pcap", "b:veth0:pcap") {
+            continue;
+        }
+        let span = wire[id] + stack[id];
+        assert!(
+            *lat <= span + bound,
+            "packet {id:x}: pcap {lat} ns, netlat tc_egress->tc_ingress {span} ns, bound {bound} ns"
+        );
+        diffs.push(span - lat);
+        n += 1;
+    }
+    assert_eq!(n, N, "every packet matched in both");
+    diffs.sort();
+    eprintln!(
+        "pcap a->b p50 {} ns; netlat tc_egress->xdp p50 {} ns; (netlat span - pcap) p50 {} ns, max {} ns; bounds {bound} ns",
+        pp["p50_ns"], np["p50_ns"], diffs[diffs.len() / 2], diffs[diffs.len() - 1]
+    );
+    drop(lab);
+}
