@@ -49,11 +49,16 @@ fn sent(i: u64) -> u64 {
 }
 
 fn write_pcap(path: &Path, packets: &[(u64, Vec<u8>)]) {
+    write_pcap_cut(path, packets, usize::MAX);
+}
+
+/// As `tcpdump -s SNAP`: each record keeps at most `snap` bytes and the original length.
+fn write_pcap_cut(path: &Path, packets: &[(u64, Vec<u8>)], snap: usize) {
     let header = PcapHeader { endianness: Endianness::Little, ..Default::default() };
     let mut w = PcapWriter::with_header(File::create(path).unwrap(), header).unwrap();
     for (ts, data) in packets {
-        w.write_packet(&PcapPacket::new(Duration::from_nanos(*ts), data.len() as u32, data.as_slice()).unwrap())
-            .unwrap();
+        let kept = &data[..data.len().min(snap)];
+        w.write_packet(&PcapPacket::new(Duration::from_nanos(*ts), data.len() as u32, kept).unwrap()).unwrap();
     }
 }
 
@@ -243,4 +248,24 @@ fn issue8_export_pcapng_reads_back_in_tshark() {
         let dt = (secs(rows[1]) - secs(rows[0])) * 1e9;
         assert!((dt - latency(i) as f64).abs() < 500.0, "packet {i}: {dt} ns apart");
     }
+}
+
+#[test]
+fn issue8_pcaps_cut_at_the_snap_length_keep_packet_identity() {
+    let (d, _, b) = captures();
+    // 50 bytes: headers and the first 8 payload bytes, as `tcpdump -s 50` keeps them.
+    let cut = d.path().join("a.pcap");
+    write_pcap_cut(&cut, &(0..N).map(|i| (sent(i), frame(i))).collect::<Vec<_>>(), 50);
+    let v = json(&run(&[
+        &cut,
+        &b,
+        &"--offset",
+        &format!("{}=0", cut.display()),
+        &"--offset",
+        &format!("{}={B_AHEAD}", b.display()),
+        &"--format",
+        &"json",
+    ]));
+    assert_eq!(v["pairs"][0]["count"], N, "{v}");
+    assert_eq!(v["pairs"][0]["min_ns"], latency(0));
 }

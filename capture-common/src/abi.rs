@@ -116,6 +116,25 @@ pub struct PacketEvent {
     pub _pad: [u8; 7],
 }
 
+/// Most bytes of a packet a capture keeps with `--snaplen`.
+pub const MAX_SNAPLEN: usize = 256;
+
+/// A selected packet with its first bytes, written instead of a bare [`PacketEvent`] when
+/// the capture keeps packet bytes (`CaptureConfig::snaplen > 0`). User space tells the two
+/// apart by the ring record's length.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PacketHead {
+    /// The event, as without `--snaplen`.
+    pub event: PacketEvent,
+    /// Bytes of `data` that hold the packet (from its link-layer header on).
+    pub len: u32,
+    /// Explicit padding.
+    pub _pad: u32,
+    /// The first `len` bytes of the packet.
+    pub data: [u8; MAX_SNAPLEN],
+}
+
 /// The timestamp of one clock-sync probe at one hook, written by the kernel
 /// into the `SYNC_EVENTS` ring buffer (apart from packet events, so user
 /// traffic filling its ring cannot crowd out clock sync).
@@ -251,8 +270,9 @@ pub struct CaptureConfig {
     /// the sync ring buffer, counted as `SYNC`, and never appear as events;
     /// other packets on the port are ordinary traffic.
     pub sync_port: u16,
-    /// Explicit padding.
-    pub _pad: u16,
+    /// Bytes of each selected packet to keep (0: none, the default: payload is private);
+    /// at most [`MAX_SNAPLEN`].
+    pub snaplen: u16,
 }
 
 impl Default for CaptureConfig {
@@ -265,13 +285,14 @@ impl Default for CaptureConfig {
             n_ports: 0,
             vxlan_port: 4789,
             sync_port: 0,
-            _pad: 0,
+            snaplen: 0,
         }
     }
 }
 
 const _: () = assert!(core::mem::size_of::<PacketEvent>() == 96);
 const _: () = assert!(core::mem::size_of::<SyncStamp>() == 72);
+const _: () = assert!(core::mem::size_of::<PacketHead>() == 96 + 8 + MAX_SNAPLEN);
 const _: () = assert!(core::mem::size_of::<FilterAtom>() == 40);
 const _: () = assert!(core::mem::size_of::<Filter>() == 40 * MAX_ATOMS * MAX_TERMS + 16);
 const _: () = assert!(core::mem::size_of::<CaptureConfig>() & 7 == 0);
@@ -282,6 +303,8 @@ mod pod {
     unsafe impl aya::Pod for super::PacketEvent {}
     // SAFETY: as above.
     unsafe impl aya::Pod for super::SyncStamp {}
+    // SAFETY: as above.
+    unsafe impl aya::Pod for super::PacketHead {}
     // SAFETY: as above.
     unsafe impl aya::Pod for super::CaptureConfig {}
 }

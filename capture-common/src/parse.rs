@@ -6,7 +6,7 @@
 //! side with a bounds-checked slice read. Offsets are `u32` so the verifier
 //! sees small, bounded values.
 
-use crate::abi::flags;
+use crate::abi::{flags, MAX_SNAPLEN};
 
 /// Random-access, bounds-checked reads of a packet.
 pub trait PacketBuf {
@@ -14,6 +14,9 @@ pub trait PacketBuf {
     fn load<const N: usize>(&self, off: u32) -> Option<[u8; N]>;
     /// Length of the packet in bytes, as the hook saw it.
     fn frame_len(&self) -> u32;
+    /// Copies the first `len` bytes of the packet (`1..=MAX_SNAPLEN`, at most
+    /// [`Self::frame_len`]) into `dst`; false if they cannot be read.
+    fn copy_head(&self, dst: &mut [u8; MAX_SNAPLEN], len: u32) -> bool;
 }
 
 /// A packet held in a byte slice (user space, tests and fuzzing).
@@ -31,6 +34,41 @@ impl PacketBuf for SliceBuf<'_> {
     #[inline]
     fn frame_len(&self) -> u32 {
         u32::try_from(self.0.len()).unwrap_or(u32::MAX)
+    }
+    fn copy_head(&self, dst: &mut [u8; MAX_SNAPLEN], len: u32) -> bool {
+        let n = len as usize;
+        match self.0.get(..n) {
+            Some(src) if n <= MAX_SNAPLEN => {
+                dst[..n].copy_from_slice(src);
+                true
+            }
+            _ => false,
+        }
+    }
+}
+
+/// A packet of which only the first bytes were kept (a pcap's snap length, netlat-capture's
+/// `--snaplen`): reads stop at the kept bytes, but the frame length is the whole packet's,
+/// so what the parser derives from it (the L4 payload length) and the identity hash are
+/// those the kernel computed on the whole packet.
+pub struct CutBuf<'a> {
+    /// The kept bytes, from the Ethernet header on.
+    pub bytes: &'a [u8],
+    /// Length of the whole frame.
+    pub len: u32,
+}
+
+impl PacketBuf for CutBuf<'_> {
+    #[inline]
+    fn load<const N: usize>(&self, off: u32) -> Option<[u8; N]> {
+        SliceBuf(self.bytes).load(off)
+    }
+    #[inline]
+    fn frame_len(&self) -> u32 {
+        self.len
+    }
+    fn copy_head(&self, dst: &mut [u8; MAX_SNAPLEN], len: u32) -> bool {
+        SliceBuf(self.bytes).copy_head(dst, len)
     }
 }
 

@@ -10,13 +10,13 @@
 
 use aya_ebpf::{
     bindings::{xdp_action, TC_ACT_UNSPEC},
-    helpers::{bpf_get_smp_processor_id, bpf_ktime_get_ns},
+    helpers::{bpf_get_smp_processor_id, bpf_ktime_get_ns, bpf_skb_load_bytes},
     macros::{classifier, map, xdp},
     maps::{PerCpuArray, RingBuf},
     programs::{TcContext, XdpContext},
 };
 use capture_common::{
-    abi::{flags, hook, stat, CaptureConfig, PacketEvent, SyncStamp},
+    abi::{flags, hook, stat, CaptureConfig, PacketEvent, PacketHead, SyncStamp, MAX_SNAPLEN},
     filter, hash,
     parse::{self, PacketBuf, PacketInfo, ParseError},
     probe,
@@ -46,7 +46,7 @@ static CFG: CaptureConfig = CaptureConfig {
     n_ports: 0,
     vxlan_port: 4789,
     sync_port: 0,
-    _pad: 0,
+    snaplen: 0,
 };
 
 /// Events for user space; its size is set at load time.
@@ -95,6 +95,19 @@ impl PacketBuf for Tc<'_> {
     fn frame_len(&self) -> u32 {
         self.0.len()
     }
+    #[inline(always)]
+    fn copy_head(&self, dst: &mut [u8; MAX_SNAPLEN], len: u32) -> bool {
+        let n = verifier_len(len);
+        // SAFETY: dst holds MAX_SNAPLEN >= n bytes; the helper checks the packet bounds.
+        unsafe { bpf_skb_load_bytes(self.0.skb.skb.cast(), 0, dst.as_mut_ptr().cast(), n) == 0 }
+    }
+}
+
+/// `len` (1..=MAX_SNAPLEN) in a form the verifier can bound: a power-of-two mask.
+#[inline(always)]
+fn verifier_len(len: u32) -> u32 {
+    const _: () = assert!(MAX_SNAPLEN.is_power_of_two());
+    (len.wrapping_sub(1) & (MAX_SNAPLEN as u32 - 1)) + 1
 }
 
 struct Xdp<'a>(&'a XdpContext);
@@ -117,6 +130,14 @@ impl PacketBuf for Xdp<'_> {
     #[inline(always)]
     fn frame_len(&self) -> u32 {
         (self.0.data_end() - self.0.data()) as u32
+    }
+    #[inline(always)]
+    fn copy_head(&self, dst: &mut [u8; MAX_SNAPLEN], len: u32) -> bool {
+        let n = verifier_len(len);
+        let f: unsafe extern "C" fn(*mut core::ffi::c_void, u32, *mut core::ffi::c_void, u32) -> i64 =
+            unsafe { core::mem::transmute(189usize) };
+        // SAFETY: dst holds MAX_SNAPLEN >= n bytes; the helper checks the packet bounds.
+        unsafe { f(self.0.ctx.cast(), 0, dst.as_mut_ptr().cast(), n) == 0 }
     }
 }
 
@@ -150,11 +171,22 @@ fn try_packet<B: PacketBuf>(buf: &B, hook: u8, ifindex: u32) {
         return;
     }
     count(hook, stat::SELECTED);
+    if cfg.snaplen != 0 {
+        return write_head(buf, info, id, hook, ifindex, u32::from(cfg.snaplen));
+    }
     let Some(mut entry) = EVENTS.reserve::<PacketEvent>(0) else {
         return count(hook, stat::RINGBUF_FULL);
     };
-    let ev = entry.as_mut_ptr();
-    // SAFETY: the reservation is exactly one PacketEvent; every field is set.
+    // SAFETY: the reservation is exactly one PacketEvent.
+    unsafe { fill(entry.as_mut_ptr(), info, id, buf.frame_len(), hook, ifindex) };
+    entry.submit(0);
+    count(hook, stat::SUBMITTED);
+}
+
+/// Sets every field of the event at `ev`.
+#[inline(always)]
+unsafe fn fill(ev: *mut PacketEvent, info: &PacketInfo, id: u64, wire_len: u32, hook: u8, ifindex: u32) {
+    // SAFETY: the caller hands a reserved, writable PacketEvent.
     unsafe {
         (*ev).ts_ns = bpf_ktime_get_ns();
         (*ev).pkt_id = id;
@@ -163,7 +195,7 @@ fn try_packet<B: PacketBuf>(buf: &B, hook: u8, ifindex: u32) {
         (*ev).seq = info.seq;
         (*ev).ack = info.ack;
         (*ev).payload_len = info.payload_len;
-        (*ev).wire_len = buf.frame_len();
+        (*ev).wire_len = wire_len;
         (*ev).ifindex = ifindex;
         (*ev).ip_id = info.ip_id;
         (*ev).vni = info.vni;
@@ -177,6 +209,25 @@ fn try_packet<B: PacketBuf>(buf: &B, hook: u8, ifindex: u32) {
         (*ev).tcp_flags = info.tcp_flags;
         (*ev).flags = info.flags;
         (*ev)._pad = [0; 7];
+    }
+}
+
+/// `--snaplen`: the event followed by the packet's first bytes.
+#[inline(always)]
+fn write_head<B: PacketBuf>(buf: &B, info: &PacketInfo, id: u64, hook: u8, ifindex: u32, snaplen: u32) {
+    let Some(mut entry) = EVENTS.reserve::<PacketHead>(0) else {
+        return count(hook, stat::RINGBUF_FULL);
+    };
+    let h = entry.as_mut_ptr();
+    let frame = buf.frame_len();
+    let want = if snaplen < frame { snaplen } else { frame };
+    // SAFETY: the reservation is exactly one PacketHead; every field is set (`data` up to
+    // `len`, which is all user space reads).
+    unsafe {
+        fill(&raw mut (*h).event, info, id, frame, hook, ifindex);
+        let ok = want > 0 && buf.copy_head(&mut (*h).data, want);
+        (*h).len = if ok { verifier_len(want) } else { 0 };
+        (*h)._pad = 0;
     }
     entry.submit(0);
     count(hook, stat::SUBMITTED);

@@ -120,6 +120,10 @@ struct Cli {
     /// Hooks to attach: xdp, tc_ingress, tc_egress (comma-separated).
     #[arg(long, value_name = "LIST", value_delimiter = ',', default_value = "xdp,tc_ingress,tc_egress")]
     hooks: Vec<String>,
+    /// Keep the first N bytes of each selected packet (at most 256) in the events table's
+    /// `head` column, for `netlat-analyze export --pcapng`. Off by default: payload is private.
+    #[arg(short = 's', long, value_name = "N")]
+    snaplen: Option<u16>,
     /// Kernel ring buffer per namespace, KiB (power of two).
     #[arg(long, value_name = "KB")]
     ringbuf_kb: Option<u32>,
@@ -185,6 +189,10 @@ fn options(cli: Cli) -> anyhow::Result<Options> {
     kernel.ports[..ports.len()].copy_from_slice(&ports);
     kernel.n_ports = ports.len() as u16;
     kernel.vxlan_port = conf.vxlan_port.unwrap_or(4789);
+    kernel.snaplen = cli.snaplen.or(conf.snaplen).unwrap_or(0);
+    if usize::from(kernel.snaplen) > capture_common::abi::MAX_SNAPLEN {
+        bail!("--snaplen: {} bytes, at most {} can be kept", kernel.snaplen, capture_common::abi::MAX_SNAPLEN);
+    }
     let mut hooks = Hooks { xdp: false, tc_ingress: false, tc_egress: false };
     for h in &cli.hooks {
         match h.as_str() {
@@ -253,6 +261,7 @@ fn options(cli: Cli) -> anyhow::Result<Options> {
         ("flush_seconds", cli.flush_seconds.to_string()),
         ("tc_attach", if cli.tc_netlink { "netlink" } else { "auto" }.to_owned()),
         ("vxlan_port", kernel.vxlan_port.to_string()),
+        ("snaplen", kernel.snaplen.to_string()),
         ("config_file", cli.config.as_ref().map(|p| p.display().to_string()).unwrap_or_default()),
         ("sync_port", sync_port.to_string()),
         ("sync_peers", peers.iter().map(ToString::to_string).collect::<Vec<_>>().join(",")),

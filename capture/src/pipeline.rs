@@ -11,7 +11,7 @@ use std::sync::{
 };
 use std::time::Duration;
 
-use capture_common::abi::{hook, PacketEvent, SyncStamp};
+use capture_common::abi::{hook, PacketEvent, PacketHead, SyncStamp};
 use sync::sim::SimClock;
 
 use crate::{
@@ -36,8 +36,9 @@ pub struct Tally {
 
 /// What the reader hands the writer.
 pub enum Batch {
-    /// Packet events, tagged with their scope.
-    Events(Vec<(usize, PacketEvent)>),
+    /// Packet events, tagged with their scope, and with `--snaplen` each one's first bytes
+    /// (empty otherwise).
+    Events(Vec<(usize, PacketEvent)>, Vec<Vec<u8>>),
     /// Sync stamps, tagged with their scope.
     Sync(Vec<(usize, SyncStamp)>),
 }
@@ -45,7 +46,7 @@ pub enum Batch {
 impl Batch {
     fn is_empty(&self) -> bool {
         match self {
-            Batch::Events(v) => v.is_empty(),
+            Batch::Events(v, _) => v.is_empty(),
             Batch::Sync(v) => v.is_empty(),
         }
     }
@@ -68,12 +69,14 @@ pub fn writer_thread(
     rx: mpsc::Receiver<Batch>,
     tally: Arc<Tally>,
     delay: Duration,
+    snap: bool,
 ) -> (Rings, Result<(), RingError>) {
     let result = (|| loop {
         tally.files.store(rings.events.finished().count() as u64, Ordering::Relaxed);
         match rx.recv_timeout(Duration::from_millis(100)) {
-            Ok(Batch::Events(events)) => {
-                let batch = schema::to_batch(&host, &events, &points).expect("schema matches builder");
+            Ok(Batch::Events(events, heads)) => {
+                let heads = snap.then_some(heads.as_slice());
+                let batch = schema::to_batch(&host, &events, heads, &points).expect("schema matches builder");
                 rings.events.write(&batch)?;
                 for (_, e) in &events {
                     tally.written[usize::from(e.hook).min(hook::COUNT - 1)].fetch_add(1, Ordering::Relaxed);
@@ -108,6 +111,8 @@ pub fn writer_thread(
 pub struct Reader {
     /// The batch of events being filled.
     pub events: Vec<(usize, PacketEvent)>,
+    /// With `--snaplen`: the first bytes of each packet of `events`.
+    pub heads: Vec<Vec<u8>>,
     /// The batch of sync stamps being filled.
     pub stamps: Vec<(usize, SyncStamp)>,
     /// Synthetic clock applied to every timestamp (a test aid).
@@ -131,7 +136,16 @@ impl Reader {
                 }
             }
             while let Some(item) = s.ring.next() {
-                if item.len() >= std::mem::size_of::<PacketEvent>() {
+                if item.len() >= std::mem::size_of::<PacketHead>() {
+                    // SAFETY: the kernel wrote a whole PacketHead (`--snaplen`); unaligned read.
+                    let mut h = unsafe { std::ptr::read_unaligned(item.as_ptr().cast::<PacketHead>()) };
+                    if let Some(sim) = &self.sim {
+                        h.event.ts_ns = sim.apply(h.event.ts_ns as i64) as u64;
+                    }
+                    self.events.push((i, h.event));
+                    self.heads.push(h.data[..(h.len as usize).min(h.data.len())].to_vec());
+                    n += 1;
+                } else if item.len() >= std::mem::size_of::<PacketEvent>() {
                     // SAFETY: the kernel wrote a whole PacketEvent; unaligned read.
                     let mut e = unsafe { std::ptr::read_unaligned(item.as_ptr().cast::<PacketEvent>()) };
                     if let Some(sim) = &self.sim {
@@ -172,7 +186,7 @@ pub fn send(tx: &mpsc::SyncSender<Batch>, batch: Batch, lost: &mut Lost, block: 
         Err(TrySendError::Disconnected(b)) => (b, false),
     };
     match back {
-        Batch::Events(v) => v.iter().for_each(|(_, e)| lost.events[usize::from(e.hook).min(hook::COUNT - 1)] += 1),
+        Batch::Events(v, _) => v.iter().for_each(|(_, e)| lost.events[usize::from(e.hook).min(hook::COUNT - 1)] += 1),
         Batch::Sync(v) => lost.stamps += v.len() as u64,
     }
     alive

@@ -275,7 +275,7 @@ pub fn run(mut opts: Options) -> Result<Summary, RunError> {
     let rings = Rings {
         events: RingWriter::new(
             ring_cfg("events", opts.max_files),
-            schema::events_schema(),
+            schema::events_schema(opts.kernel.snaplen > 0),
             kv(&opts, &run_id, "events"),
         ),
         // Sync files are small and every one of them is needed to align the
@@ -286,9 +286,10 @@ pub fn run(mut opts: Options) -> Result<Summary, RunError> {
     let tally = Arc::new(Tally::default());
     let writer = {
         let (host, points, tally, delay) = (opts.host.clone(), Points::of(&scopes), tally.clone(), opts.writer_delay);
+        let snap = opts.kernel.snaplen > 0;
         std::thread::Builder::new()
             .name("netlat-writer".into())
-            .spawn(move || writer_thread(rings, host, points, rx, tally, delay))
+            .spawn(move || writer_thread(rings, host, points, rx, tally, delay, snap))
             .expect("spawn writer")
     };
 
@@ -305,8 +306,10 @@ pub fn run(mut opts: Options) -> Result<Summary, RunError> {
     }
 
     let mut lost = Lost::default();
-    let mut reader = Reader { events: Vec::with_capacity(BATCH), stamps: Vec::new(), sim };
-    let take_events = |r: &mut Reader| Batch::Events(std::mem::replace(&mut r.events, Vec::with_capacity(BATCH)));
+    let mut reader = Reader { events: Vec::with_capacity(BATCH), heads: Vec::new(), stamps: Vec::new(), sim };
+    let take_events = |r: &mut Reader| {
+        Batch::Events(std::mem::replace(&mut r.events, Vec::with_capacity(BATCH)), std::mem::take(&mut r.heads))
+    };
     let take_stamps = |r: &mut Reader| Batch::Sync(std::mem::take(&mut r.stamps));
     let mut batch_started = Instant::now();
     let start = Instant::now();

@@ -7,7 +7,7 @@ use std::{
 };
 
 use arrow::{
-    array::{ArrayRef, Int64Array, StringBuilder, UInt16Array, UInt32Array, UInt64Array, UInt8Array},
+    array::{ArrayRef, BinaryArray, Int64Array, StringBuilder, UInt16Array, UInt32Array, UInt64Array, UInt8Array},
     datatypes::{DataType, Field, Schema, SchemaRef},
     error::ArrowError,
     record_batch::RecordBatch,
@@ -26,11 +26,11 @@ pub struct PointContext {
     pub ifname: String,
 }
 
-/// Arrow schema of the `events` table.
-pub fn events_schema() -> SchemaRef {
+/// Arrow schema of the `events` table; `head` adds the `--snaplen` column.
+pub fn events_schema(head: bool) -> SchemaRef {
     use DataType::*;
     let f = |name: &str, t: DataType| Field::new(name, t, false);
-    Arc::new(Schema::new(vec![
+    let mut fields = vec![
         f("ts_ns", Int64),
         f("host", Utf8),
         f("netns", UInt64),
@@ -54,7 +54,11 @@ pub fn events_schema() -> SchemaRef {
         f("flags", UInt8),
         f("vlan", UInt16),
         f("vni", UInt32),
-    ]))
+    ];
+    if head {
+        fields.push(f("head", Binary));
+    }
+    Arc::new(Schema::new(fields))
 }
 
 /// Text form of an event address.
@@ -76,6 +80,7 @@ pub trait PointLookup {
 pub fn to_batch(
     host: &str,
     events: &[(usize, PacketEvent)],
+    heads: Option<&[Vec<u8>]>,
     points: &dyn PointLookup,
 ) -> Result<RecordBatch, ArrowError> {
     let n = events.len();
@@ -143,7 +148,11 @@ pub fn to_batch(
         col!(UInt16Array, |(_, e)| e.vlan),
         col!(UInt32Array, |(_, e)| e.vni),
     ];
-    RecordBatch::try_new(events_schema(), columns)
+    let mut columns = columns;
+    if let Some(heads) = heads {
+        columns.push(Arc::new(BinaryArray::from_iter_values(heads.iter())));
+    }
+    RecordBatch::try_new(events_schema(heads.is_some()), columns)
 }
 
 /// A lookup with one point, on ifindex 3 (for tests of the batch builders).
@@ -172,9 +181,9 @@ mod tests {
         v6.ifindex = 4;
         v6.saddr = "2001:db8::1".parse::<Ipv6Addr>().unwrap().octets();
         let pts = OnePoint(PointContext { netns: 77, ifname: "ns1/veth0".into() });
-        let b = to_batch("h1", &[(0, e), (0, v6)], &pts).unwrap();
+        let b = to_batch("h1", &[(0, e), (0, v6)], None, &pts).unwrap();
         assert_eq!(b.num_rows(), 2);
-        assert_eq!(b.num_columns(), events_schema().fields().len());
+        assert_eq!(b.num_columns(), events_schema(false).fields().len());
         let s = |name: &str| {
             b.column_by_name(name).unwrap().as_any().downcast_ref::<arrow::array::StringArray>().unwrap().clone()
         };

@@ -17,6 +17,7 @@
 //!   max_files: 10               # keep at most this many per run (tcpdump -W)
 //!   ringbuf_kb: 8192            # kernel ring buffer per namespace
 //! vxlan_port: 4789
+//! snaplen: 0                    # first bytes of each packet kept (<= 256; 0: none)
 //! sync:                         # clock-sync probes (the seed's ping_info.yaml)
 //!   port: 7310                  # UDP port of the responder; 0 turns sync off
 //!   peers: ["198.18.0.2", "198.18.0.3:7310"]   # ADDR or ADDR:PORT
@@ -49,6 +50,9 @@ pub struct CaptureConf {
     /// UDP port decapsulated as VXLAN; 0 disables.
     #[serde(default)]
     pub vxlan_port: Option<u16>,
+    /// Bytes of each selected packet to keep in the events table (0, the default: none).
+    #[serde(default)]
+    pub snaplen: Option<u16>,
     /// Clock-sync probes.
     #[serde(default)]
     pub sync: Sync,

@@ -200,7 +200,10 @@ fn read_file(path: &Path, format: Format, opts: &Options, offset: i64, src: &mut
             });
             next
         });
-        let buf = parse::SliceBuf(&eth);
+        // The length on the wire, in the Ethernet framing `eth` has: a capture cut at its
+        // snap length still parses to the whole packet's lengths and identity.
+        let wire_len = (pkt.orig_len as usize + eth.len()).saturating_sub(pkt.data.len()) as u32;
+        let buf = parse::CutBuf { bytes: &eth, len: wire_len.max(eth.len() as u32) };
         match parse::parse(&buf, opts.vxlan_port, &mut info) {
             Ok(()) => {}
             Err(parse::ParseError::NotIp) => return src.not_ip += 1,
@@ -222,7 +225,6 @@ fn read_file(path: &Path, format: Format, opts: &Options, offset: i64, src: &mut
             }
         }
         let pkt_id = hash::packet_id(&info, &hash::id_payload(&buf, &info));
-        let wire_len = pkt.orig_len + eth.len() as u32 - pkt.data.len() as u32;
         let head = eth[..eth.len().min(HEAD_BYTES)].to_vec();
         rows.push(Row { ts_ns, iface: point, info, pkt_id, wire_len, head });
         src.events += 1;
