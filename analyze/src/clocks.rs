@@ -9,7 +9,6 @@ use polars::prelude::*;
 use sync::{
     map::Piecewise,
     network::{estimate, SyncResult},
-    pair::Config,
     samples::{Hook, Stamp},
 };
 
@@ -156,11 +155,10 @@ pub fn align(
     sync_files: &mut Vec<PathBuf>,
     metas: &[PathBuf],
     skipped: &mut Vec<Skipped>,
-    cfg: &Config,
-    reference: Option<&str>,
-    same_clock: bool,
-    stated: &[String],
+    clock: &crate::ClockOptions,
 ) -> Alignment {
+    let (cfg, reference, same_clock, stated) =
+        (&clock.estimator, clock.reference.as_deref(), clock.same_clock, clock.stated.as_slice());
     // Hosts with a stated offset are aligned by the user: not estimated, not reported.
     let mut hosts: Vec<String> = event_hosts.iter().filter(|h| !stated.contains(h)).cloned().collect();
     let mut stamps = Vec::new();

@@ -124,17 +124,7 @@ fn event_host(f: &std::path::Path, hosts: &mut BTreeSet<String>) {
 /// footers and from the sync tables.
 pub fn clocks(inputs: &mut Inputs, clock: &ClockOptions) -> Alignment {
     let hosts = event_hosts(&inputs.used);
-    let reference = clock.reference.as_deref();
-    clocks::align(
-        &hosts,
-        &mut inputs.sync,
-        &inputs.meta,
-        &mut inputs.skipped,
-        &clock.estimator,
-        reference,
-        clock.same_clock,
-        &clock.stated,
-    )
+    clocks::align(&hosts, &mut inputs.sync, &inputs.meta, &mut inputs.skipped, clock)
 }
 
 /// Analyzes `inputs.used`, aligning clocks with `inputs.sync`.
@@ -155,8 +145,7 @@ pub fn analyze(
         let (sync, meta, skipped) = (&mut inputs.sync, &inputs.meta, &mut inputs.skipped);
         let align = |points: &[matching::Point]| {
             let hosts: BTreeSet<String> = points.iter().map(|p| p.host.clone()).collect();
-            let reference = clock.reference.as_deref();
-            clocks::align(&hosts, sync, meta, skipped, &clock.estimator, reference, clock.same_clock, &clock.stated)
+            clocks::align(&hosts, sync, meta, skipped, clock)
         };
         let result =
             input::guard(|| matching::scan_files(&inputs.used).and_then(|lf| matching::analyze(lf, opts, align)))

@@ -11,7 +11,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use arrow::array::{Array, AsArray};
+use arrow::array::AsArray;
 use arrow::compute::cast;
 use arrow::datatypes::{DataType, Int64Type, UInt64Type};
 use lab::testing::kernel_test;

@@ -309,7 +309,9 @@ pub fn load(inputs: &mut Inputs, opts: &Options) -> Result<Loaded, TableError> {
 fn resolve_directions(data: &mut [(PathBuf, Source, FileData)]) -> Vec<u64> {
     // (session, seq, idx) → per file: (probe ts, reply ts).
     type Key = (u64, u64, u8);
-    let mut seen: BTreeMap<Key, Vec<(usize, Option<i64>, Option<i64>)>> = BTreeMap::new();
+    /// A file, and its probe and reply stamps of one exchange.
+    type Sighting = (usize, Option<i64>, Option<i64>);
+    let mut seen: BTreeMap<Key, Vec<Sighting>> = BTreeMap::new();
     for (f, (_, _, d)) in data.iter().enumerate() {
         for s in d.sync.iter().filter(|s| s.dir.is_none()) {
             let key = (s.header.session, s.header.seq, s.header.idx);

@@ -6,7 +6,7 @@
 
 use super::*;
 use crate::{
-    abi::{atom, flags, CaptureConfig, Filter, FilterAtom, ID_PAYLOAD_BYTES, MAX_ATOMS, MAX_PORTS, MAX_TERMS},
+    abi::{atom, flags, CaptureConfig, Filter, FilterAtom, MAX_ATOMS, MAX_PORTS, MAX_TERMS},
     filter, hash,
 };
 use std::net::{Ipv4Addr, Ipv6Addr};
