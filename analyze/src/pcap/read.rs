@@ -140,6 +140,21 @@ impl Chunks {
     }
 }
 
+impl Chunks {
+    /// After a parser asked for `needed` bytes at `offset`: reads more. True to parse
+    /// again, false at a clean end of file; an error if the file ends inside the record.
+    fn refill(&mut self, needed: usize, offset: u64) -> Result<bool, ReadError> {
+        if self.more(needed)? && !(self.eof && self.buf.len() - self.start < needed) {
+            return Ok(true);
+        }
+        let present = self.buf.len() - self.start;
+        if present == 0 {
+            return Ok(false);
+        }
+        Err(ReadError::Truncated { offset, needed, present })
+    }
+}
+
 /// Reads every packet of `path` in file order, calling `each` for each. Returns the
 /// interfaces, and the error that stopped reading early, if any: the packets before it
 /// were delivered.
@@ -193,14 +208,10 @@ fn read_pcap(
                     let reason = format!("record of {needed} bytes, more than the snap length {snaplen} allows");
                     return Err((ifaces, ReadError::Malformed { offset, reason }));
                 }
-                if !ch.more(needed).map_err(|e| (ifaces.clone(), e.into()))?
-                    || ch.eof && ch.buf.len() - ch.start < needed
-                {
-                    if ch.buf.len() == ch.start {
-                        return Ok(ifaces);
-                    }
-                    let present = ch.buf.len() - ch.start;
-                    return Err((ifaces, ReadError::Truncated { offset, needed, present }));
+                match ch.refill(needed, offset) {
+                    Ok(true) => {}
+                    Ok(false) => return Ok(ifaces),
+                    Err(e) => return Err((ifaces, e)),
                 }
             }
             Err(e) => return Err((ifaces, ReadError::Malformed { offset, reason: e.to_string() })),
@@ -267,17 +278,11 @@ fn read_pcapng(
                 }
                 ch.start += used;
             }
-            Err(PcapNgParseError::IncompleteBuffer(needed, _)) => {
-                if !ch.more(needed).map_err(|e| (ifaces.clone(), e.into()))?
-                    || ch.eof && ch.buf.len() - ch.start < needed
-                {
-                    if ch.buf.len() == ch.start {
-                        return Ok(ifaces);
-                    }
-                    let present = ch.buf.len() - ch.start;
-                    return Err((ifaces, ReadError::Truncated { offset, needed, present }));
-                }
-            }
+            Err(PcapNgParseError::IncompleteBuffer(needed, _)) => match ch.refill(needed, offset) {
+                Ok(true) => {}
+                Ok(false) => return Ok(ifaces),
+                Err(e) => return Err((ifaces, e)),
+            },
             Err(e) => return Err((ifaces, ReadError::Malformed { offset, reason: e.to_string() })),
         }
     }
