@@ -9,6 +9,7 @@
 
 pub mod accounting;
 pub mod benchanalyze;
+pub mod benchcapture;
 pub mod bins;
 pub mod capture;
 pub mod collect;

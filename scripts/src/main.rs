@@ -176,6 +176,31 @@ enum Cmd {
         #[arg(long, default_value = "python3")]
         python: String,
     },
+    /// Capture overhead benchmark: UDP flood packets/s with no capture, netlat on every
+    /// packet, netlat sampled and tcpdump; per-hook cost; sockperf latency (BENCHMARKS.md).
+    BenchCapture {
+        /// Seconds of flood per measurement.
+        #[arg(long, default_value_t = 5.0)]
+        seconds: f64,
+        /// Rounds; every configuration runs once per round, medians are reported.
+        #[arg(long, default_value_t = 3)]
+        rounds: usize,
+        /// N of the sampled configuration (--sample N).
+        #[arg(long, default_value_t = 10)]
+        sample: u64,
+        /// UDP payload bytes.
+        #[arg(long, default_value_t = 64)]
+        size: usize,
+        /// Seconds of sockperf ping-pong per measurement (0 skips it).
+        #[arg(long, default_value_t = 5)]
+        sockperf_seconds: u64,
+        /// Work folder for the captures (removed after each measurement).
+        #[arg(long, default_value = "/tmp/netlat-bench-capture")]
+        dir: PathBuf,
+        /// Also write the report (markdown) here.
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -387,6 +412,16 @@ fn main() -> ExitCode {
             }
             let cfg = lab::benchanalyze::BenchConfig { sizes, runs, dir, keep, python };
             lab::benchanalyze::run(&cfg).map(|report| println!("{report}"))
+        }
+        Cmd::BenchCapture { seconds, rounds, sample, size, sockperf_seconds, dir, out } => {
+            let cfg = lab::benchcapture::Config { seconds, rounds: rounds.max(1), sample, size, sockperf_seconds, dir };
+            lab::benchcapture::run(&cfg).and_then(|report| {
+                println!("{report}");
+                match out {
+                    Some(p) => std::fs::write(&p, report).with_context(|| p.display().to_string()),
+                    None => Ok(()),
+                }
+            })
         }
         Cmd::Cleanup => topo::cleanup_stale().map(|v| {
             for n in v {
