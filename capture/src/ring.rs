@@ -152,6 +152,13 @@ impl RingWriter {
             // Timestamps grow steadily: delta encoding beats dictionaries.
             .set_column_dictionary_enabled(ColumnPath::from("ts_ns"), false)
             .set_column_encoding(ColumnPath::from("ts_ns"), Encoding::DELTA_BINARY_PACKED)
+            // Identity hashes are random: a dictionary only costs time (zstd still finds
+            // the repeats of one packet at several hooks).
+            .set_column_dictionary_enabled(ColumnPath::from("pkt_id"), false)
+            // Per-packet counters: as random as the identity within a busy capture.
+            .set_column_dictionary_enabled(ColumnPath::from("ip_id"), false)
+            .set_column_dictionary_enabled(ColumnPath::from("tcp_seq"), false)
+            .set_column_dictionary_enabled(ColumnPath::from("tcp_ack"), false)
             .build()
     }
 

@@ -21,6 +21,9 @@ use anyhow::{bail, Context as _};
 
 use crate::{capture::Capture, netns::run_in, Lab};
 
+/// Events per batch, as the capture hands them to its writer.
+const BATCH_EVENTS: usize = capture::pipeline::BATCH;
+
 /// Settings of one benchmark run.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -391,6 +394,12 @@ pub fn run(cfg: &Config) -> anyhow::Result<String> {
     for ((name, ns, runs), (_, ns_s, _)) in full.iter().zip(&sampled) {
         let _ = writeln!(md, "| {name} | {ns:.0} | {ns_s:.0} | {runs} |");
     }
+    let (rate, bpe) = writer_rate(&cfg.dir.join("writer"), 10_000_000)?;
+    let _ = writeln!(
+        md,
+        "\nThe capture's writer alone (Arrow batches + rotating Parquet, one thread, 10 M synthetic flood events): {:.2} M events/s per core of CPU time, {bpe:.1} bytes/event on disk.",
+        rate / 1e6
+    );
     if cfg.sockperf_seconds > 0 {
         let _ = writeln!(
             md,
@@ -419,4 +428,86 @@ pub fn run(cfg: &Config) -> anyhow::Result<String> {
     }
     drop(lab);
     Ok(md)
+}
+
+/// The capture's writer alone, on one thread: `events` synthetic events (a flood's shape:
+/// one flow, three hooks, 1 µs apart, random identities) turned into Arrow batches of the
+/// capture's size and written through its rotating Parquet writer with its default
+/// settings. Returns (events per second of thread CPU time, bytes per event on disk).
+pub fn writer_rate(dir: &Path, events: u64) -> anyhow::Result<(f64, f64)> {
+    use capture::{
+        loader::Points,
+        ring::{RingConfig, RingWriter},
+        schema::{events_schema, to_batch, PointContext},
+    };
+    use capture_common::abi::PacketEvent;
+    let _ = std::fs::remove_dir_all(dir);
+    std::fs::create_dir_all(dir)?;
+    let cfg = RingConfig {
+        dir: dir.to_owned(),
+        prefix: "bench-run".into(),
+        table: "events",
+        max_bytes: 64 << 20,
+        max_age: Duration::from_secs(3600),
+        max_files: 0,
+        flush_every: Duration::from_secs(5),
+    };
+    let kv = vec![parquet::file::metadata::KeyValue::new("netlat.schema_version".into(), "1".to_owned())];
+    let mut ring = RingWriter::new(cfg, events_schema(false), kv);
+    let points =
+        Points(vec![[(2u32, PointContext { netns: 4026531840, ifname: "veth0".into() })].into_iter().collect()]);
+    let mut x: u64 = 0x2545_F491_4F6C_DD1D;
+    let mut batch = Vec::with_capacity(BATCH_EVENTS);
+    let cpu = || {
+        // SAFETY: getrusage on this thread with a valid out pointer.
+        let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+        unsafe { libc::getrusage(libc::RUSAGE_THREAD, &mut ru) };
+        let t = |v: libc::timeval| v.tv_sec as f64 + v.tv_usec as f64 / 1e6;
+        t(ru.ru_utime) + t(ru.ru_stime)
+    };
+    let start = cpu();
+    let mut saddr = [0u8; 16];
+    saddr[..4].copy_from_slice(&[198, 18, 0, 1]);
+    let mut daddr = saddr;
+    daddr[3] = 2;
+    for i in 0..events {
+        // One identity per packet, seen at its three hooks.
+        if i % 3 == 0 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+        }
+        let pkt = i / 3;
+        batch.push((
+            0,
+            PacketEvent {
+                ts_ns: 1_000_000_000 + pkt * 1000 + (i % 3) * 300,
+                pkt_id: x | 1,
+                saddr,
+                daddr,
+                payload_len: 64,
+                wire_len: 106,
+                ifindex: 2,
+                ip_id: pkt as u32 & 0xFFFF,
+                sport: 40000,
+                dport: 9,
+                hook: (i % 3) as u8,
+                family: 4,
+                proto: 17,
+                ..Default::default()
+            },
+        ));
+        if batch.len() == BATCH_EVENTS {
+            ring.write(&to_batch("bench", &batch, None, &points)?)?;
+            batch.clear();
+        }
+    }
+    if !batch.is_empty() {
+        ring.write(&to_batch("bench", &batch, None, &points)?)?;
+    }
+    ring.rotate()?;
+    let secs = cpu() - start;
+    let bytes = dir_bytes(dir);
+    let _ = std::fs::remove_dir_all(dir);
+    Ok((events as f64 / secs, bytes as f64 / events as f64))
 }

@@ -200,6 +200,9 @@ enum Cmd {
         /// Also write the report (markdown) here.
         #[arg(long)]
         out: Option<PathBuf>,
+        /// Only the writer-rate measurement (no lab, no root needed).
+        #[arg(long)]
+        writer_only: bool,
     },
 }
 
@@ -413,7 +416,11 @@ fn main() -> ExitCode {
             let cfg = lab::benchanalyze::BenchConfig { sizes, runs, dir, keep, python };
             lab::benchanalyze::run(&cfg).map(|report| println!("{report}"))
         }
-        Cmd::BenchCapture { seconds, rounds, sample, size, sockperf_seconds, dir, out } => {
+        Cmd::BenchCapture { writer_only: true, dir, .. } => {
+            lab::benchcapture::writer_rate(&dir.join("writer"), 10_000_000)
+                .map(|(rate, bpe)| println!("writer: {:.2} M events/s per core, {bpe:.1} bytes/event", rate / 1e6))
+        }
+        Cmd::BenchCapture { seconds, rounds, sample, size, sockperf_seconds, dir, out, .. } => {
             let cfg = lab::benchcapture::Config { seconds, rounds: rounds.max(1), sample, size, sockperf_seconds, dir };
             lab::benchcapture::run(&cfg).and_then(|report| {
                 println!("{report}");
