@@ -21,6 +21,7 @@
 pub mod filter {
     pub use capture_common::compile::*;
 }
+pub mod btf;
 pub mod loader;
 pub mod meta;
 pub mod netns;
