@@ -12,10 +12,18 @@ pub mod hook {
     pub const TC_INGRESS: u8 = 1;
     /// TC clsact egress (before the qdisc).
     pub const TC_EGRESS: u8 = 2;
+    /// Tracepoint `net:net_dev_queue`: the stack hands the packet to the device layer
+    /// (`__dev_queue_xmit`, before TC egress and the qdisc).
+    pub const NET_DEV_QUEUE: u8 = 3;
+    /// Tracepoint `net:net_dev_start_xmit`: the qdisc hands the packet to the driver.
+    pub const NET_DEV_START_XMIT: u8 = 4;
+    /// Tracepoint `net:netif_receive_skb`: the driver hands the packet to the stack.
+    pub const NETIF_RECEIVE_SKB: u8 = 5;
     /// Number of packet hooks; sizes the per-hook statistics.
-    pub const COUNT: usize = 3;
+    pub const COUNT: usize = 6;
     /// Names used in Parquet and on the command line, indexed by hook id.
-    pub const NAMES: [&str; COUNT] = ["xdp", "tc_ingress", "tc_egress"];
+    pub const NAMES: [&str; COUNT] =
+        ["xdp", "tc_ingress", "tc_egress", "net_dev_queue", "net_dev_start_xmit", "netif_receive_skb"];
 }
 
 /// Per-hook counters kept in a per-CPU array: index `hook * COUNT + stat`.

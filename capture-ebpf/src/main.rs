@@ -11,13 +11,14 @@
 use aya_ebpf::{
     bindings::{xdp_action, TC_ACT_UNSPEC},
     helpers::{bpf_get_smp_processor_id, bpf_ktime_get_ns, bpf_skb_load_bytes},
-    macros::{classifier, map, xdp},
+    macros::{btf_tracepoint, classifier, map, xdp},
     maps::{PerCpuArray, RingBuf},
-    programs::{TcContext, XdpContext},
+    programs::{BtfTracePointContext, TcContext, XdpContext},
 };
 use capture_common::{
     abi::{flags, hook, stat, CaptureConfig, PacketEvent, PacketHead, SyncStamp, MAX_SNAPLEN},
     filter, hash,
+    offsets::StackConfig,
     parse::{self, PacketBuf, PacketInfo, ParseError},
     probe,
 };
@@ -47,6 +48,22 @@ static CFG: CaptureConfig = CaptureConfig {
     vxlan_port: 4789,
     sync_port: 0,
     snaplen: 0,
+};
+
+/// Kernel structure offsets and the namespace of this copy, for the stack tracepoints;
+/// `EbpfLoader::override_global("STACK", ..)` replaces it.
+#[unsafe(no_mangle)]
+static STACK: StackConfig = StackConfig {
+    netns: 0,
+    skb_head: 0,
+    skb_data: 0,
+    skb_len: 0,
+    skb_mac_header: 0,
+    skb_dev: 0,
+    dev_ifindex: 0,
+    dev_nd_net: 0,
+    net_inum: 0,
+    _pad: [0; 4],
 };
 
 /// Events for user space; its size is set at load time.
@@ -296,6 +313,111 @@ pub fn netlat_tc_out(ctx: TcContext) -> i32 {
     let ifindex = unsafe { (*ctx.skb.skb).ifindex };
     try_packet(&Tc(&ctx), hook::TC_EGRESS, ifindex);
     TC_ACT_UNSPEC
+}
+
+/// The stack configuration, read like [`cfg`].
+#[inline(always)]
+fn stack() -> &'static StackConfig {
+    let p: *const StackConfig = &STACK;
+    // SAFETY: reads a valid pointer to a static back from the stack.
+    unsafe { &*core::ptr::read_volatile(&p) }
+}
+
+/// Reads a `T` at `base + off` of kernel memory.
+#[inline(always)]
+fn kread<T>(base: *const u8, off: u16) -> Option<T> {
+    // SAFETY: bpf_probe_read_kernel checks the address; a bad one is an error, not a fault.
+    unsafe { aya_ebpf::helpers::bpf_probe_read_kernel(base.add(usize::from(off)).cast::<T>()).ok() }
+}
+
+/// A packet in an `sk_buff`, seen from a tracepoint: read with `bpf_probe_read_kernel`
+/// from its link-layer header on.
+struct Skb {
+    frame: *const u8,
+    len: u32,
+}
+
+impl PacketBuf for Skb {
+    #[inline(always)]
+    fn load<const N: usize>(&self, off: u32) -> Option<[u8; N]> {
+        // No comparison with `len` here: each one doubles the verifier's states through
+        // the parser's loops (it ran out of its budget). The parser bounds what it derives
+        // from the headers by `frame_len`, and a read past the end of the buffer's memory
+        // fails in the helper.
+        kread_at::<N>(self.frame, off)
+    }
+    #[inline(always)]
+    fn frame_len(&self) -> u32 {
+        self.len
+    }
+    #[inline(always)]
+    fn copy_head(&self, dst: &mut [u8; MAX_SNAPLEN], len: u32) -> bool {
+        let n = verifier_len(len);
+        // SAFETY: dst holds MAX_SNAPLEN >= n bytes; the helper checks the source address.
+        unsafe {
+            aya_ebpf::helpers::generated::bpf_probe_read_kernel(dst.as_mut_ptr().cast(), n, self.frame.cast()) == 0
+        }
+    }
+}
+
+/// `N` bytes at `base + off` (a 32-bit offset, unlike [`kread`]).
+#[inline(always)]
+fn kread_at<const N: usize>(base: *const u8, off: u32) -> Option<[u8; N]> {
+    // SAFETY: as in kread.
+    unsafe { aya_ebpf::helpers::bpf_probe_read_kernel(base.add(off as usize).cast::<[u8; N]>()).ok() }
+}
+
+/// Records the packet of the `sk_buff` at `skb` at stack hook `hook`, if it belongs to this
+/// copy's namespace.
+#[inline(always)]
+fn stack_packet(skb: *const u8, hook: u8) {
+    let st = stack();
+    let Some(dev) = kread::<*const u8>(skb, st.skb_dev) else { return };
+    if dev.is_null() {
+        return;
+    }
+    let Some(net) = kread::<*const u8>(dev, st.dev_nd_net) else { return };
+    if kread::<u32>(net, st.net_inum) != Some(st.netns) {
+        return;
+    }
+    let ifindex = kread::<i32>(dev, st.dev_ifindex).unwrap_or(0) as u32;
+    let (Some(head), Some(data), Some(len), Some(mac)) = (
+        kread::<*const u8>(skb, st.skb_head),
+        kread::<*const u8>(skb, st.skb_data),
+        kread::<u32>(skb, st.skb_len),
+        kread::<u16>(skb, st.skb_mac_header),
+    ) else {
+        return;
+    };
+    // From the link-layer header when it is set (always, at these tracepoints on Ethernet
+    // devices), so the parser and identity are those of the XDP and TC hooks.
+    let frame = if mac != 0xffff { unsafe { head.add(usize::from(mac)) } } else { data };
+    let before = (data as usize).wrapping_sub(frame as usize) as u32;
+    if before > 0xffff {
+        return;
+    }
+    try_packet(&Skb { frame, len: len + before }, hook, ifindex);
+}
+
+/// `net:net_dev_queue`: the packet enters the device layer (`__dev_queue_xmit`).
+#[btf_tracepoint(function = "net_dev_queue")]
+pub fn netlat_net_dev_queue(ctx: BtfTracePointContext) -> i32 {
+    stack_packet(ctx.arg::<*const u8>(0), hook::NET_DEV_QUEUE);
+    0
+}
+
+/// `net:net_dev_start_xmit`: the qdisc hands the packet to the driver.
+#[btf_tracepoint(function = "net_dev_start_xmit")]
+pub fn netlat_net_dev_start_xmit(ctx: BtfTracePointContext) -> i32 {
+    stack_packet(ctx.arg::<*const u8>(0), hook::NET_DEV_START_XMIT);
+    0
+}
+
+/// `net:netif_receive_skb`: the driver hands a received packet to the stack.
+#[btf_tracepoint(function = "netif_receive_skb")]
+pub fn netlat_netif_receive_skb(ctx: BtfTracePointContext) -> i32 {
+    stack_packet(ctx.arg::<*const u8>(0), hook::NETIF_RECEIVE_SKB);
+    0
 }
 
 #[cfg(not(test))]

@@ -263,5 +263,22 @@ impl Btf {
     }
 }
 
+/// The offsets the stack-layer programs need, for namespace `netns`.
+pub fn stack_config(btf: &Btf, netns: u32) -> Result<capture_common::offsets::StackConfig, BtfError> {
+    let off = |ty: &str, m: &str| btf.member(ty, m).map(|f| f.offset as u16);
+    Ok(capture_common::offsets::StackConfig {
+        netns,
+        skb_head: off("sk_buff", "head")?,
+        skb_data: off("sk_buff", "data")?,
+        skb_len: off("sk_buff", "len")?,
+        skb_mac_header: off("sk_buff", "mac_header")?,
+        skb_dev: off("sk_buff", "dev")?,
+        dev_ifindex: off("net_device", "ifindex")?,
+        dev_nd_net: off("net_device", "nd_net")?,
+        net_inum: off("net", "ns.inum")?,
+        _pad: [0; 4],
+    })
+}
+
 #[cfg(test)]
 mod tests;

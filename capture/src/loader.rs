@@ -11,7 +11,7 @@ use aya::{
     maps::{MapData, PerCpuArray, RingBuf},
     programs::{
         tc::{NlOptions, SchedClassifier, TcAttachOptions, TcError},
-        TcAttachType, Xdp, XdpMode,
+        BtfTracePoint, TcAttachType, Xdp, XdpMode,
     },
     Ebpf, EbpfLoader,
 };
@@ -69,16 +69,26 @@ pub struct Hooks {
     pub tc_ingress: bool,
     /// TC egress.
     pub tc_egress: bool,
+    /// The stack tracepoints (`--layers stack`): net_dev_queue, net_dev_start_xmit,
+    /// netif_receive_skb, for every interface of the namespace.
+    pub stack: bool,
 }
 
 impl Hooks {
     /// Names of the selected hooks.
     pub fn names(&self) -> Vec<String> {
-        [(self.xdp, hook::XDP), (self.tc_ingress, hook::TC_INGRESS), (self.tc_egress, hook::TC_EGRESS)]
-            .iter()
-            .filter(|(on, _)| *on)
-            .map(|(_, h)| hook::NAMES[usize::from(*h)].to_owned())
-            .collect()
+        [
+            (self.xdp, hook::XDP),
+            (self.tc_ingress, hook::TC_INGRESS),
+            (self.tc_egress, hook::TC_EGRESS),
+            (self.stack, hook::NET_DEV_QUEUE),
+            (self.stack, hook::NET_DEV_START_XMIT),
+            (self.stack, hook::NETIF_RECEIVE_SKB),
+        ]
+        .iter()
+        .filter(|(on, _)| *on)
+        .map(|(_, h)| hook::NAMES[usize::from(*h)].to_owned())
+        .collect()
     }
 }
 
@@ -117,14 +127,23 @@ fn load_err(netns: &Netns) -> impl FnOnce(anyhow::Error) -> LoadError + '_ {
 }
 
 impl Scope {
-    /// Loads the programs with `cfg` into `netns`'s scope.
-    pub fn load(netns: Netns, cfg: &CaptureConfig, ringbuf_bytes: u32) -> Result<Self, LoadError> {
+    /// Loads the programs with `cfg` into `netns`'s scope; with `stack`, also the stack
+    /// tracepoint programs, attached at once (tracepoints have no interface), recording this
+    /// namespace's packets only.
+    pub fn load(netns: Netns, cfg: &CaptureConfig, ringbuf_bytes: u32, stack: bool) -> Result<Self, LoadError> {
         if EBPF_OBJ.is_empty() {
             return Err(LoadError::NoObject);
         }
         raise_memlock();
+        let btf = if stack {
+            let b = crate::btf::Btf::kernel().map_err(|e| load_err(&netns)(e.into()))?;
+            Some(crate::btf::stack_config(&b, netns.inode as u32).map_err(|e| load_err(&netns)(e.into()))?)
+        } else {
+            None
+        };
         let mut ebpf = EbpfLoader::new()
             .override_global("CFG", cfg, true)
+            .override_global("STACK", &btf.unwrap_or_default(), true)
             .map_max_entries("EVENTS", ringbuf_bytes)
             .load(EBPF_OBJ)
             .map_err(|e| load_err(&netns)(e.into()))?;
@@ -138,6 +157,20 @@ impl Scope {
                 anyhow::Error::new(e).context("netlat_xdp (XDP needs Linux >= 5.18 for bpf_xdp_load_bytes)"),
             )
         })?;
+        if stack {
+            let kernel_btf = aya::Btf::from_sys_fs().map_err(|e| load_err(&netns)(e.into()))?;
+            for (name, tp) in [
+                ("netlat_net_dev_queue", "net_dev_queue"),
+                ("netlat_net_dev_start_xmit", "net_dev_start_xmit"),
+                ("netlat_netif_receive_skb", "netif_receive_skb"),
+            ] {
+                let p: &mut BtfTracePoint = program(&mut ebpf, name).map_err(load_err(&netns))?;
+                p.load(tp, &kernel_btf)
+                    .map_err(|e| load_err(&netns)(anyhow::Error::new(e).context(format!("tp_btf {tp}"))))?;
+                p.attach()
+                    .map_err(|e| load_err(&netns)(anyhow::Error::new(e).context(format!("attaching tp_btf {tp}"))))?;
+            }
+        }
         let ring = RingBuf::try_from(ebpf.take_map("EVENTS").expect("EVENTS map in object"))
             .map_err(|e| load_err(&netns)(e.into()))?;
         let sync_ring = RingBuf::try_from(ebpf.take_map("SYNC_EVENTS").expect("SYNC_EVENTS map in object"))

@@ -124,6 +124,11 @@ struct Cli {
     /// `head` column, for `netlat-analyze export --pcapng`. Off by default: payload is private.
     #[arg(short = 's', long, value_name = "N")]
     snaplen: Option<u16>,
+    /// Layers to record: `wire` (XDP and TC, the default) or `stack` (also the kernel's
+    /// device-layer tracepoints net_dev_queue, net_dev_start_xmit and netif_receive_skb, for
+    /// every interface of each captured namespace).
+    #[arg(long, value_name = "PRESET", default_value = "wire")]
+    layers: String,
     /// Kernel ring buffer per namespace, KiB (power of two).
     #[arg(long, value_name = "KB")]
     ringbuf_kb: Option<u32>,
@@ -193,7 +198,12 @@ fn options(cli: Cli) -> anyhow::Result<Options> {
     if usize::from(kernel.snaplen) > capture_common::abi::MAX_SNAPLEN {
         bail!("--snaplen: {} bytes, at most {} can be kept", kernel.snaplen, capture_common::abi::MAX_SNAPLEN);
     }
-    let mut hooks = Hooks { xdp: false, tc_ingress: false, tc_egress: false };
+    let stack = match cli.layers.as_str() {
+        "wire" => false,
+        "stack" => true,
+        other => bail!("--layers: unknown preset {other:?} (known: wire, stack)"),
+    };
+    let mut hooks = Hooks { xdp: false, tc_ingress: false, tc_egress: false, stack };
     for h in &cli.hooks {
         match h.as_str() {
             "xdp" => hooks.xdp = true,
@@ -262,6 +272,7 @@ fn options(cli: Cli) -> anyhow::Result<Options> {
         ("tc_attach", if cli.tc_netlink { "netlink" } else { "auto" }.to_owned()),
         ("vxlan_port", kernel.vxlan_port.to_string()),
         ("snaplen", kernel.snaplen.to_string()),
+        ("layers", cli.layers.clone()),
         ("config_file", cli.config.as_ref().map(|p| p.display().to_string()).unwrap_or_default()),
         ("sync_port", sync_port.to_string()),
         ("sync_peers", peers.iter().map(ToString::to_string).collect::<Vec<_>>().join(",")),

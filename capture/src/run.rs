@@ -200,7 +200,7 @@ pub fn run(mut opts: Options) -> Result<Summary, RunError> {
         let idx = match scopes.iter().position(|s| s.netns.inode == ns.inode) {
             Some(i) => i,
             None => {
-                scopes.push(Scope::load(ns, &opts.kernel, opts.ringbuf_bytes)?);
+                scopes.push(Scope::load(ns, &opts.kernel, opts.ringbuf_bytes, opts.hooks.stack)?);
                 scopes.len() - 1
             }
         };
