@@ -11,7 +11,7 @@
 //! * [`hash`]: the packet identity hash and consistent sampling;
 //! * [`filter`]: evaluation of a compiled filter expression;
 //! * [`probe`]: the wire format of clock-sync probes;
-//! * [`offsets`]: kernel structure offsets for the stack-layer tracepoint programs;
+//! * [`offsets`]: kernel structure field offsets, read from BTF at load time;
 //! * `compile` (feature `std`, user space only): the compiler of filter expressions into the
 //!   table [`filter`] evaluates, shared by the capture and the analyzer.
 #![cfg_attr(not(test), no_std)]

@@ -14,7 +14,9 @@
 //! * [`meta`]: the run-metadata record;
 //! * [`pipeline`]: kernel ring buffers → batches → the Parquet writer thread;
 //! * [`run`]: one capture run, end to end;
-//! * [`preflight`]: what the machine lacks, said plainly.
+//! * [`preflight`]: what the machine lacks, said plainly;
+//! * [`btf`]: the running kernel's type information (field offsets, functions, tracepoints);
+//! * [`probes`]: which probe points of the catalog (`conf/probes.yaml`) this kernel allows.
 #![deny(missing_docs)]
 
 /// The filter-expression compiler (re-exported from `capture_common::compile`).
@@ -27,6 +29,7 @@ pub mod meta;
 pub mod netns;
 pub mod pipeline;
 pub mod preflight;
+pub mod probes;
 pub mod qdisc;
 pub mod recover;
 pub mod ring;

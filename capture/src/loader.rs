@@ -136,8 +136,8 @@ impl Scope {
         }
         raise_memlock();
         let btf = if stack {
-            let b = crate::btf::Btf::kernel().map_err(|e| load_err(&netns)(e.into()))?;
-            Some(crate::btf::stack_config(&b, netns.inode as u32).map_err(|e| load_err(&netns)(e.into()))?)
+            let b = crate::btf::Btf::from_sys_fs().map_err(|e| load_err(&netns)(e.into()))?;
+            Some(crate::btf::offsets::stack_config(&b, netns.inode as u32).map_err(|e| load_err(&netns)(e.into()))?)
         } else {
             None
         };

@@ -12,10 +12,12 @@ use anyhow::bail;
 use capture::{
     loader::Hooks,
     netns::IfaceSpec,
+    probes,
     run::{self, Options, RunError},
 };
 use capture_common::{abi::CaptureConfig, hash::threshold_one_in};
 use clap::Parser;
+use conf::probes::{Catalog, Preset};
 
 const AFTER_HELP: &str = "\
 FILTER is a tcpdump-like expression, e.g. 'udp and port 5001', 'host 198.18.0.2 and not icmp',
@@ -84,7 +86,7 @@ fn recover(cli: RecoverCli) -> ExitCode {
 #[command(name = "netlat-capture", version, after_help = AFTER_HELP)]
 struct Cli {
     /// Interface to capture on, IFACE or NETNS/IFACE (repeatable).
-    #[arg(short = 'i', long = "interface", value_name = "[NETNS/]IFACE", required = true)]
+    #[arg(short = 'i', long = "interface", value_name = "[NETNS/]IFACE", required_unless_present = "list_probes")]
     interfaces: Vec<String>,
     /// Output folder (created if missing).
     #[arg(short = 'w', long = "write", value_name = "DIR", default_value = ".")]
@@ -120,15 +122,21 @@ struct Cli {
     /// Hooks to attach: xdp, tc_ingress, tc_egress (comma-separated).
     #[arg(long, value_name = "LIST", value_delimiter = ',', default_value = "xdp,tc_ingress,tc_egress")]
     hooks: Vec<String>,
+    /// Probe points inside the host: wire (XDP, TC), stack (+ TCP, IP, qdisc,
+    /// driver tracepoints), socket (+ socket layer), all (+ scheduler, drops,
+    /// fentry/kprobe). Default wire. See docs/probes.md.
+    #[arg(long, value_name = "PRESET")]
+    layers: Option<conf::probes::Preset>,
+    /// Probe catalog (default: conf/probes.yaml, built in).
+    #[arg(long = "probes", value_name = "FILE")]
+    probes_file: Option<PathBuf>,
+    /// List the probes of --layers (default: all) with their availability on this kernel, and exit.
+    #[arg(long)]
+    list_probes: bool,
     /// Keep the first N bytes of each selected packet (at most 256) in the events table's
     /// `head` column, for `netlat-analyze export --pcapng`. Off by default: payload is private.
     #[arg(short = 's', long, value_name = "N")]
     snaplen: Option<u16>,
-    /// Layers to record: `wire` (XDP and TC, the default) or `stack` (also the kernel's
-    /// device-layer tracepoints net_dev_queue, net_dev_start_xmit and netif_receive_skb, for
-    /// every interface of each captured namespace).
-    #[arg(long, value_name = "PRESET", default_value = "wire")]
-    layers: String,
     /// Kernel ring buffer per namespace, KiB (power of two).
     #[arg(long, value_name = "KB")]
     ringbuf_kb: Option<u32>,
@@ -173,7 +181,7 @@ struct Cli {
     filter: Vec<String>,
 }
 
-fn options(cli: Cli) -> anyhow::Result<Options> {
+fn options(cli: Cli) -> anyhow::Result<(Options, Catalog, Preset)> {
     let conf = match &cli.config {
         Some(p) => conf::capture::CaptureConf::load(p)?,
         None => conf::capture::CaptureConf::default(),
@@ -198,12 +206,7 @@ fn options(cli: Cli) -> anyhow::Result<Options> {
     if usize::from(kernel.snaplen) > capture_common::abi::MAX_SNAPLEN {
         bail!("--snaplen: {} bytes, at most {} can be kept", kernel.snaplen, capture_common::abi::MAX_SNAPLEN);
     }
-    let stack = match cli.layers.as_str() {
-        "wire" => false,
-        "stack" => true,
-        other => bail!("--layers: unknown preset {other:?} (known: wire, stack)"),
-    };
-    let mut hooks = Hooks { xdp: false, tc_ingress: false, tc_egress: false, stack };
+    let mut hooks = Hooks { xdp: false, tc_ingress: false, tc_egress: false, stack: false };
     for h in &cli.hooks {
         match h.as_str() {
             "xdp" => hooks.xdp = true,
@@ -258,6 +261,11 @@ fn options(cli: Cli) -> anyhow::Result<Options> {
         gap: Duration::from_micros(sync_gap_us),
     });
     let sim_clock = cli.sim_clock.as_deref().map(sync::sim::SimClock::parse).transpose()?;
+    let layers = cli.layers.or(conf.layers).unwrap_or(Preset::Wire);
+    // Every preset above wire records the device-layer tracepoints (the layer programs
+    // this version loads; the rest of a preset is described, with a warning).
+    hooks.stack = layers != Preset::Wire;
+    let catalog = catalog(cli.probes_file.as_deref())?;
     let config: BTreeMap<String, String> = [
         ("filter", filter_text.clone()),
         ("sample_one_in", one_in.to_string()),
@@ -272,18 +280,19 @@ fn options(cli: Cli) -> anyhow::Result<Options> {
         ("tc_attach", if cli.tc_netlink { "netlink" } else { "auto" }.to_owned()),
         ("vxlan_port", kernel.vxlan_port.to_string()),
         ("snaplen", kernel.snaplen.to_string()),
-        ("layers", cli.layers.clone()),
         ("config_file", cli.config.as_ref().map(|p| p.display().to_string()).unwrap_or_default()),
         ("sync_port", sync_port.to_string()),
         ("sync_peers", peers.iter().map(ToString::to_string).collect::<Vec<_>>().join(",")),
         ("sync_rate", sync_rate.to_string()),
         ("sync_gap_us", sync_gap_us.to_string()),
         ("sim_clock", cli.sim_clock.clone().unwrap_or_default()),
+        ("layers", layers.to_string()),
+        ("probes_file", cli.probes_file.as_ref().map(|p| p.display().to_string()).unwrap_or_default()),
     ]
     .into_iter()
     .map(|(k, v)| (k.to_owned(), v))
     .collect();
-    Ok(Options {
+    let opts = Options {
         ifaces,
         hooks,
         kernel,
@@ -304,7 +313,31 @@ fn options(cli: Cli) -> anyhow::Result<Options> {
         config,
         sync,
         sim_clock,
+        probes: Vec::new(),
+    };
+    Ok((opts, catalog, layers))
+}
+
+/// The probe catalog: `file`, or the one built in.
+fn catalog(file: Option<&std::path::Path>) -> anyhow::Result<Catalog> {
+    Ok(match file {
+        Some(p) => Catalog::load(p)?,
+        None => Catalog::builtin(),
     })
+}
+
+/// `--list-probes`: the table on stdout; needs no interface.
+fn list_probes(cli: &Cli) -> ExitCode {
+    let catalog = match catalog(cli.probes_file.as_deref()) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("netlat-capture: {e:#}");
+            return ExitCode::from(2);
+        }
+    };
+    let rows = probes::describe(&catalog, cli.layers.unwrap_or(Preset::All), &mut probes::Running::new());
+    print!("{}", probes::table(&rows));
+    ExitCode::SUCCESS
 }
 
 fn main() -> ExitCode {
@@ -312,8 +345,11 @@ fn main() -> ExitCode {
         return recover(RecoverCli::parse_from(std::env::args_os().skip(1)));
     }
     let cli = Cli::parse();
+    if cli.list_probes {
+        return list_probes(&cli);
+    }
     let quiet = cli.quiet;
-    let opts = match options(cli) {
+    let (mut opts, catalog, layers) = match options(cli) {
         Ok(o) => o,
         Err(e) => {
             eprintln!("netlat-capture: {e:#}");
@@ -323,6 +359,12 @@ fn main() -> ExitCode {
     if let Err(e) = capture::preflight::check(opts.hooks.xdp) {
         eprintln!("netlat-capture: {e}");
         return ExitCode::from(3);
+    }
+    // The preset's probes and what this kernel allows of them go into the metadata, with a
+    // warning for each one that is unavailable or not recorded by this version yet.
+    opts.probes = probes::describe(&catalog, layers, &mut probes::Running::new());
+    for w in probes::warnings(&opts.probes) {
+        eprintln!("{w}");
     }
     match run::run(opts) {
         Ok(summary) => {

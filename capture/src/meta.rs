@@ -122,6 +122,9 @@ pub struct RunMeta {
     /// Synthetic clock errors applied to every timestamp (a test aid);
     /// `ref_ns` is the true CLOCK_MONOTONIC at the start.
     pub sim_clock: Option<sync::sim::SimClock>,
+    /// Probes of the `--layers` preset (`config.layers`), each with whether
+    /// this kernel allows it and how, or why not.
+    pub probes: Vec<crate::probes::ProbeMeta>,
 }
 
 impl RunMeta {

@@ -80,6 +80,9 @@ pub struct Options {
     pub sync: Option<SyncOptions>,
     /// Synthetic clock errors (a test aid); `ref_ns` is set at the start.
     pub sim_clock: Option<SimClock>,
+    /// Probes of the `--layers` preset with their availability on this kernel
+    /// (recorded; the layer programs themselves are not loaded yet).
+    pub probes: Vec<crate::probes::ProbeMeta>,
 }
 
 /// Why a run failed.
@@ -260,6 +263,7 @@ pub fn run(mut opts: Options) -> Result<Summary, RunError> {
         files_deleted: Vec::new(),
         sync: sync_meta,
         sim_clock: opts.sim_clock,
+        probes: std::mem::take(&mut opts.probes),
     };
     meta.store(&opts.dir, &prefix)?;
 

@@ -18,6 +18,7 @@
 //!   ringbuf_kb: 8192            # kernel ring buffer per namespace
 //! vxlan_port: 4789
 //! snaplen: 0                    # first bytes of each packet kept (<= 256; 0: none)
+//! layers: wire                  # probe preset: wire | stack | socket | all (conf/probes.yaml)
 //! sync:                         # clock-sync probes (the seed's ping_info.yaml)
 //!   port: 7310                  # UDP port of the responder; 0 turns sync off
 //!   peers: ["198.18.0.2", "198.18.0.3:7310"]   # ADDR or ADDR:PORT
@@ -53,6 +54,9 @@ pub struct CaptureConf {
     /// Bytes of each selected packet to keep in the events table (0, the default: none).
     #[serde(default)]
     pub snaplen: Option<u16>,
+    /// Probe preset of `probes.yaml` (`--layers`).
+    #[serde(default)]
+    pub layers: Option<crate::probes::Preset>,
     /// Clock-sync probes.
     #[serde(default)]
     pub sync: Sync,
@@ -217,6 +221,13 @@ mod tests {
         assert!(e.contains("sync.peers[1]") && e.contains("hostb"), "{e}");
         let e = parse("sync:\n  rate: 0\n").unwrap_err().to_string();
         assert!(e.contains("sync.rate"), "{e}");
+    }
+
+    #[test]
+    fn layers_preset_is_checked() {
+        assert_eq!(parse("layers: socket\n").unwrap().layers, Some(crate::probes::Preset::Socket));
+        let e = parse("layers: tcp\n").unwrap_err().to_string();
+        assert!(e.contains("unknown variant `tcp`") && e.contains("stack"), "{e}");
     }
 
     #[test]

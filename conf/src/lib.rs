@@ -9,6 +9,7 @@
 pub mod capture;
 pub mod hosts;
 pub mod names;
+pub mod probes;
 
 use std::path::{Path, PathBuf};
 
