@@ -19,11 +19,27 @@ pub mod hook {
     pub const NET_DEV_START_XMIT: u8 = 4;
     /// Tracepoint `net:netif_receive_skb`: the driver hands the packet to the stack.
     pub const NETIF_RECEIVE_SKB: u8 = 5;
+    /// Tracepoint `qdisc:qdisc_enqueue`: the packet is queued in the device's qdisc.
+    pub const QDISC_ENQUEUE: u8 = 6;
+    /// Tracepoint `qdisc:qdisc_dequeue`: the qdisc releases it (the first of a bulk).
+    pub const QDISC_DEQUEUE: u8 = 7;
+    /// Tracepoint `net:napi_gro_receive_entry`: the driver's NAPI poll hands it to GRO.
+    pub const NAPI_GRO_RECEIVE: u8 = 8;
     /// Number of packet hooks; sizes the per-hook statistics.
-    pub const COUNT: usize = 6;
-    /// Names used in Parquet and on the command line, indexed by hook id.
-    pub const NAMES: [&str; COUNT] =
-        ["xdp", "tc_ingress", "tc_egress", "net_dev_queue", "net_dev_start_xmit", "netif_receive_skb"];
+    pub const COUNT: usize = 9;
+    /// Names used in Parquet and on the command line, indexed by hook id (the catalog's
+    /// probe names).
+    pub const NAMES: [&str; COUNT] = [
+        "xdp",
+        "tc_ingress",
+        "tc_egress",
+        "net_dev_queue",
+        "net_dev_start_xmit",
+        "netif_receive_skb",
+        "qdisc_enqueue",
+        "qdisc_dequeue",
+        "napi_gro_receive",
+    ];
 }
 
 /// Per-hook counters kept in a per-CPU array: index `hook * COUNT + stat`.

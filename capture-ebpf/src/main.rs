@@ -420,6 +420,31 @@ pub fn netlat_netif_receive_skb(ctx: BtfTracePointContext) -> i32 {
     0
 }
 
+/// `qdisc:qdisc_enqueue`: the packet is queued in the device's qdisc.
+#[btf_tracepoint(function = "qdisc_enqueue")]
+pub fn netlat_qdisc_enqueue(ctx: BtfTracePointContext) -> i32 {
+    stack_packet(ctx.arg::<*const u8>(2), hook::QDISC_ENQUEUE);
+    0
+}
+
+/// `qdisc:qdisc_dequeue`: the qdisc releases the packet (the first of a bulk dequeue; the
+/// skb is NULL when the queue was empty).
+#[btf_tracepoint(function = "qdisc_dequeue")]
+pub fn netlat_qdisc_dequeue(ctx: BtfTracePointContext) -> i32 {
+    let skb = ctx.arg::<*const u8>(3);
+    if !skb.is_null() {
+        stack_packet(skb, hook::QDISC_DEQUEUE);
+    }
+    0
+}
+
+/// `net:napi_gro_receive_entry`: the driver's NAPI poll hands the packet to GRO.
+#[btf_tracepoint(function = "napi_gro_receive_entry")]
+pub fn netlat_napi_gro_receive(ctx: BtfTracePointContext) -> i32 {
+    stack_packet(ctx.arg::<*const u8>(0), hook::NAPI_GRO_RECEIVE);
+    0
+}
+
 #[cfg(not(test))]
 #[panic_handler]
 fn panic(_info: &core::panic::PanicInfo) -> ! {

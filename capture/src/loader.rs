@@ -84,6 +84,9 @@ impl Hooks {
             (self.stack, hook::NET_DEV_QUEUE),
             (self.stack, hook::NET_DEV_START_XMIT),
             (self.stack, hook::NETIF_RECEIVE_SKB),
+            (self.stack, hook::QDISC_ENQUEUE),
+            (self.stack, hook::QDISC_DEQUEUE),
+            (self.stack, hook::NAPI_GRO_RECEIVE),
         ]
         .iter()
         .filter(|(on, _)| *on)
@@ -163,6 +166,9 @@ impl Scope {
                 ("netlat_net_dev_queue", "net_dev_queue"),
                 ("netlat_net_dev_start_xmit", "net_dev_start_xmit"),
                 ("netlat_netif_receive_skb", "netif_receive_skb"),
+                ("netlat_qdisc_enqueue", "qdisc_enqueue"),
+                ("netlat_qdisc_dequeue", "qdisc_dequeue"),
+                ("netlat_napi_gro_receive", "napi_gro_receive_entry"),
             ] {
                 let p: &mut BtfTracePoint = program(&mut ebpf, name).map_err(load_err(&netns))?;
                 p.load(tp, &kernel_btf)

@@ -87,9 +87,9 @@ pub fn warnings(rows: &[ProbeMeta]) -> impl Iterator<Item = String> + '_ {
     })
 }
 
-/// Catalog probes this version has programs for: XDP, TC and the device-layer tracepoints.
-pub const RECORDED: [&str; 6] =
-    ["xdp", "tc_ingress", "tc_egress", "net_dev_queue", "net_dev_start_xmit", "netif_receive_skb"];
+/// Catalog probes this version has programs for (XDP, TC and the device-layer
+/// tracepoints): the hook names of the events table are the catalog's probe names.
+pub const RECORDED: [&str; capture_common::abi::hook::COUNT] = capture_common::abi::hook::NAMES;
 
 /// One probe with its availability, as recorded in the run metadata.
 #[derive(Clone, Debug, Serialize, PartialEq, Eq)]
