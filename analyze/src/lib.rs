@@ -30,6 +30,7 @@ pub mod export;
 pub mod flows;
 pub mod html_report;
 pub mod input;
+pub mod kernel_events;
 pub mod latencies;
 pub mod matching;
 pub mod out;
@@ -41,6 +42,7 @@ pub mod spill;
 pub mod stats;
 pub mod summary;
 pub mod sync_report;
+pub mod tcpbytes;
 pub mod walk;
 
 use std::collections::BTreeSet;
@@ -153,7 +155,15 @@ pub fn analyze(
                     Err(polars::error::PolarsError::ComputeError(format!("reader panicked: {m}").into()))
                 });
         let err = match result {
-            Ok(analysis) => return Ok(analysis),
+            Ok((mut analysis, alignment)) => {
+                // Few rows (drops and retransmissions); a file that fails here was read
+                // whole by the matching just before, so an error is reported, not skipped.
+                analysis.kernel =
+                    input::guard(|| kernel_events::read(&inputs.used, &opts.selection)).unwrap_or_else(|m| {
+                        Err(polars::error::PolarsError::ComputeError(format!("reader panicked: {m}").into()))
+                    })?;
+                return Ok((analysis, alignment));
+            }
             Err(err) => err,
         };
         let before = inputs.used.len();

@@ -94,6 +94,24 @@ struct Latency {
     /// and the summary tables; see docs/analysis.md).
     #[arg(long, value_name = "DIR")]
     out: Option<PathBuf>,
+    /// Follow TCP per packet, or per tracked byte (sequence position) through every layer
+    /// from the sender's socket to the receiver's read; auto: bytes when the captures
+    /// recorded socket-layer hooks (--layers socket or all).
+    #[arg(long, value_enum, value_name = "UNIT", default_value_t = TcpArg::Auto)]
+    tcp: TcpArg,
+    /// In byte mode, track the sequence positions divisible by N (a power of two).
+    #[arg(long, value_name = "N", default_value_t = analyze::tcpbytes::DEFAULT_STRIDE)]
+    tcp_stride: u32,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum TcpArg {
+    /// Bytes with socket-layer hooks in the input, else packets.
+    Auto,
+    /// Per tracked byte.
+    Bytes,
+    /// Per packet.
+    Packets,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -121,6 +139,9 @@ impl Latency {
             None => None,
         };
         let window_ns = nanos("--window", self.window)?;
+        if !self.tcp_stride.is_power_of_two() {
+            bail!("--tcp-stride {}: must be a power of two (1, 2, 4, ... 1024, ...)", self.tcp_stride);
+        }
         if window_ns == Some(0) {
             bail!("--window must be longer than 0 seconds");
         }
@@ -138,6 +159,12 @@ impl Latency {
             hosts,
             bucket_rows: self.memory_events.max(1),
             spill_dir: self.spill_dir.clone(),
+            tcp: match self.tcp {
+                TcpArg::Auto => analyze::tcpbytes::TcpUnit::Auto,
+                TcpArg::Bytes => analyze::tcpbytes::TcpUnit::Bytes,
+                TcpArg::Packets => analyze::tcpbytes::TcpUnit::Packets,
+            },
+            tcp_stride: self.tcp_stride,
         })
     }
 }

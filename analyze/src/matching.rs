@@ -22,9 +22,11 @@ use serde::Serialize;
 use crate::clocks::Alignment;
 use crate::flows::{Flow, Selection};
 use crate::input::{ColumnKind, REQUIRED_COLUMNS};
+use crate::kernel_events::EXCLUDED_HOOKS;
 use crate::routes;
 use crate::spill::{SpillError, Store};
 use crate::stats::Stats;
+use crate::tcpbytes::{self, TcpUnit};
 use crate::walk::{self, Detail, HopRows, Row, Scope};
 
 /// An observation point: where a packet was seen.
@@ -145,6 +147,11 @@ pub struct Options {
     pub bucket_rows: usize,
     /// Folder for spill files (default: the system's temporary folder).
     pub spill_dir: Option<std::path::PathBuf>,
+    /// TCP per packet or per tracked byte ([`crate::tcpbytes`]).
+    pub tcp: TcpUnit,
+    /// Tracked byte positions: one per `tcp_stride` (a power of two; 0 means
+    /// [`crate::tcpbytes::DEFAULT_STRIDE`]).
+    pub tcp_stride: u32,
 }
 
 /// Default of [`Options::bucket_rows`]: 8 Mi events, 192 MiB of rows.
@@ -175,6 +182,10 @@ pub struct Analysis {
     pub flows: Vec<Flow>,
     /// The topology's remarks.
     pub notes: Vec<String>,
+    /// TCP followed per byte: the stride of tracked sequence positions.
+    pub tcp_stride: Option<u32>,
+    /// Drops and retransmissions the kernel reported (filled by [`crate::analyze`]).
+    pub kernel: crate::kernel_events::KernelEvents,
     /// First timestamp in scope (reference time base), ns.
     pub t0_ns: i64,
     /// One record per hop, with [`Detail::hop_rows`].
@@ -185,14 +196,21 @@ pub fn scan_file(path: &Path) -> PolarsResult<LazyFrame> {
     scan_columns(path, &REQUIRED_COLUMNS.map(|(name, _)| name))
 }
 
-/// Lazily reads `columns` of one file (any netlat table).
+/// Lazily reads `columns` of one file (any netlat table), plus the [`SEQ_COLUMNS`] of
+/// TCP byte mode where the file has them.
 pub fn scan_columns(path: &Path, columns: &[&str]) -> PolarsResult<LazyFrame> {
     let path = path.to_str().ok_or_else(|| polars_err!(ComputeError: "path is not valid UTF-8: {}", path.display()))?;
     // No globbing: a capture file name is a literal path, even if it contains `*` or `[`.
     let args = ScanArgsParquet { glob: false, ..Default::default() };
-    let columns: Vec<Expr> = columns.iter().map(|name| col(*name)).collect();
-    Ok(LazyFrame::scan_parquet(PlRefPath::from(path), args)?.select(columns))
+    let mut lf = LazyFrame::scan_parquet(PlRefPath::from(path), args)?;
+    let schema = lf.collect_schema()?;
+    let optional = SEQ_COLUMNS.iter().filter(|c| schema.contains(c) && !columns.contains(c));
+    let columns: Vec<Expr> = columns.iter().chain(optional).map(|name| col(*name)).collect();
+    Ok(lf.select(columns))
 }
+
+/// The columns TCP byte mode reads besides the [`REQUIRED_COLUMNS`].
+pub const SEQ_COLUMNS: [&str; 2] = ["tcp_seq", "payload_len"];
 
 /// Lazily reads several files, one table each: each file is projected to the needed
 /// columns, so files that differ in other columns still combine.
@@ -248,12 +266,18 @@ fn combos(df: &DataFrame) -> PolarsResult<Combos> {
     Ok(Combos { point, flow, points, flows })
 }
 
-/// The columns the analysis reads, rows without time or id left out, and nulls replaced:
-/// null keys would not join, so a missing value is the empty one.
-fn prepared(events: LazyFrame) -> LazyFrame {
+/// The columns the analysis reads (with `seq`, the [`SEQ_COLUMNS`] too), rows without
+/// time or id left out, and nulls replaced: null keys would not join, so a missing value
+/// is the empty one.
+fn prepared(events: LazyFrame, seq: bool) -> LazyFrame {
+    let seq_columns =
+        SEQ_COLUMNS.iter().filter(|_| seq).map(|c| col(*c).fill_null(lit(0)).strict_cast(DataType::UInt32));
     events
-        .select(REQUIRED_COLUMNS.iter().map(|(name, _)| col(*name)).collect::<Vec<_>>())
-        .filter(col("ts_ns").is_not_null().and(col("pkt_id").is_not_null()))
+        .select(REQUIRED_COLUMNS.iter().map(|(name, _)| col(*name)).chain(seq_columns).collect::<Vec<_>>())
+        .filter(col("ts_ns").is_not_null().and(col("pkt_id").is_not_null()).and(
+            // Drops and retransmissions are counted apart (crate::kernel_events).
+            col("hook").neq(lit(EXCLUDED_HOOKS[0])).and(col("hook").neq(lit(EXCLUDED_HOOKS[1]))),
+        ))
         .with_columns(
             POINT_KEYS
                 .iter()
@@ -287,11 +311,12 @@ pub fn analyze(
         let n = t.clone().select([len().cast(DataType::UInt64).alias("n")]).collect()?;
         total += n.column("n")?.u64()?.get(0).unwrap_or(0) as usize;
     }
-    let tables: Vec<LazyFrame> = tables.into_iter().map(prepared).collect();
+    let mut raw = tables;
+    let tables: Vec<LazyFrame> = raw.iter().cloned().map(|t| prepared(t, false)).collect();
     let reading = crate::progress::spinner("reading capture files");
     // Distinct combinations file by file, then of those few rows: one query over all files
     // at once held far more than any single file (1.1 GB for 10M events, against 0.2 GB).
-    let mut distinct = vec![prepared(DataFrame::empty_with_schema(&empty_schema()).lazy()).select(keys.clone())];
+    let mut distinct = vec![prepared(DataFrame::empty_with_schema(&empty_schema()).lazy(), false).select(keys.clone())];
     for table in &tables {
         let df = table.clone().select(keys.clone()).unique(None, UniqueKeepStrategy::Any).collect()?;
         distinct.push(df.lazy());
@@ -302,6 +327,26 @@ pub fn analyze(
         .collect()?;
     let c = combos(&combos_df)?;
     let alignment = align(&c.points);
+    // Byte mode reads the sequence columns of the tables that have them; a table
+    // without them (not a netlat capture) keeps its TCP rows as packets.
+    let stride = match opts.tcp_stride {
+        0 => tcpbytes::DEFAULT_STRIDE,
+        s => s,
+    };
+    let stride = opts.tcp.bytes(c.points.iter().map(|p| p.hook.as_str())).then_some(stride);
+    let tables: Vec<(LazyFrame, bool)> = raw
+        .iter_mut()
+        .zip(tables)
+        .map(|(r, t)| {
+            let has = stride.is_some() && r.collect_schema().is_ok_and(|s| SEQ_COLUMNS.iter().all(|c| s.contains(c)));
+            if has {
+                Ok((prepared(r.clone(), true), true))
+            } else {
+                Ok((t, false))
+            }
+        })
+        .collect::<PolarsResult<_>>()?;
+    drop(raw);
 
     let keep_points: Vec<bool> = c.points.iter().map(|p| opts.selection.host(&p.host)).collect();
     let keep_flows: Vec<bool> = c.flows.iter().map(|f| opts.selection.flow(f)).collect();
@@ -309,10 +354,11 @@ pub fn analyze(
     let spill_dir = opts.spill_dir.clone().unwrap_or_else(std::env::temp_dir);
     let mut store = Store::new(total, bucket_rows, &spill_dir)?;
     let (mut t0, mut read): (Option<i64>, usize) = (None, 0);
-    for table in tables {
+    for (table, seq) in tables {
         reading.set_message(format!("reading capture files ({read} events, {} buckets)", store.buckets()));
+        let stride = stride.filter(|_| seq);
         let (first, n) = store.add(
-            |rows| append_rows(rows, slim(table, &combos_df, &keys)?, &c, &alignment),
+            |rows| append_rows(rows, slim(table, &combos_df, &keys, seq)?, &c, &alignment, stride),
             |rows| (Scope::first_ts(rows, &keep_points, &keep_flows), rows.len()),
         )?;
         t0 = match (t0, first) {
@@ -350,7 +396,19 @@ pub fn analyze(
         ambiguous: census.ambiguous,
         events: census.events,
         ids: census.ids,
-        notes: topo.notes.clone(),
+        notes: topo
+            .notes
+            .iter()
+            .cloned()
+            .chain(stride.map(|n| {
+                format!(
+                    "TCP is followed per byte: the sequence positions divisible by {n}; TCP counts are \
+                     tracked bytes, not packets (--tcp packets for packets)"
+                )
+            }))
+            .collect(),
+        tcp_stride: stride,
+        kernel: Default::default(),
         t0_ns: t0,
         rows: m.rows,
         points: c.points,
@@ -375,11 +433,16 @@ fn required_type(name: &str) -> DataType {
     }
 }
 
-/// One table's (`pkt_id`, `ts_ns`, combination) rows.
-fn slim(table: LazyFrame, combos_df: &DataFrame, keys: &[Expr]) -> PolarsResult<DataFrame> {
+/// One table's (`pkt_id`, `ts_ns`, combination) rows, with `seq` also (`tcp_seq`,
+/// `payload_len`).
+fn slim(table: LazyFrame, combos_df: &DataFrame, keys: &[Expr], seq: bool) -> PolarsResult<DataFrame> {
+    let mut columns = vec![col("pkt_id"), col("ts_ns"), col("combo")];
+    if seq {
+        columns.extend(SEQ_COLUMNS.map(col));
+    }
     Ok(table
         .join(combos_df.clone().lazy(), keys.to_vec(), keys.to_vec(), JoinArgs::new(JoinType::Inner))
-        .select([col("pkt_id"), col("ts_ns"), col("combo")])
+        .select(columns)
         .collect_with_engine(Engine::Streaming)?
         .unwrap_single())
 }
@@ -398,18 +461,41 @@ fn empty_schema() -> Schema {
 /// Appends the slim table to `rows` as [`Row`]s in the reference time base. The clock maps
 /// are piecewise linear with a binary search per row, which polars expressions cannot
 /// express without one branch per knot, hence Rust (in parallel).
-fn append_rows(rows: &mut Vec<Row>, mut slim: DataFrame, c: &Combos, alignment: &Alignment) -> PolarsResult<()> {
+///
+/// With `stride` (TCP byte mode), a TCP event with payload becomes one row per tracked
+/// position of its sequence range ([`tcpbytes::positions`]).
+fn append_rows(
+    rows: &mut Vec<Row>,
+    mut slim: DataFrame,
+    c: &Combos,
+    alignment: &Alignment,
+    stride: Option<u32>,
+) -> PolarsResult<()> {
     slim.rechunk_mut();
     let id = slim.column("pkt_id")?.u64()?;
     let ts = slim.column("ts_ns")?.i64()?;
     let combo = slim.column("combo")?.idx()?;
     let start = rows.len();
-    rows.extend(
-        id.into_no_null_iter()
-            .zip(ts.into_no_null_iter())
-            .zip(combo.into_no_null_iter())
-            .map(|((pkt_id, ts), k)| Row { pkt_id, ts, point: c.point[k as usize], flow: c.flow[k as usize] }),
-    );
+    let events = id.into_no_null_iter().zip(ts.into_no_null_iter()).zip(combo.into_no_null_iter());
+    let row = |pkt_id, ts, k: usize| Row { pkt_id, ts, point: c.point[k], flow: c.flow[k] };
+    match stride {
+        None => rows.extend(events.map(|((pkt_id, ts), k)| row(pkt_id, ts, k as usize))),
+        Some(stride) => {
+            let seq = slim.column("tcp_seq")?.u32()?;
+            let len = slim.column("payload_len")?.u32()?;
+            for ((((pkt_id, ts), k), seq), len) in events.zip(seq.into_no_null_iter()).zip(len.into_no_null_iter()) {
+                let k = k as usize;
+                let flow = c.flow[k];
+                if c.flows[flow as usize].proto == 6 && len > 0 {
+                    rows.extend(
+                        tcpbytes::positions(seq, len, stride).map(|p| row(tcpbytes::position_id(flow, p), ts, k)),
+                    );
+                } else {
+                    rows.push(row(pkt_id, ts, k));
+                }
+            }
+        }
+    }
     let maps: Vec<Option<&sync::map::Piecewise>> = c.points.iter().map(|p| alignment.map(&p.host)).collect();
     if maps.iter().any(Option::is_some) {
         rows[start..].par_iter_mut().for_each(|r| {

@@ -110,6 +110,7 @@ impl Report<'_> {
             let _ = writeln!(out, "note: {n}");
         }
         out.push_str(&drop_lines(self.drops));
+        out.push_str(&crate::kernel_events::lines(&a.kernel));
         out.push_str(&clock_lines(self.alignment));
         out
     }
@@ -395,6 +396,9 @@ struct JsonReport<'a> {
     notes: &'a [String],
     clocks: JsonClocks<'a>,
     report_loss: &'a [CaptureDrops],
+    kernel_drops: &'a [crate::kernel_events::KernelDrop],
+    retransmits: &'a [crate::kernel_events::Retransmits],
+    tcp_stride: Option<u32>,
     unmatched: &'a [Unmatched],
     ambiguous: u64,
     events: u64,
@@ -413,6 +417,9 @@ fn json(r: &Report<'_>) -> String {
         notes: &a.notes,
         clocks: json_clocks(r.alignment),
         report_loss: r.drops,
+        kernel_drops: &a.kernel.drops,
+        retransmits: &a.kernel.retransmits,
+        tcp_stride: a.tcp_stride,
         unmatched: &a.unmatched,
         ambiguous: a.ambiguous,
         events: a.events,

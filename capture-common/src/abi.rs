@@ -25,8 +25,32 @@ pub mod hook {
     pub const QDISC_DEQUEUE: u8 = 7;
     /// Tracepoint `net:napi_gro_receive_entry`: the driver's NAPI poll hands it to GRO.
     pub const NAPI_GRO_RECEIVE: u8 = 8;
-    /// Number of packet hooks; sizes the per-hook statistics.
-    pub const COUNT: usize = 9;
+    /// Tracepoint `net:net_dev_xmit`: the driver's transmit returned.
+    pub const NET_DEV_XMIT: u8 = 9;
+    /// Tracepoint `tcp:tcp_probe`: TCP processes a received segment (established socket).
+    pub const TCP_PROBE: u8 = 10;
+    /// Tracepoint `skb:skb_copy_datagram_iovec` for non-TCP sockets: the datagram is copied
+    /// to the application (TCP reads are [`SOCK_RECV`]).
+    pub const SKB_COPY_DATAGRAM: u8 = 11;
+    /// Tracepoint `skb:kfree_skb`: the packet was dropped ([`super::DropEvent`]).
+    pub const KFREE_SKB: u8 = 12;
+    /// The application's send call handed TCP bytes to the socket ([`super::SockEvent`]):
+    /// stamped at `tcp:tcp_sendmsg_locked`, bytes from `sock:sock_send_length`.
+    pub const SOCK_SEND: u8 = 13;
+    /// Tracepoint `sock:sk_data_ready`: TCP bytes became readable ([`super::SockEvent`]).
+    pub const SK_DATA_READY: u8 = 14;
+    /// Tracepoint `sock:sock_recv_length`: the application's read returned these TCP bytes.
+    pub const SOCK_RECV: u8 = 15;
+    /// Tracepoint `tcp:tcp_retransmit_skb`: these TCP bytes were sent again.
+    pub const TCP_RETRANSMIT: u8 = 16;
+    /// The reading thread was woken with the bytes ready (`sched:sched_wakeup`), stamped for
+    /// the bytes of each read: the later of its last wakeup and the socket's last data-ready.
+    pub const SCHED_WAKEUP: u8 = 17;
+    /// The reading thread was on a CPU with the bytes ready (`sched:sched_switch`): the later
+    /// of its last switch-in and [`SCHED_WAKEUP`]'s stamp.
+    pub const SCHED_SWITCH: u8 = 18;
+    /// Number of hooks; sizes the per-hook statistics.
+    pub const COUNT: usize = 19;
     /// Names used in Parquet and on the command line, indexed by hook id (the catalog's
     /// probe names).
     pub const NAMES: [&str; COUNT] = [
@@ -39,7 +63,21 @@ pub mod hook {
         "qdisc_enqueue",
         "qdisc_dequeue",
         "napi_gro_receive",
+        "net_dev_xmit",
+        "tcp_probe",
+        "skb_copy_datagram",
+        "kfree_skb",
+        "sock_send",
+        "sk_data_ready",
+        "sock_recv",
+        "tcp_retransmit",
+        "sched_wakeup",
+        "sched_switch",
     ];
+    /// Hooks whose events carry a TCP byte range of a socket rather than a packet.
+    pub const fn is_socket(h: u8) -> bool {
+        matches!(h, SOCK_SEND | SK_DATA_READY | SOCK_RECV | TCP_RETRANSMIT | SCHED_WAKEUP | SCHED_SWITCH)
+    }
 }
 
 /// Per-hook counters kept in a per-CPU array: index `hook * COUNT + stat`.
@@ -157,6 +195,59 @@ pub struct PacketHead {
     pub _pad: u32,
     /// The first `len` bytes of the packet.
     pub data: [u8; MAX_SNAPLEN],
+}
+
+/// A dropped packet (`skb:kfree_skb`): the packet's event with why and where.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct DropEvent {
+    /// The packet, as at any other hook (`hook` is [`hook::KFREE_SKB`]).
+    pub event: PacketEvent,
+    /// `enum skb_drop_reason` value (names from the kernel's BTF in user space).
+    pub reason: u32,
+    /// Explicit padding.
+    pub _pad: u32,
+    /// Kernel address of the code that freed the packet (symbolized in user space).
+    pub location: u64,
+}
+
+/// TCP bytes seen at a socket-level hook ([`hook::is_socket`]): no packet, a byte range.
+///
+/// Addresses and ports are those of the data's direction (sender → receiver) whichever
+/// end records it, so both ends of a connection name the same flow as its packets.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SockEvent {
+    /// `bpf_ktime_get_ns()` (see each hook for what it stamps).
+    pub ts_ns: u64,
+    /// cgroup id of the task (`bpf_get_current_cgroup_id`), 0 in interrupt context.
+    pub cgroup: u64,
+    /// Sender's address (IPv4 in the first four bytes).
+    pub saddr: [u8; 16],
+    /// Receiver's address.
+    pub daddr: [u8; 16],
+    /// TCP sequence number of the first byte.
+    pub seq: u32,
+    /// Number of bytes.
+    pub len: u32,
+    /// Thread id (0 in interrupt context).
+    pub tid: u32,
+    /// Interface index (0: none).
+    pub ifindex: u32,
+    /// Sender's port.
+    pub sport: u16,
+    /// Receiver's port.
+    pub dport: u16,
+    /// CPU the hook ran on.
+    pub cpu: u16,
+    /// One of [`hook`].
+    pub hook: u8,
+    /// 4 or 6.
+    pub family: u8,
+    /// IP protocol (6).
+    pub proto: u8,
+    /// Explicit padding.
+    pub _pad: [u8; 7],
 }
 
 /// The timestamp of one clock-sync probe at one hook, written by the kernel
@@ -316,6 +407,8 @@ impl Default for CaptureConfig {
 
 const _: () = assert!(core::mem::size_of::<PacketEvent>() == 96);
 const _: () = assert!(core::mem::size_of::<SyncStamp>() == 72);
+const _: () = assert!(core::mem::size_of::<DropEvent>() == 112);
+const _: () = assert!(core::mem::size_of::<SockEvent>() == 80);
 const _: () = assert!(core::mem::size_of::<PacketHead>() == 96 + 8 + MAX_SNAPLEN);
 const _: () = assert!(core::mem::size_of::<FilterAtom>() == 40);
 const _: () = assert!(core::mem::size_of::<Filter>() == 40 * MAX_ATOMS * MAX_TERMS + 16);
@@ -329,6 +422,10 @@ mod pod {
     unsafe impl aya::Pod for super::SyncStamp {}
     // SAFETY: as above.
     unsafe impl aya::Pod for super::PacketHead {}
+    // SAFETY: as above.
+    unsafe impl aya::Pod for super::DropEvent {}
+    // SAFETY: as above.
+    unsafe impl aya::Pod for super::SockEvent {}
     // SAFETY: as above.
     unsafe impl aya::Pod for super::CaptureConfig {}
 }

@@ -77,9 +77,15 @@ pub struct KernelOffsets {
     pub tcp_copied_seq: u16,
     /// `tcp_sock.rcv_nxt` (`u32`): next sequence number expected.
     pub tcp_rcv_nxt: u16,
+    /// `sk_buff.cb` (`char[48]`): control block; TCP keeps `seq` and `end_seq` at its start.
+    pub skb_cb: u16,
+    /// `sock.sk_protocol` (`u16`): IPPROTO_*.
+    pub sk_protocol: u16,
+    /// `task_struct.pid` (`pid_t`): thread id.
+    pub task_pid: u16,
 }
 
-const _: () = assert!(core::mem::size_of::<KernelOffsets>() == 56);
+const _: () = assert!(core::mem::size_of::<KernelOffsets>() == 62);
 
 #[cfg(feature = "user")]
 mod pod {
@@ -87,14 +93,19 @@ mod pod {
     unsafe impl aya::Pod for super::KernelOffsets {}
 }
 
-/// What the device-layer tracepoint programs read (`--layers stack`): the few offsets
-/// they need, filled from [`KernelOffsets`], and the namespace a program copy watches.
+/// What the tracepoint programs read (`--layers stack` and above): the offsets they need,
+/// filled from [`KernelOffsets`], the namespace a program copy watches and which hooks it
+/// records.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct StackConfig {
     /// Inode number of the network namespace this copy records (tracepoints fire for every
-    /// namespace; packets of others are skipped).
+    /// namespace; packets and sockets of others are skipped).
     pub netns: u32,
+    /// Bit `1 << hook` for every tracepoint hook this capture records.
+    pub hooks: u32,
+    /// `SKB_CONSUMED` of `enum skb_drop_reason`: a free that is not a drop.
+    pub drop_consumed: u32,
     /// `sk_buff.head` (pointer).
     pub skb_head: u16,
     /// `sk_buff.data` (pointer).
@@ -103,19 +114,58 @@ pub struct StackConfig {
     pub skb_len: u16,
     /// `sk_buff.mac_header` (u16 offset from head; 0xffff when unset).
     pub skb_mac_header: u16,
+    /// `sk_buff.network_header` (u16 offset from head).
+    pub skb_network_header: u16,
     /// `sk_buff.dev` (pointer).
     pub skb_dev: u16,
+    /// `sk_buff.sk` (pointer).
+    pub skb_sk: u16,
+    /// `sk_buff.cb` (TCP: `seq`, `end_seq` at its start).
+    pub skb_cb: u16,
     /// `net_device.ifindex` (int).
     pub dev_ifindex: u16,
     /// `net_device.nd_net` (`possible_net_t`, whose first member is the `struct net *`).
     pub dev_nd_net: u16,
     /// `net.ns.inum` (u32).
     pub net_inum: u16,
-    /// Explicit padding.
-    pub _pad: [u16; 4],
+    /// `sock.skc_family` (u16).
+    pub sk_family: u16,
+    /// `sock.sk_protocol` (u16).
+    pub sk_protocol: u16,
+    /// `sock.skc_num` (u16, host order).
+    pub sk_num: u16,
+    /// `sock.skc_dport` (be16).
+    pub sk_dport: u16,
+    /// `sock.skc_rcv_saddr` (be32).
+    pub sk_rcv_saddr: u16,
+    /// `sock.skc_daddr` (be32).
+    pub sk_daddr: u16,
+    /// `sock.skc_v6_rcv_saddr` ([`NONE`] without IPv6).
+    pub sk_v6_rcv_saddr: u16,
+    /// `sock.skc_v6_daddr` ([`NONE`] without IPv6).
+    pub sk_v6_daddr: u16,
+    /// `sock.skc_net` (pointer).
+    pub sk_net: u16,
+    /// `tcp_sock.write_seq` (u32).
+    pub tcp_write_seq: u16,
+    /// `tcp_sock.copied_seq` (u32).
+    pub tcp_copied_seq: u16,
+    /// `tcp_sock.rcv_nxt` (u32).
+    pub tcp_rcv_nxt: u16,
+    /// `task_struct.pid` (i32).
+    pub task_pid: u16,
 }
 
-const _: () = assert!(core::mem::size_of::<StackConfig>() == 28);
+impl StackConfig {
+    /// Whether hook `h` is recorded.
+    #[inline(always)]
+    pub fn on(&self, h: u8) -> bool {
+        self.hooks & (1 << h) != 0
+    }
+}
+
+const _: () = assert!(core::mem::size_of::<StackConfig>() == 60);
+const _: () = assert!(crate::abi::hook::COUNT <= 32);
 
 #[cfg(feature = "user")]
 // SAFETY: plain-old-data: repr(C), no padding, every bit pattern valid.

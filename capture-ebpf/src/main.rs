@@ -8,12 +8,15 @@
 #![no_std]
 #![no_main]
 
+mod sock;
+mod stack;
+
 use aya_ebpf::{
     bindings::{xdp_action, TC_ACT_UNSPEC},
     helpers::{bpf_get_smp_processor_id, bpf_ktime_get_ns, bpf_skb_load_bytes},
-    macros::{btf_tracepoint, classifier, map, xdp},
+    macros::{classifier, map, xdp},
     maps::{PerCpuArray, RingBuf},
-    programs::{BtfTracePointContext, TcContext, XdpContext},
+    programs::{TcContext, XdpContext},
 };
 use capture_common::{
     abi::{flags, hook, stat, CaptureConfig, PacketEvent, PacketHead, SyncStamp, MAX_SNAPLEN},
@@ -53,22 +56,39 @@ static CFG: CaptureConfig = CaptureConfig {
 /// Kernel structure offsets and the namespace of this copy, for the stack tracepoints;
 /// `EbpfLoader::override_global("STACK", ..)` replaces it.
 #[unsafe(no_mangle)]
-static STACK: StackConfig = StackConfig {
+pub(crate) static STACK: StackConfig = StackConfig {
     netns: 0,
+    hooks: 0,
+    drop_consumed: 0,
     skb_head: 0,
     skb_data: 0,
     skb_len: 0,
     skb_mac_header: 0,
+    skb_network_header: 0,
     skb_dev: 0,
+    skb_sk: 0,
+    skb_cb: 0,
     dev_ifindex: 0,
     dev_nd_net: 0,
     net_inum: 0,
-    _pad: [0; 4],
+    sk_family: 0,
+    sk_protocol: 0,
+    sk_num: 0,
+    sk_dport: 0,
+    sk_rcv_saddr: 0,
+    sk_daddr: 0,
+    sk_v6_rcv_saddr: 0,
+    sk_v6_daddr: 0,
+    sk_net: 0,
+    tcp_write_seq: 0,
+    tcp_copied_seq: 0,
+    tcp_rcv_nxt: 0,
+    task_pid: 0,
 };
 
 /// Events for user space; its size is set at load time.
 #[map]
-static EVENTS: RingBuf = RingBuf::with_byte_size(1 << 22, 0);
+pub(crate) static EVENTS: RingBuf = RingBuf::with_byte_size(1 << 22, 0);
 
 /// Timestamps of clock-sync probes: a ring of their own, so a flood of
 /// user traffic cannot starve clock sync (and vice versa).
@@ -77,17 +97,17 @@ static SYNC_EVENTS: RingBuf = RingBuf::with_byte_size(1 << 16, 0);
 
 /// Per-CPU counters, `hook * stat::COUNT + stat`.
 #[map]
-static STATS: PerCpuArray<u64> = PerCpuArray::with_max_entries(stat::MAP_LEN, 0);
+pub(crate) static STATS: PerCpuArray<u64> = PerCpuArray::with_max_entries(stat::MAP_LEN, 0);
 
 /// Parse scratch space: a PacketInfo does not fit the BPF stack beside
 /// the parser's header buffers.
 #[map]
-static SCRATCH: PerCpuArray<parse::PacketInfo> = PerCpuArray::with_max_entries(1, 0);
+pub(crate) static SCRATCH: PerCpuArray<parse::PacketInfo> = PerCpuArray::with_max_entries(1, 0);
 
 /// The configuration, read through a volatile pointer so LLVM cannot fold
 /// the all-zero initial value into the code: the loader rewrites it.
 #[inline(always)]
-fn cfg() -> &'static CaptureConfig {
+pub(crate) fn cfg() -> &'static CaptureConfig {
     let p: *const CaptureConfig = &CFG;
     // SAFETY: reads a valid pointer to a static back from the stack.
     unsafe { &*core::ptr::read_volatile(&p) }
@@ -98,7 +118,7 @@ fn cfg() -> &'static CaptureConfig {
 /// (measured by `netlat-lab bench-capture`: about 1.2 µs per event); user space polls with
 /// a timeout anyway, so with this it is woken only when there is a batch worth reading.
 #[inline(always)]
-fn wakeup_flags() -> u64 {
+pub(crate) fn wakeup_flags() -> u64 {
     use aya_ebpf::bindings::{BPF_RB_AVAIL_DATA, BPF_RB_FORCE_WAKEUP, BPF_RB_NO_WAKEUP, BPF_RB_RING_SIZE};
     if EVENTS.query(BPF_RB_AVAIL_DATA.into()) > EVENTS.query(BPF_RB_RING_SIZE.into()) / 8 {
         BPF_RB_FORCE_WAKEUP.into()
@@ -108,7 +128,7 @@ fn wakeup_flags() -> u64 {
 }
 
 #[inline(always)]
-fn count(hook: u8, stat: u32) {
+pub(crate) fn count(hook: u8, stat: u32) {
     if let Some(c) = STATS.get_ptr_mut(u32::from(hook) * stat::COUNT + stat) {
         // SAFETY: per-CPU slot, no concurrent writer on this CPU.
         unsafe { *c += 1 };
@@ -136,7 +156,7 @@ impl PacketBuf for Tc<'_> {
 
 /// `len` (1..=MAX_SNAPLEN) in a form the verifier can bound: a power-of-two mask.
 #[inline(always)]
-fn verifier_len(len: u32) -> u32 {
+pub(crate) fn verifier_len(len: u32) -> u32 {
     const _: () = assert!(MAX_SNAPLEN.is_power_of_two());
     (len.wrapping_sub(1) & (MAX_SNAPLEN as u32 - 1)) + 1
 }
@@ -172,17 +192,43 @@ impl PacketBuf for Xdp<'_> {
     }
 }
 
+/// Parses, filters and samples the packet in `buf` at `hook`: the parsed headers and the
+/// packet's identity if it is selected (counted), else `None` (a sync probe is recorded
+/// on the way).
 #[inline(always)]
-fn try_packet<B: PacketBuf>(buf: &B, hook: u8, ifindex: u32) {
+pub(crate) fn select<B: PacketBuf>(buf: &B, hook: u8, ifindex: u32) -> Option<(&'static PacketInfo, u64)> {
+    identify(buf, hook, ifindex, true)
+}
+
+/// [`select`], with `counted` false: no counters and no clock-sync stamps (for a packet
+/// whose namespace is only known later; the caller counts it then).
+#[inline(always)]
+pub(crate) fn identify<B: PacketBuf>(
+    buf: &B,
+    hook: u8,
+    ifindex: u32,
+    counted: bool,
+) -> Option<(&'static PacketInfo, u64)> {
+    let count = |h: u8, s: u32| {
+        if counted {
+            count(h, s)
+        }
+    };
     count(hook, stat::SEEN);
     let cfg = cfg();
-    let Some(info) = SCRATCH.get_ptr_mut(0) else { return };
+    let info = SCRATCH.get_ptr_mut(0)?;
     // SAFETY: per-CPU slot; programs do not nest on one CPU for this map.
     let info = unsafe { &mut *info };
     match parse::parse(buf, cfg.vxlan_port, info) {
         Ok(()) => {}
-        Err(ParseError::NotIp) => return count(hook, stat::NOT_IP),
-        Err(_) => return count(hook, stat::MALFORMED),
+        Err(ParseError::NotIp) => {
+            count(hook, stat::NOT_IP);
+            return None;
+        }
+        Err(_) => {
+            count(hook, stat::MALFORMED);
+            return None;
+        }
     }
     if cfg.sync_port != 0
         && info.proto == parse::IPPROTO_UDP
@@ -190,20 +236,36 @@ fn try_packet<B: PacketBuf>(buf: &B, hook: u8, ifindex: u32) {
         && (info.dport == cfg.sync_port || info.sport == cfg.sync_port)
     {
         if let Some(h) = buf.load::<{ probe::HEADER_LEN }>(info.payload_off).and_then(|b| probe::Header::decode(&b)) {
-            return sync_stamp(info, &h, hook, ifindex);
+            if counted {
+                sync_stamp(info, &h, hook, ifindex);
+            }
+            return None;
         }
     }
     if !filter::matches(&cfg.filter, info) || !filter::port_selected(cfg, info) {
-        return;
+        return None;
     }
     let payload = hash::id_payload(buf, info);
     let id = hash::packet_id(info, &payload);
     if !hash::sampled(id, cfg.sample_seed, cfg.sample_threshold) {
-        return;
+        return None;
     }
     count(hook, stat::SELECTED);
-    if cfg.snaplen != 0 {
-        return write_head(buf, info, id, hook, ifindex, u32::from(cfg.snaplen));
+    Some((info, id))
+}
+
+#[inline(always)]
+pub(crate) fn try_packet<B: PacketBuf>(buf: &B, hook: u8, ifindex: u32) {
+    let Some((info, id)) = select(buf, hook, ifindex) else { return };
+    emit(buf, info, id, hook, ifindex);
+}
+
+/// Writes the event of a selected packet (with its first bytes under `--snaplen`).
+#[inline(always)]
+pub(crate) fn emit<B: PacketBuf>(buf: &B, info: &PacketInfo, id: u64, hook: u8, ifindex: u32) {
+    let snaplen = cfg().snaplen;
+    if snaplen != 0 {
+        return write_head(buf, info, id, hook, ifindex, u32::from(snaplen));
     }
     let Some(mut entry) = EVENTS.reserve::<PacketEvent>(0) else {
         return count(hook, stat::RINGBUF_FULL);
@@ -216,7 +278,7 @@ fn try_packet<B: PacketBuf>(buf: &B, hook: u8, ifindex: u32) {
 
 /// Sets every field of the event at `ev`.
 #[inline(always)]
-unsafe fn fill(ev: *mut PacketEvent, info: &PacketInfo, id: u64, wire_len: u32, hook: u8, ifindex: u32) {
+pub(crate) unsafe fn fill(ev: *mut PacketEvent, info: &PacketInfo, id: u64, wire_len: u32, hook: u8, ifindex: u32) {
     // SAFETY: the caller hands a reserved, writable PacketEvent.
     unsafe {
         (*ev).ts_ns = bpf_ktime_get_ns();
@@ -313,136 +375,6 @@ pub fn netlat_tc_out(ctx: TcContext) -> i32 {
     let ifindex = unsafe { (*ctx.skb.skb).ifindex };
     try_packet(&Tc(&ctx), hook::TC_EGRESS, ifindex);
     TC_ACT_UNSPEC
-}
-
-/// The stack configuration, read like [`cfg`].
-#[inline(always)]
-fn stack() -> &'static StackConfig {
-    let p: *const StackConfig = &STACK;
-    // SAFETY: reads a valid pointer to a static back from the stack.
-    unsafe { &*core::ptr::read_volatile(&p) }
-}
-
-/// Reads a `T` at `base + off` of kernel memory.
-#[inline(always)]
-fn kread<T>(base: *const u8, off: u16) -> Option<T> {
-    // SAFETY: bpf_probe_read_kernel checks the address; a bad one is an error, not a fault.
-    unsafe { aya_ebpf::helpers::bpf_probe_read_kernel(base.add(usize::from(off)).cast::<T>()).ok() }
-}
-
-/// A packet in an `sk_buff`, seen from a tracepoint: read with `bpf_probe_read_kernel`
-/// from its link-layer header on.
-struct Skb {
-    frame: *const u8,
-    len: u32,
-}
-
-impl PacketBuf for Skb {
-    #[inline(always)]
-    fn load<const N: usize>(&self, off: u32) -> Option<[u8; N]> {
-        // No comparison with `len` here: each one doubles the verifier's states through
-        // the parser's loops (it ran out of its budget). The parser bounds what it derives
-        // from the headers by `frame_len`, and a read past the end of the buffer's memory
-        // fails in the helper.
-        kread_at::<N>(self.frame, off)
-    }
-    #[inline(always)]
-    fn frame_len(&self) -> u32 {
-        self.len
-    }
-    #[inline(always)]
-    fn copy_head(&self, dst: &mut [u8; MAX_SNAPLEN], len: u32) -> bool {
-        let n = verifier_len(len);
-        // SAFETY: dst holds MAX_SNAPLEN >= n bytes; the helper checks the source address.
-        unsafe {
-            aya_ebpf::helpers::generated::bpf_probe_read_kernel(dst.as_mut_ptr().cast(), n, self.frame.cast()) == 0
-        }
-    }
-}
-
-/// `N` bytes at `base + off` (a 32-bit offset, unlike [`kread`]).
-#[inline(always)]
-fn kread_at<const N: usize>(base: *const u8, off: u32) -> Option<[u8; N]> {
-    // SAFETY: as in kread.
-    unsafe { aya_ebpf::helpers::bpf_probe_read_kernel(base.add(off as usize).cast::<[u8; N]>()).ok() }
-}
-
-/// Records the packet of the `sk_buff` at `skb` at stack hook `hook`, if it belongs to this
-/// copy's namespace.
-#[inline(always)]
-fn stack_packet(skb: *const u8, hook: u8) {
-    let st = stack();
-    let Some(dev) = kread::<*const u8>(skb, st.skb_dev) else { return };
-    if dev.is_null() {
-        return;
-    }
-    let Some(net) = kread::<*const u8>(dev, st.dev_nd_net) else { return };
-    if kread::<u32>(net, st.net_inum) != Some(st.netns) {
-        return;
-    }
-    let ifindex = kread::<i32>(dev, st.dev_ifindex).unwrap_or(0) as u32;
-    let (Some(head), Some(data), Some(len), Some(mac)) = (
-        kread::<*const u8>(skb, st.skb_head),
-        kread::<*const u8>(skb, st.skb_data),
-        kread::<u32>(skb, st.skb_len),
-        kread::<u16>(skb, st.skb_mac_header),
-    ) else {
-        return;
-    };
-    // From the link-layer header when it is set (always, at these tracepoints on Ethernet
-    // devices), so the parser and identity are those of the XDP and TC hooks.
-    let frame = if mac != 0xffff { unsafe { head.add(usize::from(mac)) } } else { data };
-    let before = (data as usize).wrapping_sub(frame as usize) as u32;
-    if before > 0xffff {
-        return;
-    }
-    try_packet(&Skb { frame, len: len + before }, hook, ifindex);
-}
-
-/// `net:net_dev_queue`: the packet enters the device layer (`__dev_queue_xmit`).
-#[btf_tracepoint(function = "net_dev_queue")]
-pub fn netlat_net_dev_queue(ctx: BtfTracePointContext) -> i32 {
-    stack_packet(ctx.arg::<*const u8>(0), hook::NET_DEV_QUEUE);
-    0
-}
-
-/// `net:net_dev_start_xmit`: the qdisc hands the packet to the driver.
-#[btf_tracepoint(function = "net_dev_start_xmit")]
-pub fn netlat_net_dev_start_xmit(ctx: BtfTracePointContext) -> i32 {
-    stack_packet(ctx.arg::<*const u8>(0), hook::NET_DEV_START_XMIT);
-    0
-}
-
-/// `net:netif_receive_skb`: the driver hands a received packet to the stack.
-#[btf_tracepoint(function = "netif_receive_skb")]
-pub fn netlat_netif_receive_skb(ctx: BtfTracePointContext) -> i32 {
-    stack_packet(ctx.arg::<*const u8>(0), hook::NETIF_RECEIVE_SKB);
-    0
-}
-
-/// `qdisc:qdisc_enqueue`: the packet is queued in the device's qdisc.
-#[btf_tracepoint(function = "qdisc_enqueue")]
-pub fn netlat_qdisc_enqueue(ctx: BtfTracePointContext) -> i32 {
-    stack_packet(ctx.arg::<*const u8>(2), hook::QDISC_ENQUEUE);
-    0
-}
-
-/// `qdisc:qdisc_dequeue`: the qdisc releases the packet (the first of a bulk dequeue; the
-/// skb is NULL when the queue was empty).
-#[btf_tracepoint(function = "qdisc_dequeue")]
-pub fn netlat_qdisc_dequeue(ctx: BtfTracePointContext) -> i32 {
-    let skb = ctx.arg::<*const u8>(3);
-    if !skb.is_null() {
-        stack_packet(skb, hook::QDISC_DEQUEUE);
-    }
-    0
-}
-
-/// `net:napi_gro_receive_entry`: the driver's NAPI poll hands the packet to GRO.
-#[btf_tracepoint(function = "napi_gro_receive_entry")]
-pub fn netlat_napi_gro_receive(ctx: BtfTracePointContext) -> i32 {
-    stack_packet(ctx.arg::<*const u8>(0), hook::NAPI_GRO_RECEIVE);
-    0
 }
 
 #[cfg(not(test))]

@@ -69,29 +69,47 @@ pub struct Hooks {
     pub tc_ingress: bool,
     /// TC egress.
     pub tc_egress: bool,
-    /// The stack tracepoints (`--layers stack`): net_dev_queue, net_dev_start_xmit,
-    /// netif_receive_skb, for every interface of the namespace.
-    pub stack: bool,
+    /// The tracepoint hooks to record (`--layers stack` and above), bit `1 << hook id`,
+    /// for every interface and socket of the namespace.
+    pub tracepoints: u32,
 }
+
+/// The tracepoint programs of the object: which hooks each one serves. A program is
+/// loaded when any of its hooks is recorded (the data-ready and read programs keep the
+/// state the scheduler stamps need; `net_dev_start_xmit` remembers what `net_dev_xmit`
+/// reports).
+const TRACEPOINTS: [(&str, &str, &[u8]); 17] = {
+    use hook::*;
+    [
+        ("netlat_net_dev_queue", "net_dev_queue", &[NET_DEV_QUEUE]),
+        ("netlat_net_dev_start_xmit", "net_dev_start_xmit", &[NET_DEV_START_XMIT, NET_DEV_XMIT]),
+        ("netlat_net_dev_xmit", "net_dev_xmit", &[NET_DEV_XMIT]),
+        ("netlat_netif_receive_skb", "netif_receive_skb", &[NETIF_RECEIVE_SKB]),
+        ("netlat_qdisc_enqueue", "qdisc_enqueue", &[QDISC_ENQUEUE]),
+        ("netlat_qdisc_dequeue", "qdisc_dequeue", &[QDISC_DEQUEUE]),
+        ("netlat_napi_gro_receive", "napi_gro_receive_entry", &[NAPI_GRO_RECEIVE]),
+        ("netlat_tcp_probe", "tcp_probe", &[TCP_PROBE]),
+        ("netlat_skb_copy_datagram", "skb_copy_datagram_iovec", &[SKB_COPY_DATAGRAM]),
+        ("netlat_kfree_skb", "kfree_skb", &[KFREE_SKB]),
+        ("netlat_tcp_sendmsg", "tcp_sendmsg_locked", &[SOCK_SEND]),
+        ("netlat_sock_send", "sock_send_length", &[SOCK_SEND]),
+        ("netlat_sk_data_ready", "sk_data_ready", &[SK_DATA_READY, SOCK_RECV, SCHED_WAKEUP, SCHED_SWITCH]),
+        ("netlat_sock_recv", "sock_recv_length", &[SOCK_RECV, SCHED_WAKEUP, SCHED_SWITCH, SKB_COPY_DATAGRAM]),
+        ("netlat_tcp_retransmit", "tcp_retransmit_skb", &[TCP_RETRANSMIT]),
+        ("netlat_sched_switch", "sched_switch", &[SCHED_SWITCH]),
+        ("netlat_sched_wakeup", "sched_wakeup", &[SCHED_WAKEUP]),
+    ]
+};
 
 impl Hooks {
     /// Names of the selected hooks.
     pub fn names(&self) -> Vec<String> {
-        [
-            (self.xdp, hook::XDP),
-            (self.tc_ingress, hook::TC_INGRESS),
-            (self.tc_egress, hook::TC_EGRESS),
-            (self.stack, hook::NET_DEV_QUEUE),
-            (self.stack, hook::NET_DEV_START_XMIT),
-            (self.stack, hook::NETIF_RECEIVE_SKB),
-            (self.stack, hook::QDISC_ENQUEUE),
-            (self.stack, hook::QDISC_DEQUEUE),
-            (self.stack, hook::NAPI_GRO_RECEIVE),
-        ]
-        .iter()
-        .filter(|(on, _)| *on)
-        .map(|(_, h)| hook::NAMES[usize::from(*h)].to_owned())
-        .collect()
+        [(self.xdp, hook::XDP), (self.tc_ingress, hook::TC_INGRESS), (self.tc_egress, hook::TC_EGRESS)]
+            .into_iter()
+            .chain((3..hook::COUNT as u8).map(|h| (self.tracepoints & (1 << h) != 0, h)))
+            .filter(|(on, _)| *on)
+            .map(|(_, h)| hook::NAMES[usize::from(h)].to_owned())
+            .collect()
     }
 }
 
@@ -106,6 +124,8 @@ pub struct Scope {
     pub sync_ring: RingBuf<MapData>,
     stats: PerCpuArray<MapData, u64>,
     points: HashMap<u32, PointContext>,
+    /// Names of the kernel's drop reasons, by value.
+    pub drop_reasons: HashMap<u32, String>,
     /// Attached interfaces, for the run metadata.
     pub ifaces: Vec<IfaceMeta>,
     /// Interfaces (index, name) whose `clsact` qdisc this capture added, to
@@ -130,23 +150,25 @@ fn load_err(netns: &Netns) -> impl FnOnce(anyhow::Error) -> LoadError + '_ {
 }
 
 impl Scope {
-    /// Loads the programs with `cfg` into `netns`'s scope; with `stack`, also the stack
-    /// tracepoint programs, attached at once (tracepoints have no interface), recording this
-    /// namespace's packets only.
-    pub fn load(netns: Netns, cfg: &CaptureConfig, ringbuf_bytes: u32, stack: bool) -> Result<Self, LoadError> {
+    /// Loads the programs with `cfg` into `netns`'s scope; with `tracepoints` (bit per hook
+    /// id), also those tracepoint programs, attached at once (tracepoints have no
+    /// interface), recording this namespace's packets and sockets only.
+    pub fn load(netns: Netns, cfg: &CaptureConfig, ringbuf_bytes: u32, tracepoints: u32) -> Result<Self, LoadError> {
         if EBPF_OBJ.is_empty() {
             return Err(LoadError::NoObject);
         }
         raise_memlock();
-        let btf = if stack {
+        let (stack, drop_reasons) = if tracepoints != 0 {
             let b = crate::btf::Btf::from_sys_fs().map_err(|e| load_err(&netns)(e.into()))?;
-            Some(crate::btf::offsets::stack_config(&b, netns.inode as u32).map_err(|e| load_err(&netns)(e.into()))?)
+            let st = crate::btf::offsets::stack_config(&b, netns.inode as u32, tracepoints)
+                .map_err(|e| load_err(&netns)(e.into()))?;
+            (st, crate::btf::offsets::drop_reasons(&b))
         } else {
-            None
+            Default::default()
         };
         let mut ebpf = EbpfLoader::new()
             .override_global("CFG", cfg, true)
-            .override_global("STACK", &btf.unwrap_or_default(), true)
+            .override_global("STACK", &stack, true)
             .map_max_entries("EVENTS", ringbuf_bytes)
             .load(EBPF_OBJ)
             .map_err(|e| load_err(&netns)(e.into()))?;
@@ -160,22 +182,26 @@ impl Scope {
                 anyhow::Error::new(e).context("netlat_xdp (XDP needs Linux >= 5.18 for bpf_xdp_load_bytes)"),
             )
         })?;
-        if stack {
+        let mut points = HashMap::new();
+        if tracepoints != 0 {
             let kernel_btf = aya::Btf::from_sys_fs().map_err(|e| load_err(&netns)(e.into()))?;
-            for (name, tp) in [
-                ("netlat_net_dev_queue", "net_dev_queue"),
-                ("netlat_net_dev_start_xmit", "net_dev_start_xmit"),
-                ("netlat_netif_receive_skb", "netif_receive_skb"),
-                ("netlat_qdisc_enqueue", "qdisc_enqueue"),
-                ("netlat_qdisc_dequeue", "qdisc_dequeue"),
-                ("netlat_napi_gro_receive", "napi_gro_receive_entry"),
-            ] {
+            for (name, tp, hooks) in TRACEPOINTS {
+                if !hooks.iter().any(|h| tracepoints & (1 << h) != 0) {
+                    continue;
+                }
                 let p: &mut BtfTracePoint = program(&mut ebpf, name).map_err(load_err(&netns))?;
                 p.load(tp, &kernel_btf)
                     .map_err(|e| load_err(&netns)(anyhow::Error::new(e).context(format!("tp_btf {tp}"))))?;
                 p.attach()
                     .map_err(|e| load_err(&netns)(anyhow::Error::new(e).context(format!("attaching tp_btf {tp}"))))?;
             }
+            // Tracepoints see every interface of the namespace, and sockets (no interface:
+            // `-`); interfaces named as `-i` names them, with the namespace prefix.
+            let prefix = if netns.is_own() { String::new() } else { format!("{}/", netns.name) };
+            for (ifindex, name) in netns.interfaces().map_err(|e| load_err(&netns)(e.into()))? {
+                points.insert(ifindex, PointContext { netns: netns.inode, ifname: format!("{prefix}{name}") });
+            }
+            points.insert(0, PointContext { netns: netns.inode, ifname: format!("{prefix}-") });
         }
         let ring = RingBuf::try_from(ebpf.take_map("EVENTS").expect("EVENTS map in object"))
             .map_err(|e| load_err(&netns)(e.into()))?;
@@ -189,7 +215,8 @@ impl Scope {
             ring,
             sync_ring,
             stats,
-            points: HashMap::new(),
+            points,
+            drop_reasons,
             ifaces: Vec::new(),
             qdiscs_added: Vec::new(),
         })
@@ -309,19 +336,67 @@ impl Drop for Scope {
     }
 }
 
-/// Point contexts of all scopes, by scope index.
-pub struct Points(pub Vec<HashMap<u32, PointContext>>);
+/// Point contexts of all scopes, by scope index, and the kernel's names for drop reasons
+/// and code addresses.
+pub struct Points(pub Vec<HashMap<u32, PointContext>>, pub HashMap<u32, String>, std::sync::OnceLock<Kallsyms>);
 
 impl Points {
     /// Snapshot of the scopes' interface tables.
     pub fn of(scopes: &[Scope]) -> Self {
-        Self(scopes.iter().map(|s| s.points.clone()).collect())
+        let reasons = scopes.iter().find(|s| !s.drop_reasons.is_empty()).map(|s| s.drop_reasons.clone());
+        Self(scopes.iter().map(|s| s.points.clone()).collect(), reasons.unwrap_or_default(), Default::default())
+    }
+
+    /// From interface tables alone (benchmarks and tests: no drop reasons).
+    pub fn from_tables(tables: Vec<HashMap<u32, PointContext>>) -> Self {
+        Self(tables, HashMap::new(), Default::default())
     }
 }
 
 impl PointLookup for Points {
     fn point(&self, scope: usize, ifindex: u32) -> Option<&PointContext> {
         self.0.get(scope)?.get(&ifindex)
+    }
+    fn drop_reason(&self, reason: u32) -> String {
+        self.1.get(&reason).cloned().unwrap_or_else(|| format!("reason {reason}"))
+    }
+    fn symbol(&self, addr: u64) -> String {
+        self.2.get_or_init(Kallsyms::read).symbol(addr)
+    }
+}
+
+/// The kernel's text symbols (`/proc/kallsyms`), read once at the first drop.
+#[derive(Default)]
+pub struct Kallsyms(Vec<(u64, String)>);
+
+impl Kallsyms {
+    fn read() -> Self {
+        Self::parse(&std::fs::read_to_string("/proc/kallsyms").unwrap_or_default())
+    }
+
+    /// From the text of `/proc/kallsyms` (addresses all zero when not readable: then
+    /// addresses stay numbers).
+    pub fn parse(text: &str) -> Self {
+        let mut v: Vec<(u64, String)> = text
+            .lines()
+            .filter_map(|l| {
+                let mut f = l.split_whitespace();
+                let (addr, kind, name) = (f.next()?, f.next()?, f.next()?);
+                let addr = u64::from_str_radix(addr, 16).ok().filter(|a| *a != 0)?;
+                // Text symbols only: a code address lies in a function.
+                matches!(kind, "t" | "T").then(|| (addr, name.to_owned()))
+            })
+            .collect();
+        v.sort_unstable();
+        Self(v)
+    }
+
+    /// `addr` as `function+0xoffset`, or the bare address when no function holds it.
+    pub fn symbol(&self, addr: u64) -> String {
+        match self.0.partition_point(|(a, _)| *a <= addr).checked_sub(1) {
+            Some(i) => format!("{}+{:#x}", self.0[i].1, addr - self.0[i].0),
+            None => format!("{addr:#x}"),
+        }
     }
 }
 
@@ -343,4 +418,29 @@ fn raise_memlock() {
     // SAFETY: valid pointer; failure only matters on old kernels, where the
     // load error that follows says so.
     unsafe { libc::setrlimit(libc::RLIMIT_MEMLOCK, &lim) };
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kallsyms_names_the_function_holding_an_address() {
+        let k = Kallsyms::parse(
+            "ffffffff81000000 T _stext\nffffffff81a00000 t nf_hook_slow\nffffffff81a00200 T ip_rcv\n\
+             ffffffff82000000 D some_data\n",
+        );
+        assert_eq!(k.symbol(0xffffffff81a00094), "nf_hook_slow+0x94");
+        assert_eq!(k.symbol(0xffffffff81a00200), "ip_rcv+0x0");
+        assert_eq!(k.symbol(0x1000), "0x1000");
+        // Unreadable (addresses hidden as zeros): numbers stay numbers.
+        let hidden = Kallsyms::parse("0000000000000000 T nf_hook_slow\n");
+        assert_eq!(hidden.symbol(0xffffffff81a00094), "0xffffffff81a00094");
+    }
+
+    #[test]
+    fn hooks_name_the_recorded_tracepoints() {
+        let h = Hooks { xdp: true, tc_ingress: false, tc_egress: true, tracepoints: 1 << hook::SOCK_RECV };
+        assert_eq!(h.names(), ["xdp", "tc_egress", "sock_recv"]);
+    }
 }

@@ -206,7 +206,7 @@ fn options(cli: Cli) -> anyhow::Result<(Options, Catalog, Preset)> {
     if usize::from(kernel.snaplen) > capture_common::abi::MAX_SNAPLEN {
         bail!("--snaplen: {} bytes, at most {} can be kept", kernel.snaplen, capture_common::abi::MAX_SNAPLEN);
     }
-    let mut hooks = Hooks { xdp: false, tc_ingress: false, tc_egress: false, stack: false };
+    let mut hooks = Hooks { xdp: false, tc_ingress: false, tc_egress: false, tracepoints: 0 };
     for h in &cli.hooks {
         match h.as_str() {
             "xdp" => hooks.xdp = true,
@@ -262,16 +262,12 @@ fn options(cli: Cli) -> anyhow::Result<(Options, Catalog, Preset)> {
     });
     let sim_clock = cli.sim_clock.as_deref().map(sync::sim::SimClock::parse).transpose()?;
     let layers = cli.layers.or(conf.layers).unwrap_or(Preset::Wire);
-    // Every preset above wire records the device-layer tracepoints (the layer programs
-    // this version loads; the rest of a preset is described, with a warning).
-    hooks.stack = layers != Preset::Wire;
     let catalog = catalog(cli.probes_file.as_deref())?;
     let config: BTreeMap<String, String> = [
         ("filter", filter_text.clone()),
         ("sample_one_in", one_in.to_string()),
         ("sample_seed", kernel.sample_seed.to_string()),
         ("ports", format!("{ports:?}")),
-        ("hooks", hooks.names().join(",")),
         ("ringbuf_kb", ringbuf_kb.to_string()),
         ("file_size_mb", file_size_mb.to_string()),
         ("rotate_seconds", rotate_seconds.to_string()),
@@ -362,10 +358,13 @@ fn main() -> ExitCode {
     }
     // The preset's probes and what this kernel allows of them go into the metadata, with a
     // warning for each one that is unavailable or not recorded by this version yet.
+    // The preset's tracepoints that this kernel has are recorded.
     opts.probes = probes::describe(&catalog, layers, &mut probes::Running::new());
     for w in probes::warnings(&opts.probes) {
         eprintln!("{w}");
     }
+    opts.hooks.tracepoints = probes::tracepoint_mask(&opts.probes);
+    opts.config.insert("hooks".into(), opts.hooks.names().join(","));
     match run::run(opts) {
         Ok(summary) => {
             if !quiet {

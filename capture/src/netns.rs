@@ -125,6 +125,28 @@ impl Netns {
         }
         Ok(idx)
     }
+
+    /// Every interface of the namespace: (index, name).
+    pub fn interfaces(&self) -> Result<Vec<(u32, String)>, NetnsError> {
+        self.run(|| {
+            let mut out = Vec::new();
+            // SAFETY: if_nameindex returns an array ended by a zero entry, or NULL; freed below.
+            unsafe {
+                let list = libc::if_nameindex();
+                if list.is_null() {
+                    return out;
+                }
+                let mut p = list;
+                while (*p).if_index != 0 && !(*p).if_name.is_null() {
+                    let name = std::ffi::CStr::from_ptr((*p).if_name).to_string_lossy().into_owned();
+                    out.push(((*p).if_index, name));
+                    p = p.add(1);
+                }
+                libc::if_freenameindex(list);
+            }
+            out
+        })
+    }
 }
 
 /// One `-i` argument, split into namespace and interface.

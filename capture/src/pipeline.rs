@@ -11,7 +11,7 @@ use std::sync::{
 };
 use std::time::Duration;
 
-use capture_common::abi::{hook, PacketEvent, PacketHead, SyncStamp};
+use capture_common::abi::{hook, DropEvent, PacketEvent, PacketHead, SockEvent, SyncStamp};
 use sync::sim::SimClock;
 
 use crate::{
@@ -36,9 +36,9 @@ pub struct Tally {
 
 /// What the reader hands the writer.
 pub enum Batch {
-    /// Packet events, tagged with their scope, and with `--snaplen` each one's first bytes
-    /// (empty otherwise).
-    Events(Vec<(usize, PacketEvent)>, Vec<Vec<u8>>),
+    /// Packet events, tagged with their scope; with `--snaplen` each one's first bytes, and
+    /// with the socket and drop hooks each one's [`schema::Extra`] (empty otherwise).
+    Events(Vec<(usize, PacketEvent)>, Vec<Vec<u8>>, Vec<schema::Extra>),
     /// Sync stamps, tagged with their scope.
     Sync(Vec<(usize, SyncStamp)>),
 }
@@ -46,7 +46,7 @@ pub enum Batch {
 impl Batch {
     fn is_empty(&self) -> bool {
         match self {
-            Batch::Events(v, _) => v.is_empty(),
+            Batch::Events(v, _, _) => v.is_empty(),
             Batch::Sync(v) => v.is_empty(),
         }
     }
@@ -61,7 +61,7 @@ pub struct Rings {
 }
 
 /// The writer thread's body: writes batches until the queue closes, then
-/// closes both rings.
+/// closes both rings. `(snap, extra)`: the files have the `head` and the extra columns.
 pub fn writer_thread(
     mut rings: Rings,
     host: String,
@@ -69,14 +69,15 @@ pub fn writer_thread(
     rx: mpsc::Receiver<Batch>,
     tally: Arc<Tally>,
     delay: Duration,
-    snap: bool,
+    (snap, extra): (bool, bool),
 ) -> (Rings, Result<(), RingError>) {
     let result = (|| loop {
         tally.files.store(rings.events.finished().count() as u64, Ordering::Relaxed);
         match rx.recv_timeout(Duration::from_millis(100)) {
-            Ok(Batch::Events(events, heads)) => {
+            Ok(Batch::Events(events, heads, extras)) => {
                 let heads = snap.then_some(heads.as_slice());
-                let batch = schema::to_batch(&host, &events, heads, &points).expect("schema matches builder");
+                let extras = extra.then_some(extras.as_slice());
+                let batch = schema::to_batch(&host, &events, heads, extras, &points).expect("schema matches builder");
                 rings.events.write(&batch)?;
                 for (_, e) in &events {
                     tally.written[usize::from(e.hook).min(hook::COUNT - 1)].fetch_add(1, Ordering::Relaxed);
@@ -113,6 +114,10 @@ pub struct Reader {
     pub events: Vec<(usize, PacketEvent)>,
     /// With `--snaplen`: the first bytes of each packet of `events`.
     pub heads: Vec<Vec<u8>>,
+    /// With the socket and drop hooks: what each event of `events` adds.
+    pub extras: Vec<schema::Extra>,
+    /// Whether `extras` is kept.
+    pub extra: bool,
     /// The batch of sync stamps being filled.
     pub stamps: Vec<(usize, SyncStamp)>,
     /// Synthetic clock applied to every timestamp (a test aid).
@@ -136,30 +141,78 @@ impl Reader {
                 }
             }
             while let Some(item) = s.ring.next() {
-                if item.len() >= std::mem::size_of::<PacketHead>() {
-                    // SAFETY: the kernel wrote a whole PacketHead (`--snaplen`); unaligned read.
-                    let mut h = unsafe { std::ptr::read_unaligned(item.as_ptr().cast::<PacketHead>()) };
-                    if let Some(sim) = &self.sim {
-                        h.event.ts_ns = sim.apply(h.event.ts_ns as i64) as u64;
-                    }
-                    self.events.push((i, h.event));
-                    self.heads.push(h.data[..(h.len as usize).min(h.data.len())].to_vec());
-                    n += 1;
-                } else if item.len() >= std::mem::size_of::<PacketEvent>() {
-                    // SAFETY: the kernel wrote a whole PacketEvent; unaligned read.
-                    let mut e = unsafe { std::ptr::read_unaligned(item.as_ptr().cast::<PacketEvent>()) };
-                    if let Some(sim) = &self.sim {
-                        e.ts_ns = sim.apply(e.ts_ns as i64) as u64;
-                    }
-                    self.events.push((i, e));
-                    n += 1;
+                let Some((mut e, head, extra)) = decode(&item) else { continue };
+                if let Some(sim) = &self.sim {
+                    e.ts_ns = sim.apply(e.ts_ns as i64) as u64;
                 }
+                self.events.push((i, e));
+                if let Some(h) = head {
+                    self.heads.push(h);
+                }
+                if self.extra {
+                    self.extras.push(extra);
+                }
+                n += 1;
                 if self.events.len() >= BATCH {
                     break;
                 }
             }
         }
         n
+    }
+}
+
+/// One ring record as an event (all kinds are written as rows of the events table), with
+/// its first bytes (`--snaplen`) and extras. The kernel writes four record types, told
+/// apart by their length.
+fn decode(item: &[u8]) -> Option<(PacketEvent, Option<Vec<u8>>, schema::Extra)> {
+    use std::mem::size_of;
+    // SAFETY (each read): the record has exactly the type's length; unaligned reads.
+    match item.len() {
+        n if n == size_of::<PacketEvent>() => {
+            Some((unsafe { std::ptr::read_unaligned(item.as_ptr().cast()) }, None, schema::Extra::default()))
+        }
+        n if n == size_of::<PacketHead>() => {
+            let h: PacketHead = unsafe { std::ptr::read_unaligned(item.as_ptr().cast()) };
+            let head = h.data[..(h.len as usize).min(h.data.len())].to_vec();
+            Some((h.event, Some(head), schema::Extra::default()))
+        }
+        n if n == size_of::<DropEvent>() => {
+            let d: DropEvent = unsafe { std::ptr::read_unaligned(item.as_ptr().cast()) };
+            Some((d.event, None, schema::Extra { reason: Some(d.reason), location: d.location, ..Default::default() }))
+        }
+        n if n == size_of::<SockEvent>() => {
+            let s: SockEvent = unsafe { std::ptr::read_unaligned(item.as_ptr().cast()) };
+            Some((sock_event(&s), None, schema::Extra { tid: s.tid, cgroup: s.cgroup, ..Default::default() }))
+        }
+        _ => None,
+    }
+}
+
+/// A socket event as an events-table row: its byte range in `tcp_seq` and `payload_len`,
+/// and a `pkt_id` made from the flow and the range (never 0).
+fn sock_event(s: &SockEvent) -> PacketEvent {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    let mut mix = |v: u64| h = (h ^ v).wrapping_mul(0x0100_0000_01b3).rotate_left(29);
+    s.saddr.chunks(8).chain(s.daddr.chunks(8)).for_each(|c| mix(u64::from_le_bytes(c.try_into().expect("8"))));
+    mix(u64::from(s.sport) << 16 | u64::from(s.dport));
+    mix(u64::from(s.seq) << 32 | u64::from(s.len));
+    mix(u64::from(s.hook));
+    PacketEvent {
+        ts_ns: s.ts_ns,
+        pkt_id: h.max(1),
+        saddr: s.saddr,
+        daddr: s.daddr,
+        seq: s.seq,
+        payload_len: s.len,
+        ifindex: s.ifindex,
+        cpu: s.cpu,
+        sport: s.sport,
+        dport: s.dport,
+        hook: s.hook,
+        family: s.family,
+        proto: s.proto,
+        ..Default::default()
     }
 }
 
@@ -186,7 +239,9 @@ pub fn send(tx: &mpsc::SyncSender<Batch>, batch: Batch, lost: &mut Lost, block: 
         Err(TrySendError::Disconnected(b)) => (b, false),
     };
     match back {
-        Batch::Events(v, _) => v.iter().for_each(|(_, e)| lost.events[usize::from(e.hook).min(hook::COUNT - 1)] += 1),
+        Batch::Events(v, _, _) => {
+            v.iter().for_each(|(_, e)| lost.events[usize::from(e.hook).min(hook::COUNT - 1)] += 1)
+        }
         Batch::Sync(v) => lost.stamps += v.len() as u64,
     }
     alive

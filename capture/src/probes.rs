@@ -72,7 +72,8 @@ pub fn warning(probe: &Probe, reason: &str) -> String {
 
 /// Warnings for the unavailable rows of [`describe`].
 pub fn warnings(rows: &[ProbeMeta]) -> impl Iterator<Item = String> + '_ {
-    rows.iter().filter(|r| !r.available || !RECORDED.contains(&r.name.as_str())).map(|r| {
+    let recorded = |n: &str| RECORDED.contains(&n) || STAMPS.contains(&n);
+    rows.iter().filter(move |r| !r.available || !recorded(&r.name)).map(|r| {
         if r.available {
             format!(
                 "netlat-capture: warning: probe {} ({} {}) is not recorded by this version yet; continuing without it",
@@ -90,6 +91,21 @@ pub fn warnings(rows: &[ProbeMeta]) -> impl Iterator<Item = String> + '_ {
 /// Catalog probes this version has programs for (XDP, TC and the device-layer
 /// tracepoints): the hook names of the events table are the catalog's probe names.
 pub const RECORDED: [&str; capture_common::abi::hook::COUNT] = capture_common::abi::hook::NAMES;
+
+/// Catalog probes that time-stamp another probe's events rather than having their own
+/// (`tcp_sendmsg` gives `sock_send` its time).
+pub const STAMPS: [&str; 1] = ["tcp_sendmsg"];
+
+/// The tracepoint hooks to record (bit `1 << hook id`): the available rows that name one
+/// of this version's tracepoint hooks.
+pub fn tracepoint_mask(rows: &[ProbeMeta]) -> u32 {
+    use capture_common::abi::hook;
+    rows.iter()
+        .filter(|r| r.available)
+        .filter_map(|r| hook::NAMES.iter().position(|n| *n == r.name))
+        .filter(|h| *h >= usize::from(hook::NET_DEV_QUEUE))
+        .fold(0, |m, h| m | 1 << h)
+}
 
 /// One probe with its availability, as recorded in the run metadata.
 #[derive(Clone, Debug, Serialize, PartialEq, Eq)]

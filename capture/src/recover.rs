@@ -519,7 +519,7 @@ mod tests {
                 )
             })
             .collect();
-        to_batch("h", &evs, None, &NoPoints).unwrap()
+        to_batch("h", &evs, None, None, &NoPoints).unwrap()
     }
 
     fn ring(dir: &Path, flush_every: Duration) -> RingWriter {
@@ -536,7 +536,7 @@ mod tests {
             KeyValue::new("netlat.schema_version".into(), "1".to_owned()),
             KeyValue::new("netlat.table".into(), "events".to_owned()),
         ];
-        RingWriter::new(cfg, events_schema(false), kv)
+        RingWriter::new(cfg, events_schema(false, false), kv)
     }
 
     const PARTIAL: &str = ".h-20260101T000000Z-1-00001.events.parquet.partial";
@@ -562,7 +562,7 @@ mod tests {
         let f = File::open(path).unwrap();
         let b = ParquetRecordBatchReaderBuilder::try_new(f).unwrap();
         let kv = b.metadata().file_metadata().key_value_metadata().cloned().unwrap_or_default();
-        assert_eq!(b.schema().fields().len(), events_schema(false).fields().len());
+        assert_eq!(b.schema().fields().len(), events_schema(false, false).fields().len());
         let n = b.build().unwrap().map(|x| x.unwrap().num_rows() as u64).sum();
         (n, kv)
     }

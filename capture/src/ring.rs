@@ -292,7 +292,7 @@ pub(crate) mod tests {
         let evs: Vec<_> = (0..n as u64)
             .map(|i| (0, PacketEvent { ts_ns: start + i, pkt_id: 1 + start + i, family: 4, ..Default::default() }))
             .collect();
-        to_batch("h", &evs, None, &NoPoints).unwrap()
+        to_batch("h", &evs, None, None, &NoPoints).unwrap()
     }
 
     fn ring(dir: &Path, max_bytes: u64, max_files: u32) -> RingWriter {
@@ -305,7 +305,11 @@ pub(crate) mod tests {
             max_files,
             flush_every: Duration::ZERO,
         };
-        RingWriter::new(cfg, events_schema(false), vec![KeyValue::new("netlat.schema_version".into(), "1".to_owned())])
+        RingWriter::new(
+            cfg,
+            events_schema(false, false),
+            vec![KeyValue::new("netlat.schema_version".into(), "1".to_owned())],
+        )
     }
 
     fn rows_in(path: &Path) -> usize {

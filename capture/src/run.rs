@@ -203,7 +203,7 @@ pub fn run(mut opts: Options) -> Result<Summary, RunError> {
         let idx = match scopes.iter().position(|s| s.netns.inode == ns.inode) {
             Some(i) => i,
             None => {
-                scopes.push(Scope::load(ns, &opts.kernel, opts.ringbuf_bytes, opts.hooks.stack)?);
+                scopes.push(Scope::load(ns, &opts.kernel, opts.ringbuf_bytes, opts.hooks.tracepoints)?);
                 scopes.len() - 1
             }
         };
@@ -276,10 +276,16 @@ pub fn run(mut opts: Options) -> Result<Summary, RunError> {
         max_files,
         flush_every: opts.flush_every,
     };
+    // The socket and drop hooks add thread, cgroup and drop columns.
+    let extra = {
+        use capture_common::abi::hook;
+        (0..hook::COUNT as u8)
+            .any(|h| opts.hooks.tracepoints & (1 << h) != 0 && (hook::is_socket(h) || h == hook::KFREE_SKB))
+    };
     let rings = Rings {
         events: RingWriter::new(
             ring_cfg("events", opts.max_files),
-            schema::events_schema(opts.kernel.snaplen > 0),
+            schema::events_schema(opts.kernel.snaplen > 0, extra),
             kv(&opts, &run_id, "events"),
         ),
         // Sync files are small and every one of them is needed to align the
@@ -293,7 +299,7 @@ pub fn run(mut opts: Options) -> Result<Summary, RunError> {
         let snap = opts.kernel.snaplen > 0;
         std::thread::Builder::new()
             .name("netlat-writer".into())
-            .spawn(move || writer_thread(rings, host, points, rx, tally, delay, snap))
+            .spawn(move || writer_thread(rings, host, points, rx, tally, delay, (snap, extra)))
             .expect("spawn writer")
     };
 
@@ -310,9 +316,20 @@ pub fn run(mut opts: Options) -> Result<Summary, RunError> {
     }
 
     let mut lost = Lost::default();
-    let mut reader = Reader { events: Vec::with_capacity(BATCH), heads: Vec::new(), stamps: Vec::new(), sim };
+    let mut reader = Reader {
+        events: Vec::with_capacity(BATCH),
+        heads: Vec::new(),
+        extras: Vec::new(),
+        extra,
+        stamps: Vec::new(),
+        sim,
+    };
     let take_events = |r: &mut Reader| {
-        Batch::Events(std::mem::replace(&mut r.events, Vec::with_capacity(BATCH)), std::mem::take(&mut r.heads))
+        Batch::Events(
+            std::mem::replace(&mut r.events, Vec::with_capacity(BATCH)),
+            std::mem::take(&mut r.heads),
+            std::mem::take(&mut r.extras),
+        )
     };
     let take_stamps = |r: &mut Reader| Batch::Sync(std::mem::take(&mut r.stamps));
     let mut batch_started = Instant::now();

@@ -26,8 +26,25 @@ pub struct PointContext {
     pub ifname: String,
 }
 
-/// Arrow schema of the `events` table; `head` adds the `--snaplen` column.
-pub fn events_schema(head: bool) -> SchemaRef {
+/// What the kernel tells beyond a packet's headers, for the socket and drop hooks.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Extra {
+    /// Thread id (0: none).
+    pub tid: u32,
+    /// cgroup id (0: none).
+    pub cgroup: u64,
+    /// Drop reason (`kfree_skb` only).
+    pub reason: Option<u32>,
+    /// Kernel address that freed the packet (`kfree_skb` only).
+    pub location: u64,
+}
+
+/// The columns [`Extra`] adds (`--layers socket` and above).
+pub const EXTRA_COLUMNS: [&str; 4] = ["tid", "cgroup", "drop_reason", "drop_location"];
+
+/// Arrow schema of the `events` table; `head` adds the `--snaplen` column, `extra` the
+/// [`EXTRA_COLUMNS`].
+pub fn events_schema(head: bool, extra: bool) -> SchemaRef {
     use DataType::*;
     let f = |name: &str, t: DataType| Field::new(name, t, false);
     let mut fields = vec![
@@ -58,6 +75,10 @@ pub fn events_schema(head: bool) -> SchemaRef {
     if head {
         fields.push(f("head", Binary));
     }
+    if extra {
+        let n = |name: &str, t: DataType| Field::new(name, t, true);
+        fields.extend([n("tid", UInt32), n("cgroup", UInt64), n("drop_reason", Utf8), n("drop_location", Utf8)]);
+    }
     Arc::new(Schema::new(fields))
 }
 
@@ -74,6 +95,14 @@ pub fn addr_string(family: u8, a: &[u8; 16]) -> String {
 pub trait PointLookup {
     /// Context for an event from scope `scope` on `ifindex`.
     fn point(&self, scope: usize, ifindex: u32) -> Option<&PointContext>;
+    /// Name of a kernel drop reason.
+    fn drop_reason(&self, reason: u32) -> String {
+        format!("reason {reason}")
+    }
+    /// A kernel code address as `function+0xoffset`.
+    fn symbol(&self, addr: u64) -> String {
+        format!("{addr:#x}")
+    }
 }
 
 /// Builds one record batch from events tagged with their scope index.
@@ -81,6 +110,7 @@ pub fn to_batch(
     host: &str,
     events: &[(usize, PacketEvent)],
     heads: Option<&[Vec<u8>]>,
+    extras: Option<&[Extra]>,
     points: &dyn PointLookup,
 ) -> Result<RecordBatch, ArrowError> {
     let n = events.len();
@@ -152,7 +182,35 @@ pub fn to_batch(
     if let Some(heads) = heads {
         columns.push(Arc::new(BinaryArray::from_iter_values(heads.iter())));
     }
-    RecordBatch::try_new(events_schema(heads.is_some()), columns)
+    if let Some(x) = extras {
+        columns.extend(extra_columns(x, points));
+    }
+    RecordBatch::try_new(events_schema(heads.is_some(), extras.is_some()), columns)
+}
+
+/// The [`EXTRA_COLUMNS`]: null where the hook has no such thing.
+fn extra_columns(x: &[Extra], points: &dyn PointLookup) -> [ArrayRef; 4] {
+    let some = |v: u64| (v != 0).then_some(v);
+    let mut reasons = StringBuilder::new();
+    let mut locations = StringBuilder::new();
+    for e in x {
+        match e.reason {
+            Some(r) => {
+                reasons.append_value(points.drop_reason(r));
+                locations.append_value(points.symbol(e.location));
+            }
+            None => {
+                reasons.append_null();
+                locations.append_null();
+            }
+        }
+    }
+    [
+        Arc::new(UInt32Array::from_iter(x.iter().map(|e| some(u64::from(e.tid)).map(|v| v as u32)))),
+        Arc::new(UInt64Array::from_iter(x.iter().map(|e| some(e.cgroup)))),
+        Arc::new(reasons.finish()),
+        Arc::new(locations.finish()),
+    ]
 }
 
 /// A lookup with one point, on ifindex 3 (for tests of the batch builders).
@@ -181,9 +239,9 @@ mod tests {
         v6.ifindex = 4;
         v6.saddr = "2001:db8::1".parse::<Ipv6Addr>().unwrap().octets();
         let pts = OnePoint(PointContext { netns: 77, ifname: "ns1/veth0".into() });
-        let b = to_batch("h1", &[(0, e), (0, v6)], None, &pts).unwrap();
+        let b = to_batch("h1", &[(0, e), (0, v6)], None, None, &pts).unwrap();
         assert_eq!(b.num_rows(), 2);
-        assert_eq!(b.num_columns(), events_schema(false).fields().len());
+        assert_eq!(b.num_columns(), events_schema(false, false).fields().len());
         let s = |name: &str| {
             b.column_by_name(name).unwrap().as_any().downcast_ref::<arrow::array::StringArray>().unwrap().clone()
         };

@@ -204,7 +204,8 @@ fn issue4_list_probes_explains_unavailable() {
     // A preset lists only its probes; a wrong one is a usage error naming the known ones.
     let stack = netlat_capture(&["--list-probes", "--layers", "stack"]);
     let stack = String::from_utf8_lossy(&stack.stdout);
-    assert!(stack.contains("tcp_sendmsg_locked") && !stack.contains("sock_send_length"), "{stack}");
+    assert!(stack.contains("net_dev_xmit") && !stack.contains("sock_send_length"), "{stack}");
+    assert!(!stack.contains("tcp_sendmsg_locked"), "{stack}");
     assert!(!stack.contains("kprobe") && !stack.contains("sched_switch"), "{stack}");
     let bad = netlat_capture(&["--list-probes", "--layers", "tcp"]);
     let err = String::from_utf8_lossy(&bad.stderr);

@@ -453,9 +453,10 @@ pub fn writer_rate(dir: &Path, events: u64) -> anyhow::Result<(f64, f64)> {
         flush_every: Duration::from_secs(5),
     };
     let kv = vec![parquet::file::metadata::KeyValue::new("netlat.schema_version".into(), "1".to_owned())];
-    let mut ring = RingWriter::new(cfg, events_schema(false), kv);
-    let points =
-        Points(vec![[(2u32, PointContext { netns: 4026531840, ifname: "veth0".into() })].into_iter().collect()]);
+    let mut ring = RingWriter::new(cfg, events_schema(false, false), kv);
+    let points = Points::from_tables(vec![[(2u32, PointContext { netns: 4026531840, ifname: "veth0".into() })]
+        .into_iter()
+        .collect()]);
     let mut x: u64 = 0x2545_F491_4F6C_DD1D;
     let mut batch = Vec::with_capacity(BATCH_EVENTS);
     let cpu = || {
@@ -498,12 +499,12 @@ pub fn writer_rate(dir: &Path, events: u64) -> anyhow::Result<(f64, f64)> {
             },
         ));
         if batch.len() == BATCH_EVENTS {
-            ring.write(&to_batch("bench", &batch, None, &points)?)?;
+            ring.write(&to_batch("bench", &batch, None, None, &points)?)?;
             batch.clear();
         }
     }
     if !batch.is_empty() {
-        ring.write(&to_batch("bench", &batch, None, &points)?)?;
+        ring.write(&to_batch("bench", &batch, None, None, &points)?)?;
     }
     ring.rotate()?;
     let secs = cpu() - start;

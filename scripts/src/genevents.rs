@@ -672,7 +672,7 @@ fn worker(cfg: &GenConfig, w: usize, n: usize) -> anyhow::Result<WorkerOut> {
                 // One row group per file: no periodic flush (the data is written at once).
                 flush_every: Duration::ZERO,
             },
-            events_schema(false),
+            events_schema(false, false),
             kv,
         );
         outs[h] = Some(HostOut { host: h, pending: Vec::new(), ring, rows_in_file: 0 });
@@ -770,7 +770,7 @@ fn to_batch(model: &Model, host: usize, evs: &[Ev]) -> anyhow::Result<RecordBatc
         num!(UInt16Array, |_| 0),
         num!(UInt32Array, |_| 0),
     ];
-    Ok(RecordBatch::try_new(events_schema(false), columns)?)
+    Ok(RecordBatch::try_new(events_schema(false, false), columns)?)
 }
 
 /// Writes `truth` as JSON next to the host folders (`OUT/truth.json`).

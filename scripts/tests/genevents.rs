@@ -57,7 +57,7 @@ fn analyzer_reports_exactly_the_injected_latencies() {
                 assert!(kv.contains(&(k.to_owned(), v.to_owned())), "{name}: {k} in {kv:?}");
             }
             let schema = parquet::arrow::parquet_to_arrow_schema(md.schema_descr(), md.key_value_metadata()).unwrap();
-            assert_eq!(schema.fields(), capture::schema::events_schema(false).fields(), "{name}");
+            assert_eq!(schema.fields(), capture::schema::events_schema(false, false).fields(), "{name}");
         }
     }
 

@@ -58,7 +58,7 @@ fn issue4_stack_tracepoints_see_each_packet_once_per_layer_in_order() {
     // Each datagram once at each layer of its path, and nowhere else: tracepoints fire for
     // every namespace, so a's capture seeing b's receive side (or b's seeing a's send
     // side) would show up here as extra points.
-    let sender = ["a:tc_egress", "a:net_dev_queue", "a:net_dev_start_xmit"];
+    let sender = ["a:tc_egress", "a:net_dev_queue", "a:net_dev_start_xmit", "a:net_dev_xmit"];
     // veth with an XDP program polls in NAPI mode: napi_gro_receive fires too. (veth has
     // no qdisc by default: qdisc_enqueue/dequeue do not fire here; see the next test.)
     let receiver = ["b:xdp", "b:napi_gro_receive", "b:netif_receive_skb", "b:tc_ingress"];

@@ -360,3 +360,76 @@ fn spilled_buckets_give_the_same_analysis() {
     // The spill folder is removed afterwards.
     assert_eq!(std::fs::read_dir(tmp.path()).unwrap().count(), 0);
 }
+
+/// Start of the byte-mode tests' timestamps.
+const T_BYTES: i64 = 1_000_000_000;
+
+/// TCP rows as (ts_ns, "host:ifname:hook", tcp_seq, payload_len), all of one flow, with
+/// packet ids that match nowhere (as socket rows' ids do not).
+fn tcp_frame(rows: &[(i64, &str, u32, u32)]) -> LazyFrame {
+    let part = |i: usize| -> Vec<String> { rows.iter().map(|r| r.1.split(':').nth(i).unwrap().to_owned()).collect() };
+    let n = rows.len();
+    df!(
+        "ts_ns" => rows.iter().map(|r| r.0).collect::<Vec<i64>>(),
+        "host" => part(0),
+        "netns" => vec![1u64; n],
+        "ifname" => part(1),
+        "hook" => part(2),
+        "pkt_id" => (1..=n as u64).collect::<Vec<u64>>(),
+        "family" => vec![4u8; n],
+        "proto" => vec![6u8; n],
+        "saddr" => vec!["198.18.0.1"; n],
+        "daddr" => vec!["198.18.0.2"; n],
+        "sport" => vec![40000u16; n],
+        "dport" => vec![6000u16; n],
+        "tcp_seq" => rows.iter().map(|r| r.2).collect::<Vec<u32>>(),
+        "payload_len" => rows.iter().map(|r| r.3).collect::<Vec<u32>>(),
+    )
+    .unwrap()
+    .lazy()
+}
+
+/// One send of 2000 bytes leaves as two skbs of 1000 and is read at once: each tracked
+/// byte (1024 and 2048, stride 1024) gets the times of the rows that carried it.
+#[test]
+fn issue4_tcp_bytes_are_followed_through_ranges_of_any_split() {
+    let rows = [
+        (T_BYTES, "h1:-:sock_send", 1000, 2000),
+        (T_BYTES + 10, "h1:eth0:tc_egress", 1000, 1000),
+        (T_BYTES + 20, "h1:eth0:tc_egress", 2000, 1000),
+        (T_BYTES + 100, "h2:-:sock_recv", 1000, 2000),
+        // A pure ACK: no bytes, kept as a packet (seen once: unmatched).
+        (T_BYTES + 50, "h2:eth0:tc_egress", 5000, 0),
+    ];
+    let opts = Options { tcp: TcpUnit::Auto, tcp_stride: 1024, ..Default::default() };
+    let a = analyze_with(tcp_frame(&rows), &opts).unwrap();
+    assert_eq!(a.tcp_stride, Some(1024));
+    assert_eq!(
+        figs(&a.pairs),
+        [
+            stats("h1:-:sock_send", "h1:eth0:tc_egress", 2, [10, 10, 20, 20, 20]),
+            stats("h1:eth0:tc_egress", "h2:-:sock_recv", 2, [80, 80, 90, 90, 90]),
+        ]
+    );
+    assert_eq!(a.paths[0].end_to_end.count, 2);
+    assert_eq!(a.paths[0].end_to_end.max_ns, 100);
+    assert!(a.notes.iter().any(|n| n.contains("divisible by 1024")), "{:?}", a.notes);
+    // Per packet, nothing matches: the socket rows' ids are their own.
+    let packets = Options { tcp: TcpUnit::Packets, ..Default::default() };
+    let a = analyze_with(tcp_frame(&rows), &packets).unwrap();
+    assert!(a.pairs.is_empty() && a.tcp_stride.is_none());
+}
+
+/// A stride of 1 follows every byte; positions wrap at 2^32 within one range.
+#[test]
+fn issue4_tcp_bytes_wrap_with_the_sequence_space() {
+    let seq = u32::MAX - 9; // 10 bytes before the wrap, 10 after.
+    let rows = [
+        (T_BYTES, "h1:eth0:tc_egress", seq, 20),
+        (T_BYTES + 7, "h2:eth0:xdp", seq, 10),
+        (T_BYTES + 9, "h2:eth0:xdp", 0, 10),
+    ];
+    let opts = Options { tcp: TcpUnit::Bytes, tcp_stride: 1, ..Default::default() };
+    let a = analyze_with(tcp_frame(&rows), &opts).unwrap();
+    assert_eq!(figs(&a.pairs), [stats("h1:eth0:tc_egress", "h2:eth0:xdp", 20, [7, 7, 9, 9, 9])]);
+}

@@ -227,6 +227,13 @@ impl Btf {
         Ok(btf)
     }
 
+    /// The enumerators of `enum name` (32-bit enums), in declaration order.
+    pub fn enum_values(&self, name: &str) -> Option<Vec<(String, u32)>> {
+        let id = self.ids(name, kind::ENUM).next()?;
+        let t = &self.types[id as usize];
+        Some(t.members.iter().map(|m| (self.str(m.name).unwrap_or("").to_owned(), m.ty)).collect())
+    }
+
     /// Number of types, `void` included.
     pub fn len(&self) -> usize {
         self.types.len()

@@ -69,6 +69,9 @@ specs! {
     tcp_snd_nxt: "tcp_sock.snd_nxt";
     tcp_copied_seq: "tcp_sock.copied_seq";
     tcp_rcv_nxt: "tcp_sock.rcv_nxt";
+    skb_cb: "sk_buff.cb";
+    sk_protocol: "sock.sk_protocol";
+    task_pid: "task_struct.pid";
 }
 
 /// Reads every offset from `btf`. A missing required field is an error naming
@@ -91,26 +94,58 @@ pub fn resolve(btf: &Btf) -> Result<KernelOffsets, BtfError> {
     Ok(out)
 }
 
-/// The device-layer programs' configuration (`--layers stack`) for namespace `netns`.
-pub fn stack_config(btf: &Btf, netns: u32) -> Result<capture_common::offsets::StackConfig, BtfError> {
+/// The tracepoint programs' configuration for namespace `netns`, recording `hooks`
+/// (bit `1 << hook id`).
+pub fn stack_config(btf: &Btf, netns: u32, hooks: u32) -> Result<capture_common::offsets::StackConfig, BtfError> {
     let o = resolve(btf)?;
-    if o.dev_nd_net == NONE {
-        return Err(BtfError::NoField {
-            strukt: "net_device".into(),
-            field: "nd_net".into(),
-            path: "net_device.nd_net".into(),
-        });
+    for (v, path) in [(o.dev_nd_net, "net_device.nd_net"), (o.sk_net, "sock.__sk_common.skc_net")] {
+        if v == NONE {
+            let (strukt, field) = path.split_once('.').expect("a dot");
+            return Err(BtfError::NoField { strukt: strukt.into(), field: field.into(), path: path.into() });
+        }
     }
+    // SKB_CONSUMED is a free, not a drop; kernels before 6.0 have no such value (nothing
+    // to skip then).
+    let drop_consumed = btf
+        .enum_values("skb_drop_reason")
+        .and_then(|v| v.into_iter().find(|(n, _)| n == "SKB_CONSUMED").map(|(_, v)| v))
+        .unwrap_or(u32::MAX);
     Ok(capture_common::offsets::StackConfig {
         netns,
+        hooks,
+        drop_consumed,
         skb_head: o.skb_head,
         skb_data: o.skb_data,
         skb_len: o.skb_len,
         skb_mac_header: o.skb_mac_header,
+        skb_network_header: o.skb_network_header,
         skb_dev: o.skb_dev,
+        skb_sk: o.skb_sk,
+        skb_cb: o.skb_cb,
         dev_ifindex: o.dev_ifindex,
         dev_nd_net: o.dev_nd_net,
         net_inum: o.net_ns_inum,
-        _pad: [0; 4],
+        sk_family: o.sk_family,
+        sk_protocol: o.sk_protocol,
+        sk_num: o.sk_num,
+        sk_dport: o.sk_dport,
+        sk_rcv_saddr: o.sk_rcv_saddr,
+        sk_daddr: o.sk_daddr,
+        sk_v6_rcv_saddr: o.sk_v6_rcv_saddr,
+        sk_v6_daddr: o.sk_v6_daddr,
+        sk_net: o.sk_net,
+        tcp_write_seq: o.tcp_write_seq,
+        tcp_copied_seq: o.tcp_copied_seq,
+        tcp_rcv_nxt: o.tcp_rcv_nxt,
+        task_pid: o.task_pid,
     })
+}
+
+/// Names of `enum skb_drop_reason`, by value (empty on kernels without it).
+pub fn drop_reasons(btf: &Btf) -> std::collections::HashMap<u32, String> {
+    btf.enum_values("skb_drop_reason")
+        .unwrap_or_default()
+        .into_iter()
+        .map(|(n, v)| (v, n.strip_prefix("SKB_DROP_REASON_").unwrap_or(&n).to_owned()))
+        .collect()
 }

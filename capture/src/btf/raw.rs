@@ -58,7 +58,14 @@ impl Reader<'_> {
                 }
                 vlen * 8
             }
-            kind::ENUM => vlen * 8,
+            kind::ENUM => {
+                // Enumerators: (name, value); kept as members with the value in `ty`.
+                for i in 0..vlen {
+                    let m = body + i * 8;
+                    ty.members.push(Member { name: self.u32(m)?, ty: self.u32(m + 4)?, bit_offset: 0, bitfield: 0 });
+                }
+                vlen * 8
+            }
             kind::VAR | kind::DECL_TAG => 4,
             kind::DATASEC | kind::ENUM64 => vlen * 12,
             other => return Err(BtfError::Malformed(format!("unknown type kind {other} at byte {at}"))),

@@ -1,0 +1,308 @@
+//! Socket-level programs (`--layers socket` and above): TCP bytes handed over by the
+//! application, made readable, read, retransmitted, and the reading thread's scheduling.
+//!
+//! There is no packet here, so identity is the flow plus the absolute TCP sequence range
+//! of the bytes, taken from the socket (`write_seq` after a send, `rcv_nxt` at data-ready,
+//! `copied_seq` after a read) or from the skb's TCP control block (retransmissions). The
+//! analyzer tracks bytes at fixed sequence positions through packets and sockets alike.
+
+use aya_ebpf::{
+    helpers::{bpf_get_current_cgroup_id, bpf_get_current_pid_tgid},
+    macros::{btf_tracepoint, map},
+    maps::LruHashMap,
+    programs::BtfTracePointContext,
+};
+use capture_common::{
+    abi::{hook, stat, SockEvent},
+    filter,
+    offsets::{StackConfig, NONE},
+    parse::{PacketInfo, IPPROTO_TCP},
+};
+
+use crate::{
+    cfg, count,
+    stack::{cpu, kread, now, our_sock, stack},
+    wakeup_flags, EVENTS, SCRATCH,
+};
+
+const AF_INET: u16 = 2;
+const AF_INET6: u16 = 10;
+const MSG_PEEK: i32 = 2;
+/// `bpf_map_update_elem` flag: only if the key is absent.
+const BPF_NOEXIST: u64 = 1;
+
+/// Entry time of a socket's running `tcp_sendmsg_locked`, by `struct sock *`.
+#[map]
+static SEND_START: LruHashMap<u64, u64> = LruHashMap::with_max_entries(4096, 0);
+
+/// What a socket had made readable so far.
+#[derive(Clone, Copy)]
+#[repr(C)]
+struct Ready {
+    /// `rcv_nxt` at the last data-ready: bytes before it were reported.
+    nxt: u32,
+    _pad: u32,
+    /// When.
+    ts: u64,
+}
+
+/// By `struct sock *`.
+#[map]
+static READY: LruHashMap<u64, Ready> = LruHashMap::with_max_entries(4096, 0);
+
+/// Threads that read from TCP sockets of this namespace (their scheduling is recorded).
+#[map]
+static READERS: LruHashMap<u32, u8> = LruHashMap::with_max_entries(4096, 0);
+
+/// Last wakeup of each reader thread.
+#[map]
+static WOKEN: LruHashMap<u32, u64> = LruHashMap::with_max_entries(4096, 0);
+
+/// Last time each reader thread got a CPU.
+#[map]
+static ON_CPU: LruHashMap<u32, u64> = LruHashMap::with_max_entries(4096, 0);
+
+/// Fills `info` with the socket's flow in its data's direction: the socket's own end is
+/// the sender unless `recv`. IPv4-mapped IPv6 sockets report IPv4, as their packets do.
+#[inline(always)]
+fn flow(st: &StackConfig, sk: *const u8, recv: bool, info: &mut PacketInfo) -> Option<()> {
+    *info = PacketInfo::default();
+    let family = kread::<u16>(sk, st.sk_family)?;
+    let (mut local, mut remote) = ([0u8; 16], [0u8; 16]);
+    if family == AF_INET {
+        local[..4].copy_from_slice(&kread::<[u8; 4]>(sk, st.sk_rcv_saddr)?);
+        remote[..4].copy_from_slice(&kread::<[u8; 4]>(sk, st.sk_daddr)?);
+        info.family = 4;
+    } else if family == AF_INET6 && st.sk_v6_daddr != NONE && st.sk_v6_rcv_saddr != NONE {
+        local = kread::<[u8; 16]>(sk, st.sk_v6_rcv_saddr)?;
+        remote = kread::<[u8; 16]>(sk, st.sk_v6_daddr)?;
+        info.family = 6;
+        if is_v4_mapped(&remote) {
+            let (l, r) = (local, remote);
+            local = [0; 16];
+            remote = [0; 16];
+            local[..4].copy_from_slice(&l[12..]);
+            remote[..4].copy_from_slice(&r[12..]);
+            info.family = 4;
+        }
+    } else {
+        return None;
+    }
+    let lport = kread::<u16>(sk, st.sk_num)?;
+    let rport = u16::from_be(kread::<u16>(sk, st.sk_dport)?);
+    info.proto = IPPROTO_TCP;
+    if recv {
+        (info.saddr, info.daddr, info.sport, info.dport) = (remote, local, rport, lport);
+    } else {
+        (info.saddr, info.daddr, info.sport, info.dport) = (local, remote, lport, rport);
+    }
+    Some(())
+}
+
+#[inline(always)]
+fn is_v4_mapped(a: &[u8; 16]) -> bool {
+    a[..10].iter().all(|b| *b == 0) && a[10] == 0xff && a[11] == 0xff
+}
+
+/// Whether `sk` is a TCP socket of this namespace.
+#[inline(always)]
+fn our_tcp(st: &StackConfig, sk: *const u8) -> bool {
+    kread::<u16>(sk, st.sk_protocol) == Some(u16::from(IPPROTO_TCP)) && our_sock(st, sk)
+}
+
+/// Writes a [`SockEvent`] for `len` bytes from `seq` of `sk`'s flow, if the capture's
+/// filter selects the flow.
+#[inline(always)]
+fn emit(st: &StackConfig, sk: *const u8, h: u8, recv: bool, ts: u64, seq: u32, len: u32, tid: u32) {
+    count(h, stat::SEEN);
+    let Some(info) = SCRATCH.get_ptr_mut(0) else { return };
+    // SAFETY: per-CPU slot; programs do not nest on one CPU for this map.
+    let info = unsafe { &mut *info };
+    if flow(st, sk, recv, info).is_none() {
+        return count(h, stat::MALFORMED);
+    }
+    let cfg = cfg();
+    if !filter::matches(&cfg.filter, info) || !filter::port_selected(cfg, info) {
+        return;
+    }
+    count(h, stat::SELECTED);
+    let Some(mut entry) = EVENTS.reserve::<SockEvent>(0) else {
+        return count(h, stat::RINGBUF_FULL);
+    };
+    let e = entry.as_mut_ptr();
+    // SAFETY: the reservation is exactly one SockEvent; every field is set.
+    unsafe {
+        (*e).ts_ns = ts;
+        (*e).cgroup = if tid != 0 { bpf_get_current_cgroup_id() } else { 0 };
+        (*e).saddr = info.saddr;
+        (*e).daddr = info.daddr;
+        (*e).seq = seq;
+        (*e).len = len;
+        (*e).tid = tid;
+        (*e).ifindex = 0;
+        (*e).sport = info.sport;
+        (*e).dport = info.dport;
+        (*e).cpu = cpu();
+        (*e).hook = h;
+        (*e).family = info.family;
+        (*e).proto = IPPROTO_TCP;
+        (*e)._pad = [0; 7];
+    }
+    entry.submit(wakeup_flags());
+    count(h, stat::SUBMITTED);
+}
+
+#[inline(always)]
+fn tid() -> u32 {
+    bpf_get_current_pid_tgid() as u32
+}
+
+/// `tcp:tcp_sendmsg_locked(sk, msg, skb, size_goal)`: the application's bytes reach TCP.
+/// It fires once per skb the send fills; the first one of a send is its start, kept until
+/// the call returns ([`netlat_sock_send`]) and says how many bytes it took: bytes that
+/// waited for room in the send buffer count that wait in the socket layer.
+#[btf_tracepoint(function = "tcp_sendmsg_locked")]
+pub fn netlat_tcp_sendmsg(ctx: BtfTracePointContext) -> i32 {
+    let sk = ctx.arg::<u64>(0);
+    let _ = SEND_START.insert(sk, now(), BPF_NOEXIST);
+    0
+}
+
+/// `sock:sock_send_length(sk, ret, flags)`: sendmsg returned `ret`; for TCP the bytes
+/// are `[write_seq - ret, write_seq)`, stamped when `tcp_sendmsg_locked` began.
+#[btf_tracepoint(function = "sock_send_length")]
+pub fn netlat_sock_send(ctx: BtfTracePointContext) -> i32 {
+    let sk = ctx.arg::<*const u8>(0);
+    let key = sk as u64;
+    // SAFETY: the value is copied out at once.
+    let Some(start) = (unsafe { SEND_START.get(key) }).copied() else { return 0 };
+    let _ = SEND_START.remove(key);
+    let ret = ctx.arg::<u64>(1) as i32;
+    let st = stack();
+    if ret <= 0 || !our_tcp(st, sk) {
+        return 0;
+    }
+    let Some(end) = kread::<u32>(sk, st.tcp_write_seq) else { return 0 };
+    emit(st, sk, hook::SOCK_SEND, false, start, end.wrapping_sub(ret as u32), ret as u32, tid());
+    0
+}
+
+/// `sock:sk_data_ready(sk)`: TCP made `[last rcv_nxt, rcv_nxt)` readable and woke the
+/// reader. Interrupt context: no thread.
+#[btf_tracepoint(function = "sk_data_ready")]
+pub fn netlat_sk_data_ready(ctx: BtfTracePointContext) -> i32 {
+    let sk = ctx.arg::<*const u8>(0);
+    let st = stack();
+    if !our_tcp(st, sk) {
+        return 0;
+    }
+    let Some(nxt) = kread::<u32>(sk, st.tcp_rcv_nxt) else { return 0 };
+    let key = sk as u64;
+    // SAFETY: copied out at once.
+    let from = match unsafe { READY.get(key) } {
+        Some(r) => r.nxt,
+        None => match kread::<u32>(sk, st.tcp_copied_seq) {
+            Some(c) => c,
+            None => return 0,
+        },
+    };
+    let len = nxt.wrapping_sub(from) as i32;
+    if len <= 0 {
+        return 0;
+    }
+    let t = now();
+    let _ = READY.insert(key, Ready { nxt, _pad: 0, ts: t }, 0);
+    if st.on(hook::SK_DATA_READY) {
+        emit(st, sk, hook::SK_DATA_READY, true, t, from, len as u32, 0);
+    }
+    0
+}
+
+/// `sock:sock_recv_length(sk, ret, flags)`: recvmsg returned `ret` TCP bytes,
+/// `[copied_seq - ret, copied_seq)`. With the scheduler hooks, also stamps when the reading
+/// thread was woken and on a CPU with those bytes ready.
+#[btf_tracepoint(function = "sock_recv_length")]
+pub fn netlat_sock_recv(ctx: BtfTracePointContext) -> i32 {
+    let sk = ctx.arg::<*const u8>(0);
+    let (ret, flags) = (ctx.arg::<u64>(1) as i32, ctx.arg::<u64>(2) as i32);
+    let st = stack();
+    if st.on(hook::SKB_COPY_DATAGRAM) {
+        crate::stack::copied(st, sk, ret, flags & MSG_PEEK != 0);
+    }
+    if ret <= 0 || flags & MSG_PEEK != 0 || !our_tcp(st, sk) {
+        return 0;
+    }
+    let Some(end) = kread::<u32>(sk, st.tcp_copied_seq) else { return 0 };
+    let (t, tid, seq, len) = (now(), tid(), end.wrapping_sub(ret as u32), ret as u32);
+    let key = sk as u64;
+    // SAFETY: copied out at once.
+    let ready = unsafe { READY.get(key) }.copied();
+    // Bytes read before any data-ready covered them are never reported readable later.
+    if ready.is_none_or(|r| (end.wrapping_sub(r.nxt) as i32) > 0) {
+        let _ = READY.insert(key, Ready { nxt: end, _pad: 0, ts: ready.map_or(t, |r| r.ts) }, 0);
+    }
+    if st.on(hook::SOCK_RECV) {
+        emit(st, sk, hook::SOCK_RECV, true, t, seq, len, tid);
+    }
+    if st.on(hook::SCHED_WAKEUP) || st.on(hook::SCHED_SWITCH) {
+        let _ = READERS.insert(tid, 1u8, 0);
+        // Not before the data was there (the thread may have been awake all along), never
+        // after the read.
+        // A stamp that equals the one before it is moved 1 ns later, so that the layers
+        // keep their order where the analyzer sorts by time.
+        let base = ready.map_or(t, |r| r.ts).min(t);
+        // SAFETY: copied out at once.
+        let woken = unsafe { WOKEN.get(tid) }.copied().unwrap_or(0).clamp((base + 1).min(t), t);
+        // SAFETY: copied out at once.
+        let on_cpu = unsafe { ON_CPU.get(tid) }.copied().unwrap_or(0).clamp((woken + 1).min(t), t);
+        if st.on(hook::SCHED_WAKEUP) {
+            emit(st, sk, hook::SCHED_WAKEUP, true, woken, seq, len, tid);
+        }
+        if st.on(hook::SCHED_SWITCH) {
+            emit(st, sk, hook::SCHED_SWITCH, true, on_cpu, seq, len, tid);
+        }
+    }
+    0
+}
+
+/// `tcp:tcp_retransmit_skb(sk, skb, err)`: the bytes `[seq, end_seq)` of the skb's TCP
+/// control block were sent again.
+#[btf_tracepoint(function = "tcp_retransmit_skb")]
+pub fn netlat_tcp_retransmit(ctx: BtfTracePointContext) -> i32 {
+    let (sk, skb, err) = (ctx.arg::<*const u8>(0), ctx.arg::<*const u8>(1), ctx.arg::<u64>(2) as i32);
+    let st = stack();
+    if err != 0 || !our_tcp(st, sk) {
+        return 0;
+    }
+    let (Some(seq), Some(end)) = (kread::<u32>(skb, st.skb_cb), kread::<u32>(skb, st.skb_cb + 4)) else {
+        return 0;
+    };
+    emit(st, sk, hook::TCP_RETRANSMIT, false, now(), seq, end.wrapping_sub(seq), tid());
+    0
+}
+
+/// `sched:sched_switch(preempt, prev, next, prev_state)`: a reader thread got a CPU.
+#[btf_tracepoint(function = "sched_switch")]
+pub fn netlat_sched_switch(ctx: BtfTracePointContext) -> i32 {
+    let next = ctx.arg::<*const u8>(2);
+    let Some(pid) = kread::<i32>(next, stack().task_pid) else { return 0 };
+    let pid = pid as u32;
+    // SAFETY: only tested for presence.
+    if unsafe { READERS.get(pid) }.is_some() {
+        let _ = ON_CPU.insert(pid, now(), 0);
+    }
+    0
+}
+
+/// `sched:sched_wakeup(p)`: a reader thread was made runnable.
+#[btf_tracepoint(function = "sched_wakeup")]
+pub fn netlat_sched_wakeup(ctx: BtfTracePointContext) -> i32 {
+    let p = ctx.arg::<*const u8>(0);
+    let Some(pid) = kread::<i32>(p, stack().task_pid) else { return 0 };
+    let pid = pid as u32;
+    // SAFETY: only tested for presence.
+    if unsafe { READERS.get(pid) }.is_some() {
+        let _ = WOKEN.insert(pid, now(), 0);
+    }
+    0
+}

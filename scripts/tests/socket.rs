@@ -1,0 +1,450 @@
+//! Kernel tests of issue 4: the socket layer and the scheduler (`--layers all`), TCP
+//! followed per byte from the sender's `send()` to the receiver's `recv()`, and drops and
+//! retransmissions made on purpose. The ground truth is what the test's own threads saw:
+//! CLOCK_MONOTONIC (the capture's clock) around each `send()`, `recv()` and sleep.
+
+use std::{
+    fs::File,
+    io::{Read, Write},
+    net::{SocketAddrV4, TcpListener, TcpStream},
+    path::Path,
+    process::Command,
+    time::Duration,
+};
+
+use arrow::array::{Array, AsArray};
+use arrow::compute::cast;
+use arrow::datatypes::{DataType, Int64Type, UInt16Type, UInt32Type, UInt64Type};
+use lab::testing::kernel_test;
+use lab::{bins, capture, netns::run_in, Lab};
+use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use serde_json::Value;
+
+/// CLOCK_MONOTONIC in ns, as `bpf_ktime_get_ns()` reads it.
+fn mono_ns() -> i64 {
+    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    // SAFETY: valid pointer to a timespec.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    ts.tv_sec * 1_000_000_000 + ts.tv_nsec
+}
+
+/// One event row.
+#[derive(Debug, Clone)]
+struct Ev {
+    host: String,
+    hook: String,
+    ts: i64,
+    pkt_id: u64,
+    dport: u16,
+    seq: u32,
+    len: u32,
+    reason: Option<String>,
+    location: Option<String>,
+}
+
+fn read_events(dir: &Path) -> Vec<Ev> {
+    let mut out = Vec::new();
+    for host in ["a", "b"] {
+        for e in std::fs::read_dir(dir.join(host)).unwrap() {
+            let p = e.unwrap().path();
+            if !p.to_string_lossy().ends_with(".events.parquet") {
+                continue;
+            }
+            for b in ParquetRecordBatchReaderBuilder::try_new(File::open(&p).unwrap()).unwrap().build().unwrap() {
+                let b = b.unwrap();
+                let text = |n: &str| cast(b.column_by_name(n).unwrap(), &DataType::Utf8).unwrap();
+                let (hook, reason, location) = (text("hook"), text("drop_reason"), text("drop_location"));
+                let (hook, reason, location) =
+                    (hook.as_string::<i32>(), reason.as_string::<i32>(), location.as_string::<i32>());
+                let ts = b.column_by_name("ts_ns").unwrap().as_primitive::<Int64Type>().clone();
+                let id = b.column_by_name("pkt_id").unwrap().as_primitive::<UInt64Type>().clone();
+                let dport = b.column_by_name("dport").unwrap().as_primitive::<UInt16Type>().clone();
+                let seq = b.column_by_name("tcp_seq").unwrap().as_primitive::<UInt32Type>().clone();
+                let len = b.column_by_name("payload_len").unwrap().as_primitive::<UInt32Type>().clone();
+                let opt = |a: &arrow::array::StringArray, i: usize| (!a.is_null(i)).then(|| a.value(i).to_owned());
+                for i in 0..b.num_rows() {
+                    out.push(Ev {
+                        host: host.into(),
+                        hook: hook.value(i).into(),
+                        ts: ts.value(i),
+                        pkt_id: id.value(i),
+                        dport: dport.value(i),
+                        seq: seq.value(i),
+                        len: len.value(i),
+                        reason: opt(reason, i),
+                        location: opt(location, i),
+                    });
+                }
+            }
+        }
+    }
+    out.sort_by_key(|e| e.ts);
+    out
+}
+
+/// Events of `host:hook` to `dport`, in time order.
+fn at<'a>(evs: &'a [Ev], point: &str, dport: u16) -> Vec<&'a Ev> {
+    evs.iter().filter(|e| format!("{}:{}", e.host, e.hook) == point && e.dport == dport).collect()
+}
+
+/// The analyzer's JSON report for the captures in `dir` (one machine: one clock).
+fn analyze(dir: &Path, args: &[&str]) -> Value {
+    let out = Command::new(bins::path("netlat-analyze"))
+        .arg(dir.join("a"))
+        .arg(dir.join("b"))
+        .args(["--same-clock", "--format", "json"])
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+/// `host:hook` of each station of a path.
+fn short_stations(path: &Value) -> Vec<String> {
+    path["stations"].as_array().unwrap().iter().map(|s| s.as_str().unwrap()).map(short).collect()
+}
+
+fn short(label: &str) -> String {
+    format!("{}:{}", &label[..1], label.rsplit(':').next().unwrap())
+}
+
+/// Each hop of `path` non-negative, and the hop means add up to the end-to-end mean
+/// (all counted over the same complete bytes). Returns (hop `from -> to`, mean ns).
+fn hops_add_up(path: &Value) -> Vec<(String, i64)> {
+    let complete = path["complete"].as_u64().unwrap();
+    let mut sum = 0;
+    let mut out = Vec::new();
+    for h in path["hops"].as_array().unwrap() {
+        assert!(h["min_ns"].as_i64().unwrap() >= 0, "{h}");
+        assert_eq!(h["count"].as_u64().unwrap(), complete, "{h}");
+        sum += h["mean_ns"].as_i64().unwrap();
+        out.push((
+            format!("{} -> {}", short(h["from"].as_str().unwrap()), short(h["to"].as_str().unwrap())),
+            h["mean_ns"].as_i64().unwrap(),
+        ));
+    }
+    let e2e = path["end_to_end"]["mean_ns"].as_i64().unwrap();
+    assert!((sum - e2e).abs() <= out.len() as i64, "hop means add up to {sum} ns, end to end {e2e} ns");
+    out
+}
+
+/// The request direction's layers, in the order the kernel passes them, on veth with XDP.
+const SEND: [&str; 5] = ["a:sock_send", "a:tc_egress", "a:net_dev_queue", "a:net_dev_start_xmit", "a:net_dev_xmit"];
+const RECV: [&str; 9] = [
+    "b:xdp",
+    "b:napi_gro_receive",
+    "b:netif_receive_skb",
+    "b:tc_ingress",
+    "b:tcp_probe",
+    "b:sk_data_ready",
+    "b:sched_wakeup",
+    "b:sched_switch",
+    "b:sock_recv",
+];
+
+/// A (start, end) pair of CLOCK_MONOTONIC times, ns.
+type Span = (i64, i64);
+
+/// Times the client and server threads saw for one message.
+#[derive(Debug, Clone, Copy, Default)]
+struct Times {
+    /// Client: just before `write`, just after it returned.
+    write: (i64, i64),
+    /// Server: just before `read` was called, just after it returned.
+    read: (i64, i64),
+    /// Server: its sleep before the read (start, end), when it slept.
+    slept: Option<(i64, i64)>,
+}
+
+/// TCP request/response from `a` to a server on `b:port`: `n` messages of `size` bytes
+/// (message `i` filled with byte `fill(i)`), each answered with one byte. With `nap`, the
+/// server sleeps that long before each read, so the next message waits in its socket.
+fn request_response(
+    lab: &Lab,
+    port: u16,
+    n: usize,
+    size: usize,
+    nap: Option<Duration>,
+    fill: fn(usize) -> u8,
+) -> Vec<Times> {
+    let (a, b) = (&lab.hosts[0], &lab.hosts[1]);
+    let addr = SocketAddrV4::new(b.addr, port);
+    let listener = run_in(&b.netns, || TcpListener::bind(addr)).unwrap().unwrap();
+    let server = std::thread::spawn(move || -> Vec<(Span, Option<Span>)> {
+        let (mut s, _) = listener.accept().unwrap();
+        s.set_nodelay(true).unwrap();
+        let mut buf = vec![0u8; size];
+        let mut out = Vec::new();
+        loop {
+            // The first read blocks for its data: the thread becomes a known reader there.
+            let slept = nap.filter(|_| !out.is_empty()).map(|d| {
+                let t = mono_ns();
+                std::thread::sleep(d);
+                (t, mono_ns())
+            });
+            let t0 = mono_ns();
+            match s.read_exact(&mut buf) {
+                Ok(()) => out.push(((t0, mono_ns()), slept)),
+                Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return out,
+                Err(e) => panic!("server read: {e}"),
+            }
+            s.write_all(&[1]).unwrap();
+        }
+    });
+    let mut c = run_in(&a.netns, || TcpStream::connect(addr)).unwrap().unwrap();
+    c.set_nodelay(true).unwrap();
+    let mut times = Vec::with_capacity(n);
+    let mut ack = [0u8; 1];
+    for i in 0..n {
+        let msg = vec![fill(i); size];
+        let t0 = mono_ns();
+        c.write_all(&msg).unwrap();
+        times.push(Times { write: (t0, mono_ns()), ..Default::default() });
+        c.read_exact(&mut ack).unwrap();
+    }
+    drop(c);
+    for (t, (read, slept)) in times.iter_mut().zip(server.join().unwrap()) {
+        t.read = read;
+        t.slept = slept;
+    }
+    times
+}
+
+/// Captures on both hosts with `--layers all` and `filter`, around `traffic`.
+fn captured<T>(lab: &Lab, dir: &Path, filter: &str, traffic: impl FnOnce() -> T) -> T {
+    let (cap_a, cap_b) = capture::start_pair(lab, dir, &[], &["-q", "--layers", "all", filter]).unwrap();
+    let out = traffic();
+    let (fa, fb) = (cap_a.stop().unwrap(), cap_b.stop().unwrap());
+    assert_eq!((fa.code, fb.code), (Some(0), Some(0)), "{}\n{}", fa.stderr, fb.stderr);
+    out
+}
+
+#[test]
+fn issue4_tcp_request_response_every_layer_in_order_matching_the_application() {
+    let Some(_serial) = kernel_test("issue4_tcp_request_response_every_layer_in_order_matching_the_application") else {
+        return;
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let lab = Lab::two_hosts().unwrap();
+    const N: usize = 200;
+    const SIZE: usize = 100;
+    let times =
+        captured(&lab, tmp.path(), "tcp and port 6101", || request_response(&lab, 6101, N, SIZE, None, |_| 0x5a));
+    let evs = read_events(tmp.path());
+
+    // The socket rows are the application's calls: one sock_send per write, inside it,
+    // with consecutive byte ranges; every byte read once, by the read that returned it.
+    let sends = at(&evs, "a:sock_send", 6101);
+    assert_eq!(sends.len(), N, "one sock_send per write");
+    let isn = sends[0].seq;
+    for (i, (e, t)) in sends.iter().zip(&times).enumerate() {
+        assert_eq!((e.seq.wrapping_sub(isn), e.len), ((i * SIZE) as u32, SIZE as u32), "send {i}");
+        assert!(t.write.0 <= e.ts && e.ts <= t.write.1, "send {i} stamped at {} outside the write {:?}", e.ts, t.write);
+    }
+    let recvs = at(&evs, "b:sock_recv", 6101);
+    assert_eq!(recvs.iter().map(|e| u64::from(e.len)).sum::<u64>(), (N * SIZE) as u64, "{recvs:?}");
+    for e in &recvs {
+        let i = e.seq.wrapping_sub(isn) as usize / SIZE;
+        let t = &times[i];
+        assert!(t.read.0 <= e.ts && e.ts <= t.read.1, "read of message {i} stamped at {} outside {:?}", e.ts, t.read);
+    }
+    for p in ["b:sk_data_ready", "b:sched_wakeup", "b:sched_switch"] {
+        // The data only: a FIN takes a sequence number too, and makes data ready (EOF).
+        let data = |e: &&&Ev| (e.seq.wrapping_sub(isn) as usize) < N * SIZE;
+        let bytes: u64 = at(&evs, p, 6101).iter().filter(data).map(|e| u64::from(e.len)).sum();
+        assert_eq!(bytes, (N * SIZE) as u64, "{p}");
+    }
+
+    // Per byte (every 4th), through every layer in order; the layers add up to the end to
+    // end, which is within the application's own write-to-read time.
+    let v = analyze(tmp.path(), &["--filter", "tcp and dst port 6101", "--tcp-stride", "4"]);
+    let path = &v["paths"][0];
+    let want: Vec<String> = SEND.iter().chain(&RECV).map(|s| s.to_string()).collect();
+    assert_eq!(short_stations(path), want, "{path}");
+    assert_eq!(path["complete"].as_u64().unwrap(), (N * SIZE / 4) as u64, "{path}");
+    let hops = hops_add_up(path);
+    let e2e = path["end_to_end"]["mean_ns"].as_i64().unwrap();
+    let app = times.iter().map(|t| t.read.1 - t.write.0).sum::<i64>() / N as i64;
+    eprintln!("layers (mean ns): {hops:?}; end to end {e2e} ns; application write to read {app} ns");
+    assert!(e2e <= app && app - e2e < 100_000, "end to end {e2e} ns, application {app} ns");
+    assert_eq!(v["tcp_stride"], 4);
+    drop(lab);
+}
+
+#[test]
+fn issue4_reader_asleep_shows_as_scheduling_not_network() {
+    let Some(_serial) = kernel_test("issue4_reader_asleep_shows_as_scheduling_not_network") else { return };
+    let tmp = tempfile::tempdir().unwrap();
+    let lab = Lab::two_hosts().unwrap();
+    const N: usize = 60;
+    const NAP: Duration = Duration::from_millis(3);
+    let times =
+        captured(&lab, tmp.path(), "tcp and port 6102", || request_response(&lab, 6102, N, 100, Some(NAP), |_| 0x5a));
+    let evs = read_events(tmp.path());
+    // The reader was woken when its sleep ended, not when the data came: the wakeup row
+    // of each read lies between the end of the nap and the read's return.
+    let wakes = at(&evs, "b:sched_wakeup", 6102);
+    let isn = at(&evs, "a:sock_send", 6102)[0].seq;
+    assert_eq!(wakes.len(), N, "{wakes:?}");
+    // A thread is followed from its first read on: the first message is left out.
+    for e in &wakes[1..] {
+        let t = &times[e.seq.wrapping_sub(isn) as usize / 100];
+        let (start, end) = t.slept.unwrap();
+        assert!(start + NAP.as_nanos() as i64 <= e.ts && e.ts <= end.max(t.read.1), "wakeup at {} for {t:?}", e.ts);
+    }
+    let v = analyze(tmp.path(), &["--filter", "tcp and dst port 6102", "--tcp-stride", "4"]);
+    let path = &v["paths"][0];
+    let hops = hops_add_up(path);
+    let mean = |h: &str| hops.iter().find(|(n, _)| n == h).unwrap_or_else(|| panic!("no {h} in {hops:?}")).1;
+    let waited = mean("b:sk_data_ready -> b:sched_wakeup");
+    let net: i64 = hops.iter().filter(|(n, _)| !n.contains("sched") && !n.contains("sock_recv")).map(|h| h.1).sum();
+    // Ground truth: each message's data was ready at the earliest when its write began and
+    // at the latest shortly (< 0.2 ms: one veth hop) after it returned; the reader woke
+    // when its nap ended. The first message was read by a blocked reader, woken by it.
+    let nap = NAP.as_nanos() as i64;
+    let lo: i64 = times[1..].iter().map(|t| t.slept.unwrap().0 + nap - t.write.1 - 200_000).sum::<i64>() / N as i64;
+    let hi: i64 = times.iter().map(|t| t.slept.map_or(t.read.1, |s| s.1) - t.write.0).sum::<i64>() / N as i64;
+    eprintln!("layers (mean ns): {hops:?}; ready to wakeup within [{lo}, {hi}] ns by the application's clock");
+    assert!(lo <= waited && waited <= hi, "data ready to wakeup {waited} ns, not within [{lo}, {hi}]");
+    assert!(net < waited / 10, "network and stack {net} ns against {waited} ns of waiting for the reader");
+    drop(lab);
+}
+
+#[test]
+fn issue4_tcp_bulk_every_tracked_byte_through_every_layer() {
+    let Some(_serial) = kernel_test("issue4_tcp_bulk_every_tracked_byte_through_every_layer") else { return };
+    let tmp = tempfile::tempdir().unwrap();
+    let lab = Lab::two_hosts().unwrap();
+    const BYTES: usize = 4 << 20;
+    let (a, b) = (lab.hosts[0].clone(), lab.hosts[1].clone());
+    let addr = SocketAddrV4::new(b.addr, 6103);
+    captured(&lab, tmp.path(), "tcp and port 6103", || {
+        let listener = run_in(&b.netns, || TcpListener::bind(addr)).unwrap().unwrap();
+        let server = std::thread::spawn(move || {
+            let (mut s, _) = listener.accept().unwrap();
+            let mut got = Vec::new();
+            s.read_to_end(&mut got).unwrap();
+            got.len()
+        });
+        let mut c = run_in(&a.netns, || TcpStream::connect(addr)).unwrap().unwrap();
+        for _ in 0..BYTES / 65536 {
+            c.write_all(&[0x33; 65536]).unwrap();
+        }
+        drop(c);
+        assert_eq!(server.join().unwrap(), BYTES);
+    });
+    let v = analyze(tmp.path(), &["--filter", "tcp and dst port 6103"]);
+    let path = &v["paths"][0];
+    let stations = short_stations(path);
+    eprintln!("stations {stations:?}; complete {} of {}", path["complete"], BYTES / 1024);
+    for p in v["pairs"].as_array().unwrap() {
+        eprintln!(
+            "pair {} -> {}: {} lost {}",
+            short(p["from"].as_str().unwrap()),
+            short(p["to"].as_str().unwrap()),
+            p["count"],
+            p["lost"]
+        );
+    }
+    eprintln!(
+        "packets {} off_path {} lost {} unmatched {} ambiguous {}",
+        path["packets"], path["off_path"], path["lost"], v["unmatched"], v["ambiguous"]
+    );
+    assert_eq!(stations.first().map(String::as_str), Some("a:sock_send"), "{path}");
+    assert_eq!(stations.last().map(String::as_str), Some("b:sock_recv"), "{path}");
+    for p in SEND.iter().chain(&RECV) {
+        assert!(stations.iter().any(|s| s == p), "{p} missing from {stations:?}");
+    }
+    // Every tracked byte (positions divisible by 1024: exactly BYTES / 1024 of them).
+    assert!(path["complete"].as_u64().unwrap() * 100 >= (BYTES / 1024) as u64 * 99, "{path}");
+    let hops = hops_add_up(path);
+    eprintln!("layers (mean ns): {hops:?}");
+    drop(lab);
+}
+
+#[test]
+fn issue4_nftables_drop_and_retransmission_attributed() {
+    let Some(_serial) = kernel_test("issue4_nftables_drop_and_retransmission_attributed") else { return };
+    let tmp = tempfile::tempdir().unwrap();
+    let lab = Lab::two_hosts().unwrap();
+    let (a, b) = (lab.hosts[0].clone(), lab.hosts[1].clone());
+    // On b: drop UDP datagram 7 (its first 8 payload bytes are its number), and the first
+    // copy only of the TCP message filled with 0xa5 (the quota is spent by that copy).
+    let rules = "table inet netlat_test {
+        chain input {
+            type filter hook input priority 0;
+            udp dport 6104 @th,64,64 7 drop
+            tcp dport 6105 @ih,0,32 0xa5a5a5a5 quota until 200 bytes drop
+        }
+    }\n";
+    let mut nft = Command::new("ip")
+        .args(["netns", "exec", &b.netns, "nft", "-f", "-"])
+        .stdin(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    nft.stdin.take().unwrap().write_all(rules.as_bytes()).unwrap();
+    assert!(nft.wait().unwrap().success(), "nft");
+    const N: usize = 20;
+    let got = captured(&lab, tmp.path(), "port 6104 or port 6105", || {
+        let dst = SocketAddrV4::new(b.addr, 6104);
+        let sink = lab::traffic::UdpSink::start(&b.netns, dst).unwrap();
+        lab::traffic::udp_send(&a.netns, dst, N as u64, 1000, 100).unwrap();
+        let got = sink.finish().unwrap();
+        request_response(&lab, 6105, N, 100, None, |i| if i == 5 { 0xa5 } else { 0x5a });
+        got
+    });
+    assert_eq!(got.len(), N - 1);
+    assert!(!got.contains(&7));
+    let evs = read_events(tmp.path());
+
+    // The UDP drop: datagram 7 left a and reached b's stack, where netfilter freed it.
+    let udp_drops = at(&evs, "b:kfree_skb", 6104);
+    assert_eq!(udp_drops.len(), 1, "{udp_drops:?}");
+    let d = udp_drops[0];
+    assert_eq!(d.reason.as_deref(), Some("NETFILTER_DROP"), "{d:?}");
+    // Where netfilter freed it: the rule's chain (or the hook that applied its verdict).
+    let loc = d.location.as_deref().unwrap_or("");
+    assert!(loc.starts_with("nft_do_chain+0x") || loc.starts_with("nf_hook_slow+0x"), "{d:?}");
+    let sent: Vec<&Ev> = at(&evs, "a:tc_egress", 6104);
+    assert_eq!(sent.len(), N);
+    assert_eq!(sent[7].pkt_id, d.pkt_id, "the dropped packet is datagram 7");
+    assert!(at(&evs, "a:kfree_skb", 6104).is_empty(), "a dropped nothing");
+    // It reached b's TC ingress first.
+    let seen = at(&evs, "b:tc_ingress", 6104);
+    assert!(seen.iter().any(|e| e.pkt_id == d.pkt_id && e.ts < d.ts), "{seen:?}");
+
+    // The TCP drop and the retransmission of exactly that message.
+    let tcp_drops = at(&evs, "b:kfree_skb", 6105);
+    let sends = at(&evs, "a:sock_send", 6105);
+    assert_eq!(sends.len(), N);
+    let fifth = sends[5];
+    let nf: Vec<_> = tcp_drops.iter().filter(|e| e.reason.as_deref() == Some("NETFILTER_DROP")).collect();
+    assert_eq!(nf.len(), 1, "{tcp_drops:?}");
+    assert_eq!((nf[0].seq, nf[0].len), (fifth.seq, fifth.len), "the dropped segment is message 5");
+    let re = at(&evs, "a:tcp_retransmit", 6105);
+    assert!(!re.is_empty(), "no retransmission seen");
+    assert!(re.iter().all(|e| (e.seq, e.len) == (fifth.seq, fifth.len)), "{re:?}");
+    assert!(re[0].ts > nf[0].ts);
+
+    // The analyzer names both, and keeps them out of the latency paths.
+    let v = analyze(tmp.path(), &[]);
+    let drops = v["kernel_drops"].as_array().unwrap();
+    let nfd: Vec<&Value> = drops.iter().filter(|d| d["reason"] == "NETFILTER_DROP").collect();
+    assert_eq!(nfd.len(), 2, "{drops:?}");
+    assert!(nfd.iter().all(|d| d["host"] == "b" && d["packets"] == 1), "{drops:?}");
+    let re = v["retransmits"].as_array().unwrap();
+    assert!(re.iter().any(|r| r["host"] == "a" && r["bytes"].as_u64().unwrap() >= 100), "{re:?}");
+    for p in v["paths"].as_array().unwrap() {
+        assert!(!short_stations(p).iter().any(|s| s.ends_with("kfree_skb") || s.ends_with("tcp_retransmit")), "{p}");
+    }
+    // UDP: the kernel copies a linear datagram to the application without the
+    // skb_copy_datagram_iovec tracepoint, so its path ends at TC ingress (netfilter's
+    // input hook, which dropped datagram 7, comes after it: all 20 are complete).
+    let v = analyze(tmp.path(), &["--filter", "udp and dst port 6104"]);
+    let path = &v["paths"][0];
+    assert_eq!(short_stations(path).last().map(String::as_str), Some("b:tc_ingress"), "{path}");
+    assert_eq!(path["complete"].as_u64().unwrap(), N as u64, "{path}");
+    hops_add_up(path);
+    drop(lab);
+}
