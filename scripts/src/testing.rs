@@ -75,3 +75,14 @@ pub fn netlat_programs() -> Vec<String> {
     }
     names
 }
+
+/// Runs `traffic` with a [`crate::capture::start_pair`] capture (arguments `common`) into
+/// `out` around it, and checks that both captures stopped cleanly (panics with their
+/// stderr otherwise).
+pub fn captured_pair<T>(lab: &crate::Lab, out: &std::path::Path, common: &[&str], traffic: impl FnOnce() -> T) -> T {
+    let (cap_a, cap_b) = crate::capture::start_pair(lab, out, &[], common).expect("starting the captures");
+    let result = traffic();
+    let (fa, fb) = (cap_a.stop().expect("stopping capture a"), cap_b.stop().expect("stopping capture b"));
+    assert_eq!((fa.code, fb.code), (Some(0), Some(0)), "{}\n{}", fa.stderr, fb.stderr);
+    result
+}

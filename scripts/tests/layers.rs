@@ -5,8 +5,8 @@ use std::{collections::BTreeMap, fs::File, net::SocketAddrV4, path::Path, proces
 use arrow::array::AsArray;
 use arrow::compute::cast;
 use arrow::datatypes::{DataType, Int64Type, UInt16Type, UInt64Type};
-use lab::testing::kernel_test;
-use lab::{bins, capture, traffic, Lab};
+use lab::testing::{captured_pair, kernel_test};
+use lab::{bins, traffic, Lab};
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use serde_json::Value;
 
@@ -45,15 +45,13 @@ fn issue4_stack_tracepoints_see_each_packet_once_per_layer_in_order() {
     let tmp = tempfile::tempdir().unwrap();
     let lab = Lab::two_hosts().unwrap();
     let (a, b) = (lab.hosts[0].clone(), lab.hosts[1].clone());
-    let (cap_a, cap_b) =
-        capture::start_pair(&lab, tmp.path(), &[], &["-q", "--layers", "stack", "udp and port 6001"]).unwrap();
     const N: u64 = 1000;
     let dst = SocketAddrV4::new(b.addr, 6001);
-    let sink = traffic::UdpSink::start(&b.netns, dst).unwrap();
-    traffic::udp_send(&a.netns, dst, N, 5000, 100).unwrap();
-    assert_eq!(sink.finish().unwrap().len() as u64, N);
-    let (fa, fb) = (cap_a.stop().unwrap(), cap_b.stop().unwrap());
-    assert_eq!((fa.code, fb.code), (Some(0), Some(0)), "{}\n{}", fa.stderr, fb.stderr);
+    captured_pair(&lab, tmp.path(), &["-q", "--layers", "stack", "udp and port 6001"], || {
+        let sink = traffic::UdpSink::start(&b.netns, dst).unwrap();
+        traffic::udp_send(&a.netns, dst, N, 5000, 100).unwrap();
+        assert_eq!(sink.finish().unwrap().len() as u64, N);
+    });
 
     // Each datagram once at each layer of its path, and nowhere else: tracepoints fire for
     // every namespace, so a's capture seeing b's receive side (or b's seeing a's send
@@ -120,15 +118,13 @@ fn issue4_qdisc_tracepoints_see_queued_packets_in_order() {
         ["tc", "qdisc", "replace", "dev", "veth0", "root", "tbf", "rate", "1gbit", "burst", "64kb", "latency", "50ms"];
     let st = Command::new("ip").args(["netns", "exec", &a.netns]).args(tbf).status().unwrap();
     assert!(st.success(), "tc qdisc replace");
-    let (cap_a, cap_b) =
-        capture::start_pair(&lab, tmp.path(), &[], &["-q", "--layers", "stack", "udp and port 6002"]).unwrap();
     const N: u64 = 1000;
     let dst = SocketAddrV4::new(b.addr, 6002);
-    let sink = traffic::UdpSink::start(&b.netns, dst).unwrap();
-    traffic::udp_send(&a.netns, dst, N, 5000, 100).unwrap();
-    assert_eq!(sink.finish().unwrap().len() as u64, N);
-    let (fa, fb) = (cap_a.stop().unwrap(), cap_b.stop().unwrap());
-    assert_eq!((fa.code, fb.code), (Some(0), Some(0)), "{}\n{}", fa.stderr, fb.stderr);
+    captured_pair(&lab, tmp.path(), &["-q", "--layers", "stack", "udp and port 6002"], || {
+        let sink = traffic::UdpSink::start(&b.netns, dst).unwrap();
+        traffic::udp_send(&a.netns, dst, N, 5000, 100).unwrap();
+        assert_eq!(sink.finish().unwrap().len() as u64, N);
+    });
     let evs = events(tmp.path(), 6002);
     assert_eq!(evs.len() as u64, N);
     let mut dequeued = 0;

@@ -15,8 +15,8 @@ use std::{
 use arrow::array::{Array, AsArray};
 use arrow::compute::cast;
 use arrow::datatypes::{DataType, Int64Type, UInt16Type, UInt32Type, UInt64Type};
-use lab::testing::kernel_test;
-use lab::{bins, capture, netns::run_in, Lab};
+use lab::testing::{captured_pair, kernel_test};
+use lab::{bins, netns::run_in, Lab};
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use serde_json::Value;
 
@@ -213,11 +213,7 @@ fn request_response(
 
 /// Captures on both hosts with `--layers all` and `filter`, around `traffic`.
 fn captured<T>(lab: &Lab, dir: &Path, filter: &str, traffic: impl FnOnce() -> T) -> T {
-    let (cap_a, cap_b) = capture::start_pair(lab, dir, &[], &["-q", "--layers", "all", filter]).unwrap();
-    let out = traffic();
-    let (fa, fb) = (cap_a.stop().unwrap(), cap_b.stop().unwrap());
-    assert_eq!((fa.code, fb.code), (Some(0), Some(0)), "{}\n{}", fa.stderr, fb.stderr);
-    out
+    captured_pair(lab, dir, &["-q", "--layers", "all", filter], traffic)
 }
 
 #[test]
