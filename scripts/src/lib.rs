@@ -14,12 +14,17 @@ pub mod bins;
 pub mod capture;
 pub mod collect;
 pub mod genevents;
+pub mod labcli;
 pub mod netns;
+pub mod ping;
+pub mod relay;
 pub mod soak;
 pub mod sshlab;
 pub mod syncbench;
+pub mod teardown;
 pub mod testing;
 pub mod topo;
+pub mod topology;
 pub mod traffic;
 
 pub use topo::{Host, Lab};

@@ -116,6 +116,29 @@ enum Cmd {
     },
     /// Remove lab namespaces whose creator is gone.
     Cleanup,
+    /// List the named topologies of conf/lab.
+    Topologies,
+    /// Validate conf/lab and look for the tools the lab needs.
+    Check,
+    /// Build a topology and keep it until Ctrl-C or SIGTERM, then tear it down.
+    Up {
+        /// Topology name (conf/lab/NAME.yaml) or file.
+        topology: String,
+        /// Relay delay, µs (relay topologies; default from the file).
+        #[arg(long)]
+        delay_us: Option<u64>,
+    },
+    /// Build a topology, run a command (NETLAT_LAB_<NAME>_NS, NETLAT_LAB_<HOST>_ADDR set), tear it down.
+    Run {
+        /// Topology name (conf/lab/NAME.yaml) or file.
+        topology: String,
+        /// Relay delay, µs (relay topologies; default from the file).
+        #[arg(long)]
+        delay_us: Option<u64>,
+        /// The command and its arguments.
+        #[arg(last = true, required = true)]
+        cmd: Vec<String>,
+    },
     /// Write synthetic capture files: hosts h00.. with flows across them, known per-hop
     /// latency distributions, loss and retransmissions (the analyzer benchmark's data).
     GenEvents {
@@ -430,6 +453,13 @@ fn main() -> ExitCode {
                 }
             })
         }
+        Cmd::Topologies => lab::labcli::topologies(),
+        Cmd::Check => lab::labcli::check(),
+        Cmd::Up { topology, delay_us } => lab::labcli::up(&topology, delay_us),
+        Cmd::Run { topology, delay_us, cmd } => match lab::labcli::run(&topology, delay_us, &cmd) {
+            Ok(code) => return ExitCode::from(code.clamp(0, 255) as u8),
+            Err(e) => Err(e),
+        },
         Cmd::Cleanup => topo::cleanup_stale().map(|v| {
             for n in v {
                 eprintln!("netlat-lab: removed stale namespace {n}");
