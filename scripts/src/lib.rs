@@ -13,6 +13,7 @@ pub mod benchcapture;
 pub mod bins;
 pub mod capture;
 pub mod collect;
+pub mod experiments;
 pub mod genevents;
 pub mod labcli;
 pub mod netns;

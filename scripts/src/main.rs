@@ -120,6 +120,24 @@ enum Cmd {
     Topologies,
     /// Validate conf/lab and look for the tools the lab needs.
     Check,
+    /// Run an experiment (ground-truth, congestion, all): tables and SVG figures
+    /// into RESULTS/NAME, non-zero exit when its expected outcome is not met.
+    Experiment {
+        /// ground-truth | congestion | all
+        name: String,
+        /// Folder of the tables and figures.
+        #[arg(long, default_value = "results")]
+        results: PathBuf,
+        /// Folder of the raw captures.
+        #[arg(long, default_value = "out/experiments")]
+        work: PathBuf,
+        /// Probe datagrams per run.
+        #[arg(long, default_value_t = 3000)]
+        count: u64,
+        /// Probe datagrams per second.
+        #[arg(long, default_value_t = 1000)]
+        rate: u64,
+    },
     /// Build a topology and keep it until Ctrl-C or SIGTERM, then tear it down.
     Up {
         /// Topology name (conf/lab/NAME.yaml) or file.
@@ -452,6 +470,9 @@ fn main() -> ExitCode {
                     None => Ok(()),
                 }
             })
+        }
+        Cmd::Experiment { name, results, work, count, rate } => {
+            lab::experiments::run(&name, &results, &work, count, rate)
         }
         Cmd::Topologies => lab::labcli::topologies(),
         Cmd::Check => lab::labcli::check(),
