@@ -183,3 +183,29 @@ fn relay_adds_the_configured_delay() {
     }
     assert!(relay.packets() >= 1200, "relayed {}", relay.packets());
 }
+
+#[test]
+fn congestion_experiment_names_the_queueing_hop() {
+    let Some(_g) = kernel_test("congestion_experiment_names_the_queueing_hop") else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let (results, work) = (dir.path().join("results"), dir.path().join("work"));
+    let child = Command::new(bins::path("netlat-lab"))
+        .args(["experiment", "congestion", "--count", "1500"])
+        .arg("--results")
+        .arg(&results)
+        .arg("--work")
+        .arg(&work)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pid = child.id();
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(stderr.contains("queueing hop named: host:c3p:tc_egress -> c3:eth0:xdp"), "{stderr}");
+    for f in ["hops.csv", "table.md", "p99.svg"] {
+        assert!(results.join("congestion").join(f).is_file(), "{f} missing");
+    }
+    assert!(!namespaces().iter().any(|ns| ns.starts_with(&format!("nl{pid}x"))), "namespaces left");
+}

@@ -58,6 +58,8 @@ fn phase(lab: &Running, dir: &Path, load: bool, count: u64, rate: u64) -> anyhow
     let sink = traffic::UdpSink::start(&c3.netns, dst)?;
     traffic::udp_send(&c2.netns, dst, count, rate, 200)?;
     let got = sink.finish()?.len();
+    // iperf3 runs past the probe: one that already ended did so by failing.
+    let early = load_procs.iter_mut().map(|p| p.try_wait()).collect::<Result<Vec<_>, _>>()?;
     for mut p in load_procs.into_iter().rev() {
         // SAFETY: kill(2) on our own child.
         unsafe { libc::kill(p.id() as i32, libc::SIGTERM) };
@@ -65,6 +67,9 @@ fn phase(lab: &Running, dir: &Path, load: bool, count: u64, rate: u64) -> anyhow
         teardown::untrack_child(p.id());
     }
     stop(caps)?;
+    if let Some(status) = early.into_iter().flatten().find(|s| !s.success()) {
+        bail!("iperf3 ended early ({status}): no competing flow (is iperf3 installed?)");
+    }
     eprintln!("congestion: {} phase: probe {got} of {count} datagrams arrived", if load { "loaded" } else { "idle" });
     let dirs: Vec<_> = ["c2", "host", "c3"].iter().map(|h| dir.join(h)).collect();
     analyze(&dirs, FILTER)
