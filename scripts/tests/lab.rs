@@ -69,7 +69,10 @@ fn every_topology_comes_up_passes_traffic_and_is_torn_down() {
 #[test]
 fn up_is_torn_down_by_sigterm() {
     let Some(_g) = kernel_test("up_is_torn_down_by_sigterm") else { return };
-    for name in ["two-hosts", "bridge", "overlay", "relay"] {
+    // Ctrl-C (SIGINT) for one of them.
+    for (name, sig) in
+        [("two-hosts", libc::SIGTERM), ("bridge", libc::SIGINT), ("overlay", libc::SIGTERM), ("relay", libc::SIGTERM)]
+    {
         let mut child = Command::new(bins::path("netlat-lab"))
             .args(["up", name])
             .stdout(Stdio::piped())
@@ -94,7 +97,7 @@ fn up_is_torn_down_by_sigterm() {
         assert!(!made.is_empty() && made.iter().all(|ns| ns.starts_with(&format!("nl{pid}x"))), "{made:?}");
         assert!(made.iter().all(|ns| namespaces().contains(ns)), "{name}: {made:?} not all there");
         // SAFETY: kill(2) on our own child.
-        unsafe { libc::kill(pid as i32, libc::SIGTERM) };
+        unsafe { libc::kill(pid as i32, sig) };
         let t = Instant::now();
         let status = loop {
             if let Some(s) = child.try_wait().unwrap() {
@@ -208,4 +211,46 @@ fn congestion_experiment_names_the_queueing_hop() {
         assert!(results.join("congestion").join(f).is_file(), "{f} missing");
     }
     assert!(!namespaces().iter().any(|ns| ns.starts_with(&format!("nl{pid}x"))), "namespaces left");
+}
+
+/// Spawns `netlat-lab ARGS`, waits until it has made namespaces, sends
+/// SIGTERM; returns its exit code and the namespaces and processes it left.
+fn interrupt(args: &[&str], settle: Duration) -> (Option<i32>, Vec<String>, bool) {
+    let mut child =
+        Command::new(bins::path("netlat-lab")).args(args).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
+    let pid = child.id();
+    let prefix = format!("nl{pid}x");
+    let t = Instant::now();
+    while !namespaces().iter().any(|ns| ns.starts_with(&prefix)) {
+        assert!(t.elapsed() < Duration::from_secs(30), "{args:?} made no namespace");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    std::thread::sleep(settle);
+    // Its children (captures, iperf3, the command of `run`), to look for after it exits.
+    let ps = Command::new("ps").args(["-o", "pid=", "--ppid", &pid.to_string()]).output().unwrap();
+    let kids: Vec<String> = String::from_utf8_lossy(&ps.stdout).split_whitespace().map(String::from).collect();
+    assert!(!kids.is_empty(), "{args:?}: no child process to check");
+    // SAFETY: kill(2) on our own child.
+    unsafe { libc::kill(pid as i32, libc::SIGTERM) };
+    let status = child.wait().unwrap();
+    let left = namespaces().into_iter().filter(|ns| ns.starts_with(&prefix)).collect();
+    std::thread::sleep(Duration::from_millis(200));
+    let alive =
+        kids.iter().any(|k| std::fs::read_to_string(format!("/proc/{k}/stat")).is_ok_and(|st| !st.contains(") Z ")));
+    (status.code(), left, alive)
+}
+
+#[test]
+fn run_and_experiments_are_torn_down_by_sigterm() {
+    let Some(_g) = kernel_test("run_and_experiments_are_torn_down_by_sigterm") else { return };
+    let (code, left, children) = interrupt(&["run", "relay", "--", "sleep", "30"], Duration::from_millis(500));
+    assert_eq!(code, Some(128 + 15), "run returns the killed command's status");
+    assert!(left.is_empty() && !children, "run left {left:?} (children: {children})");
+    let dir = tempfile::tempdir().unwrap();
+    let (r, w) = (dir.path().join("r"), dir.path().join("w"));
+    let args = ["experiment", "congestion", "--results", r.to_str().unwrap(), "--work", w.to_str().unwrap()];
+    // Mid-run: captures are up and traffic flows.
+    let (code, left, children) = interrupt(&args, Duration::from_secs(3));
+    assert_eq!(code, Some(128 + 15));
+    assert!(left.is_empty() && !children, "experiment left {left:?} (children: {children})");
 }
