@@ -64,7 +64,9 @@ fn start(name: &str, delay_us: Option<u64>) -> anyhow::Result<Running> {
     }
     topo::cleanup_stale()?;
     let mut t = Topology::load(&topology::find(name)?)?;
-    if let (Some(d), Some(r)) = (delay_us, t.router.as_mut()) {
+    if let Some(d) = delay_us {
+        let r = t.router.as_mut().with_context(|| format!("--delay-us: topology {} has no relay", t.name))?;
+        anyhow::ensure!(d <= 1_000_000, "--delay-us: {d} µs is more than 1 s");
         r.delay_us = d;
     }
     teardown::catch_signals();

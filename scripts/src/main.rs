@@ -7,6 +7,9 @@
 //! `netlat-lab collect-demo` runs netlat-collect against three local ssh
 //! hosts; `netlat-lab send` sends numbered UDP datagrams from a namespace;
 //! `netlat-lab cleanup` removes namespaces left by killed runs.
+//! `netlat-lab topologies | check | up | run` handle the named topologies of
+//! `conf/lab/`; `netlat-lab experiment NAME` runs issue 7's experiments
+//! (scripts/experiments/) into `results/`.
 
 use std::{
     net::SocketAddrV4,
