@@ -8,6 +8,7 @@
 
 pub mod capture;
 pub mod hosts;
+pub mod lab;
 pub mod names;
 pub mod probes;
 

@@ -7,6 +7,9 @@
 //! `netlat-lab collect-demo` runs netlat-collect against three local ssh
 //! hosts; `netlat-lab send` sends numbered UDP datagrams from a namespace;
 //! `netlat-lab cleanup` removes namespaces left by killed runs.
+//! `netlat-lab topologies | check | up | run` handle the named topologies of
+//! `conf/lab/`; `netlat-lab experiment NAME` runs issue 7's experiments
+//! (scripts/experiments/) into `results/`.
 
 use std::{
     net::SocketAddrV4,
@@ -116,6 +119,47 @@ enum Cmd {
     },
     /// Remove lab namespaces whose creator is gone.
     Cleanup,
+    /// List the named topologies of conf/lab.
+    Topologies,
+    /// Validate conf/lab and look for the tools the lab needs.
+    Check,
+    /// Run an experiment (ground-truth, congestion, all): tables and SVG figures
+    /// into RESULTS/NAME, non-zero exit when its expected outcome is not met.
+    Experiment {
+        /// ground-truth | congestion | all
+        name: String,
+        /// Folder of the tables and figures.
+        #[arg(long, default_value = "results")]
+        results: PathBuf,
+        /// Folder of the raw captures.
+        #[arg(long, default_value = "out/experiments")]
+        work: PathBuf,
+        /// Probe datagrams per run.
+        #[arg(long, default_value_t = 3000)]
+        count: u64,
+        /// Probe datagrams per second.
+        #[arg(long, default_value_t = 1000)]
+        rate: u64,
+    },
+    /// Build a topology and keep it until Ctrl-C or SIGTERM, then tear it down.
+    Up {
+        /// Topology name (conf/lab/NAME.yaml) or file.
+        topology: String,
+        /// Relay delay, µs (relay topologies; default from the file).
+        #[arg(long)]
+        delay_us: Option<u64>,
+    },
+    /// Build a topology, run a command (NETLAT_LAB_<NAME>_NS, NETLAT_LAB_<HOST>_ADDR set), tear it down.
+    Run {
+        /// Topology name (conf/lab/NAME.yaml) or file.
+        topology: String,
+        /// Relay delay, µs (relay topologies; default from the file).
+        #[arg(long)]
+        delay_us: Option<u64>,
+        /// The command and its arguments.
+        #[arg(last = true, required = true)]
+        cmd: Vec<String>,
+    },
     /// Write synthetic capture files: hosts h00.. with flows across them, known per-hop
     /// latency distributions, loss and retransmissions (the analyzer benchmark's data).
     GenEvents {
@@ -430,6 +474,16 @@ fn main() -> ExitCode {
                 }
             })
         }
+        Cmd::Experiment { name, results, work, count, rate } => {
+            lab::experiments::run(&name, &results, &work, count, rate)
+        }
+        Cmd::Topologies => lab::labcli::topologies(),
+        Cmd::Check => lab::labcli::check(),
+        Cmd::Up { topology, delay_us } => lab::labcli::up(&topology, delay_us),
+        Cmd::Run { topology, delay_us, cmd } => match lab::labcli::run(&topology, delay_us, &cmd) {
+            Ok(code) => return ExitCode::from(code.clamp(0, 255) as u8),
+            Err(e) => Err(e),
+        },
         Cmd::Cleanup => topo::cleanup_stale().map(|v| {
             for n in v {
                 eprintln!("netlat-lab: removed stale namespace {n}");

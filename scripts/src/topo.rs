@@ -28,6 +28,11 @@ pub struct Lab {
 
 static SEQ: AtomicU32 = AtomicU32::new(0);
 
+/// Next topology number of this process (namespace names `nl<pid>x<n><host>`).
+pub(crate) fn next_seq() -> u32 {
+    SEQ.fetch_add(1, Ordering::SeqCst)
+}
+
 /// Prefix shared by every namespace of this process.
 pub fn prefix() -> String {
     format!("nl{}x", std::process::id())
