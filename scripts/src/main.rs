@@ -123,10 +123,11 @@ enum Cmd {
     Topologies,
     /// Validate conf/lab and look for the tools the lab needs.
     Check,
-    /// Run an experiment (ground-truth, congestion, all): tables and SVG figures
+    /// Run an experiment (ground-truth, send-buffer, cpu-contention, congestion, all):
+    /// tables and SVG figures
     /// into RESULTS/NAME, non-zero exit when its expected outcome is not met.
     Experiment {
-        /// ground-truth | congestion | all
+        /// ground-truth | send-buffer | cpu-contention | congestion | all
         name: String,
         /// Folder of the tables and figures.
         #[arg(long, default_value = "results")]

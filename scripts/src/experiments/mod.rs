@@ -4,6 +4,7 @@
 
 pub mod congestion;
 pub mod ground_truth;
+pub mod layers;
 pub mod svg;
 
 use std::{
@@ -27,13 +28,17 @@ pub fn run(name: &str, results: &Path, work: &Path, count: u64, rate: u64) -> an
     teardown::exit_on_signal();
     match name {
         "ground-truth" => ground_truth::run(results, work, count, rate),
+        "send-buffer" => layers::send_buffer(results, work, 5),
+        "cpu-contention" => layers::cpu_contention(results, work, count as usize),
         "congestion" => congestion::run(results, work, count, rate),
         "all" => {
             let g = ground_truth::run(results, work, count, rate);
-            let c = congestion::run(results, work, count, rate);
-            g.and(c)
+            let b = layers::send_buffer(results, work, 5);
+            let c = layers::cpu_contention(results, work, count as usize);
+            let d = congestion::run(results, work, count, rate);
+            g.and(b).and(c).and(d)
         }
-        _ => bail!("no experiment {name:?} (ground-truth, congestion, all)"),
+        _ => bail!("no experiment {name:?} (ground-truth, send-buffer, cpu-contention, congestion, all)"),
     }
 }
 
