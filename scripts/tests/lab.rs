@@ -227,8 +227,15 @@ fn interrupt(args: &[&str], settle: Duration) -> (Option<i32>, Vec<String>, bool
     }
     std::thread::sleep(settle);
     // Its children (captures, iperf3, the command of `run`), to look for after it exits.
-    let ps = Command::new("ps").args(["-o", "pid=", "--ppid", &pid.to_string()]).output().unwrap();
-    let kids: Vec<String> = String::from_utf8_lossy(&ps.stdout).split_whitespace().map(String::from).collect();
+    let kids = |pid: u32| -> Vec<String> {
+        let ps = Command::new("ps").args(["-o", "pid=", "--ppid", &pid.to_string()]).output().unwrap();
+        String::from_utf8_lossy(&ps.stdout).split_whitespace().map(String::from).collect()
+    };
+    let t = Instant::now();
+    while kids(pid).is_empty() && t.elapsed() < Duration::from_secs(30) {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let kids = kids(pid);
     assert!(!kids.is_empty(), "{args:?}: no child process to check");
     // SAFETY: kill(2) on our own child.
     unsafe { libc::kill(pid as i32, libc::SIGTERM) };
