@@ -89,6 +89,8 @@ pub struct Hop {
     pub p90: f64,
     /// 99th percentile.
     pub p99: f64,
+    /// 99.9th percentile.
+    pub p999: f64,
     /// Largest.
     pub max: f64,
 }
@@ -107,6 +109,7 @@ pub fn parse_hops(csv: &str) -> anyhow::Result<Vec<Hop>> {
     let col = |n: &str| head.iter().position(|h| *h == n).with_context(|| format!("no column {n} in {head:?}"));
     let (from, to, count, lost) = (col("from")?, col("to")?, col("count")?, col("lost")?);
     let (min, p50, p90, p99, max) = (col("min_us")?, col("p50_us")?, col("p90_us")?, col("p99_us")?, col("max_us")?);
+    let p999 = col("p99.9_us")?;
     let num = |s: &str| s.parse::<f64>().unwrap_or(f64::NAN);
     lines
         .filter(|l| !l.is_empty())
@@ -122,6 +125,7 @@ pub fn parse_hops(csv: &str) -> anyhow::Result<Vec<Hop>> {
                 p50: num(f[p50]),
                 p90: num(f[p90]),
                 p99: num(f[p99]),
+                p999: num(f[p999]),
                 max: num(f[max]),
             })
         })
