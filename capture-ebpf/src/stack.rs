@@ -14,7 +14,7 @@ use aya_ebpf::{
 use capture_common::{
     abi::{hook, stat, DropEvent, PacketEvent, MAX_SNAPLEN},
     offsets::StackConfig,
-    parse::PacketBuf,
+    parse::{PacketBuf, PacketInfo},
 };
 
 use crate::{count, emit, fill, identify, select, try_packet, verifier_len, wakeup_flags, EVENTS, STACK};
@@ -200,9 +200,47 @@ pub fn netlat_net_dev_queue(ctx: BtfTracePointContext) -> i32 {
 #[map]
 static IN_XMIT: LruHashMap<u64, PacketEvent> = LruHashMap::with_max_entries(4096, 0);
 
-/// Where the remembered event is built (too large for the BPF stack with the parser).
+/// Where a remembered event is built (too large for the BPF stack with the parser).
 #[map]
-static XMIT_SCRATCH: PerCpuArray<PacketEvent> = PerCpuArray::with_max_entries(1, 0);
+static KEEP_SCRATCH: PerCpuArray<PacketEvent> = PerCpuArray::with_max_entries(1, 0);
+
+/// Remembers the event of a selected packet at `hook` in `map` under `key`, for a later
+/// tracepoint that can no longer read the packet ([`emit_kept`]).
+#[inline(always)]
+fn keep<K, B: PacketBuf>(
+    map: &LruHashMap<K, PacketEvent>,
+    key: K,
+    buf: &B,
+    info: &PacketInfo,
+    id: u64,
+    hook: u8,
+    ifindex: u32,
+) {
+    if let Some(ev) = KEEP_SCRATCH.get_ptr_mut(0) {
+        // SAFETY: per-CPU slot, filled whole, then copied into the map.
+        unsafe {
+            fill(ev, info, id, buf.frame_len(), hook, ifindex);
+            let _ = map.insert(key, &*ev, 0);
+        }
+    }
+}
+
+/// Writes a remembered event (its hook's counters: `seen` and `selected` too unless
+/// they were counted when it was kept).
+#[inline(always)]
+fn emit_kept(ev: PacketEvent, counted: bool) {
+    let h = ev.hook;
+    if !counted {
+        count(h, stat::SEEN);
+        count(h, stat::SELECTED);
+    }
+    let Some(mut entry) = EVENTS.reserve::<PacketEvent>(0) else {
+        return count(h, stat::RINGBUF_FULL);
+    };
+    entry.write(ev);
+    entry.submit(wakeup_flags());
+    count(h, stat::SUBMITTED);
+}
 
 /// `net:net_dev_start_xmit`: the qdisc hands the packet to the driver.
 #[btf_tracepoint(function = "net_dev_start_xmit")]
@@ -227,13 +265,7 @@ fn start_xmit<B: PacketBuf>(buf: &B, skb: u64, ifindex: u32) {
     let h = if st.on(hook::NET_DEV_START_XMIT) { hook::NET_DEV_START_XMIT } else { hook::NET_DEV_XMIT };
     let Some((info, id)) = select(buf, h, ifindex) else { return };
     if st.on(hook::NET_DEV_XMIT) {
-        if let Some(ev) = XMIT_SCRATCH.get_ptr_mut(0) {
-            // SAFETY: per-CPU slot, filled whole, then copied into the map.
-            unsafe {
-                fill(ev, info, id, buf.frame_len(), hook::NET_DEV_XMIT, ifindex);
-                let _ = IN_XMIT.insert(skb, &*ev, 0);
-            }
-        }
+        keep(&IN_XMIT, skb, buf, info, id, hook::NET_DEV_XMIT, ifindex);
     }
     if h == hook::NET_DEV_START_XMIT {
         emit(buf, info, id, h, ifindex);
@@ -251,21 +283,10 @@ pub fn netlat_net_dev_xmit(ctx: BtfTracePointContext) -> i32 {
     if rc != 0 {
         return 0;
     }
-    let h = hook::NET_DEV_XMIT;
-    if stack().on(hook::NET_DEV_START_XMIT) {
-        // Otherwise start_xmit counted them under this hook.
-        count(h, stat::SEEN);
-        count(h, stat::SELECTED);
-    }
-    let Some(mut entry) = EVENTS.reserve::<PacketEvent>(0) else {
-        count(h, stat::RINGBUF_FULL);
-        return 0;
-    };
     ev.ts_ns = now();
     ev.cpu = cpu();
-    entry.write(ev);
-    entry.submit(wakeup_flags());
-    count(h, stat::SUBMITTED);
+    // Without start_xmit's own events, start_xmit counted the selection under this hook.
+    emit_kept(ev, !stack().on(hook::NET_DEV_START_XMIT));
     0
 }
 
@@ -379,12 +400,7 @@ static COPIED: LruHashMap<u32, PacketEvent> = LruHashMap::with_max_entries(4096,
 fn keep_copied<B: PacketBuf>(buf: &B) {
     let h = hook::SKB_COPY_DATAGRAM;
     let Some((info, id)) = identify(buf, h, 0, false) else { return };
-    let Some(ev) = XMIT_SCRATCH.get_ptr_mut(0) else { return };
-    // SAFETY: per-CPU slot, filled whole, then copied into the map.
-    unsafe {
-        fill(ev, info, id, buf.frame_len(), h, 0);
-        let _ = COPIED.insert(bpf_get_current_pid_tgid() as u32, &*ev, 0);
-    }
+    keep(&COPIED, bpf_get_current_pid_tgid() as u32, buf, info, id, h, 0);
 }
 
 /// At `sock_recv_length(sk, ret, flags)`: records the datagram this thread's receive call
@@ -398,15 +414,7 @@ pub(crate) fn copied(st: &StackConfig, sk: *const u8, ret: i32, peek: bool) {
     if ret < 0 || peek || !our_sock(st, sk) {
         return;
     }
-    let h = hook::SKB_COPY_DATAGRAM;
-    count(h, stat::SEEN);
-    count(h, stat::SELECTED);
-    let Some(mut entry) = EVENTS.reserve::<PacketEvent>(0) else {
-        return count(h, stat::RINGBUF_FULL);
-    };
-    entry.write(ev);
-    entry.submit(wakeup_flags());
-    count(h, stat::SUBMITTED);
+    emit_kept(ev, false);
 }
 
 /// `skb:kfree_skb(skb, location, reason, rx_sk)`: a packet dropped, with the reason.
