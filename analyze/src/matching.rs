@@ -334,18 +334,17 @@ pub fn analyze(
         s => s,
     };
     let stride = opts.tcp.bytes(c.points.iter().map(|p| p.hook.as_str())).then_some(stride);
-    let tables: Vec<(LazyFrame, bool)> = raw
+    // Per table: its rows, and the stride when they are followed per byte.
+    let tables: Vec<(LazyFrame, Option<u32>)> = raw
         .iter_mut()
         .zip(tables)
         .map(|(r, t)| {
-            let has = stride.is_some() && r.collect_schema().is_ok_and(|s| SEQ_COLUMNS.iter().all(|c| s.contains(c)));
-            if has {
-                Ok((prepared(r.clone(), true), true))
-            } else {
-                Ok((t, false))
+            match stride.filter(|_| r.collect_schema().is_ok_and(|s| SEQ_COLUMNS.iter().all(|c| s.contains(c)))) {
+                Some(n) => (prepared(r.clone(), true), Some(n)),
+                None => (t, None),
             }
         })
-        .collect::<PolarsResult<_>>()?;
+        .collect();
     drop(raw);
 
     let keep_points: Vec<bool> = c.points.iter().map(|p| opts.selection.host(&p.host)).collect();
@@ -354,11 +353,13 @@ pub fn analyze(
     let spill_dir = opts.spill_dir.clone().unwrap_or_else(std::env::temp_dir);
     let mut store = Store::new(total, bucket_rows, &spill_dir)?;
     let (mut t0, mut read): (Option<i64>, usize) = (None, 0);
-    for (table, seq) in tables {
+    for (table, table_stride) in tables {
         reading.set_message(format!("reading capture files ({read} events, {} buckets)", store.buckets()));
-        let stride = stride.filter(|_| seq);
         let (first, n) = store.add(
-            |rows| append_rows(rows, slim(table, &combos_df, &keys, seq)?, &c, &alignment, stride),
+            |rows| {
+                let slim = slim(table, &combos_df, &keys, table_stride.is_some())?;
+                append_rows(rows, slim, &c, &alignment, table_stride)
+            },
             |rows| (Scope::first_ts(rows, &keep_points, &keep_flows), rows.len()),
         )?;
         t0 = match (t0, first) {
