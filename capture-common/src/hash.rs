@@ -68,6 +68,21 @@ pub fn id_payload<B: PacketBuf>(buf: &B, info: &PacketInfo) -> [u8; ID_PAYLOAD_B
     payload
 }
 
+/// [`id_payload`] from the copy of the packet's first bytes in `head` when it holds them,
+/// else from the packet `buf` (see [`crate::parse::HeadBuf`]): the same bytes either way.
+#[inline(always)]
+pub fn id_payload_head_first<B: PacketBuf>(
+    head: &crate::parse::HeadBuf<'_>,
+    buf: &B,
+    info: &PacketInfo,
+) -> [u8; ID_PAYLOAD_BYTES] {
+    let payload = id_payload(head, info);
+    if head.missed() {
+        return id_payload(buf, info);
+    }
+    payload
+}
+
 /// Identity of a packet from its parsed headers and the first payload bytes
 /// (`payload` holds `min(payload_len, ID_PAYLOAD_BYTES)` bytes, zero-padded).
 #[inline(always)]

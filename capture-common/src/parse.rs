@@ -17,6 +17,94 @@ pub trait PacketBuf {
     /// Copies the first `len` bytes of the packet (`1..=MAX_SNAPLEN`, at most
     /// [`Self::frame_len`]) into `dst`; false if they cannot be read.
     fn copy_head(&self, dst: &mut [u8; MAX_SNAPLEN], len: u32) -> bool;
+    /// Copies the packet's first bytes, at most [`HEAD_LEN`], into `dst` in one read and
+    /// returns how many (0: none, every read goes to [`Self::load`]). See [`HeadBuf`].
+    #[inline(always)]
+    fn read_head(&self, _dst: &mut [u8; HEAD_BUF]) -> u32 {
+        0
+    }
+}
+
+/// Bytes [`HeadBuf`] copies: Ethernet, IPv6 and a TCP header with options plus the
+/// identity's payload bytes fit, for most packets.
+pub const HEAD_LEN: usize = 128;
+/// Size of the buffer holding the copy: [`HEAD_LEN`] and room for one read of up to
+/// [`HEAD_SLACK`] bytes starting inside it, so a masked offset needs no other bound.
+pub const HEAD_BUF: usize = HEAD_LEN + HEAD_SLACK;
+/// The longest single read of the parser (an IPv6 address is 16 bytes, the IPv4 header 20).
+pub const HEAD_SLACK: usize = 32;
+
+/// A packet's first bytes, copied in one read ([`PacketBuf::read_head`]). In the kernel
+/// one helper call then replaces the four or more the parser makes, each of which costs
+/// more than the parsing around it (`netlat-lab bench-capture --hooks-only`). A read of
+/// bytes the copy lacks but the packet may hold is a miss: [`parse_head_first`] then parses
+/// the packet itself, so the result, and every hook's identity of a packet, is that of
+/// [`parse`] on the whole packet. (Falling back read by read instead doubles the
+/// verifier's states at every read of the parser's loops, past its budget.)
+pub struct HeadBuf<'a> {
+    head: &'a [u8; HEAD_BUF],
+    len: u32,
+    frame: u32,
+    missed: core::cell::Cell<bool>,
+}
+
+impl<'a> HeadBuf<'a> {
+    /// The first `len` bytes (at most [`HEAD_LEN`]) of a `frame`-byte packet, in `head`.
+    #[inline(always)]
+    pub fn new(head: &'a [u8; HEAD_BUF], len: u32, frame: u32) -> Self {
+        Self { head, len, frame, missed: core::cell::Cell::new(false) }
+    }
+    /// Whether a read wanted bytes of the packet past the copy.
+    #[inline(always)]
+    pub fn missed(&self) -> bool {
+        self.missed.get()
+    }
+}
+
+impl PacketBuf for HeadBuf<'_> {
+    #[inline(always)]
+    fn load<const N: usize>(&self, off: u32) -> Option<[u8; N]> {
+        const { assert!(N <= HEAD_SLACK) };
+        let o = off as usize;
+        if o + N <= self.len as usize {
+            // The mask is what the verifier sees bound the read (LLVM re-derives the
+            // comparison above in a register the verifier does not connect to this one);
+            // black_box keeps LLVM from dropping it as redundant. With `len <= HEAD_LEN`
+            // it changes nothing.
+            let i = core::hint::black_box(o) & (HEAD_LEN - 1);
+            let mut out = [0u8; N];
+            out.copy_from_slice(&self.head[i..i + N]);
+            return Some(out);
+        }
+        if self.len < self.frame {
+            self.missed.set(true);
+        }
+        None
+    }
+    #[inline(always)]
+    fn frame_len(&self) -> u32 {
+        self.frame
+    }
+    #[inline(always)]
+    fn copy_head(&self, _dst: &mut [u8; MAX_SNAPLEN], _len: u32) -> bool {
+        false
+    }
+}
+
+/// [`parse`] from the copy in `head`, reading the packet `buf` only if that parse missed
+/// bytes past the copy. Same result as `parse(buf, ..)`.
+#[inline(always)]
+pub fn parse_head_first<B: PacketBuf>(
+    head: &HeadBuf<'_>,
+    buf: &B,
+    vxlan_port: u16,
+    info: &mut PacketInfo,
+) -> Result<(), ParseError> {
+    let r = parse(head, vxlan_port, info);
+    if head.missed() {
+        return parse(buf, vxlan_port, info);
+    }
+    r
 }
 
 /// A packet held in a byte slice (user space, tests and fuzzing).

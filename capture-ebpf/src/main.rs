@@ -22,7 +22,7 @@ use capture_common::{
     abi::{flags, hook, stat, CaptureConfig, PacketEvent, PacketHead, SyncStamp, MAX_SNAPLEN},
     filter, hash,
     offsets::StackConfig,
-    parse::{self, PacketBuf, PacketInfo, ParseError},
+    parse::{self, HeadBuf, PacketBuf, PacketInfo, ParseError, HEAD_BUF, HEAD_LEN},
     probe,
 };
 
@@ -104,6 +104,10 @@ pub(crate) static STATS: PerCpuArray<u64> = PerCpuArray::with_max_entries(stat::
 #[map]
 pub(crate) static SCRATCH: PerCpuArray<parse::PacketInfo> = PerCpuArray::with_max_entries(1, 0);
 
+/// Each packet's first bytes, copied in one read before parsing (see `HeadBuf`).
+#[map]
+static HEADS: PerCpuArray<[u8; HEAD_BUF]> = PerCpuArray::with_max_entries(1, 0);
+
 /// The configuration, read through a volatile pointer so LLVM cannot fold
 /// the all-zero initial value into the code: the loader rewrites it.
 #[inline(always)]
@@ -152,6 +156,26 @@ impl PacketBuf for Tc<'_> {
         // SAFETY: dst holds MAX_SNAPLEN >= n bytes; the helper checks the packet bounds.
         unsafe { bpf_skb_load_bytes(self.0.skb.skb.cast(), 0, dst.as_mut_ptr().cast(), n) == 0 }
     }
+    #[inline(always)]
+    fn read_head(&self, dst: &mut [u8; HEAD_BUF]) -> u32 {
+        let n = head_len(self.frame_len());
+        // SAFETY: dst holds HEAD_BUF >= n bytes; the helper checks the packet bounds.
+        let ok = unsafe { bpf_skb_load_bytes(self.0.skb.skb.cast(), 0, dst.as_mut_ptr().cast(), n) == 0 };
+        if ok {
+            n
+        } else {
+            0
+        }
+    }
+}
+
+/// How many bytes [`PacketBuf::read_head`] copies of a `frame`-byte packet: all of it up
+/// to [`HEAD_LEN`], in a form the verifier can bound (1..=HEAD_LEN).
+#[inline(always)]
+fn head_len(frame: u32) -> u32 {
+    const _: () = assert!(HEAD_LEN.is_power_of_two());
+    let n = if frame < HEAD_LEN as u32 { frame } else { HEAD_LEN as u32 };
+    (n.wrapping_sub(1) & (HEAD_LEN as u32 - 1)) + 1
 }
 
 /// `len` (1..=MAX_SNAPLEN) in a form the verifier can bound: a power-of-two mask.
@@ -190,6 +214,18 @@ impl PacketBuf for Xdp<'_> {
         // SAFETY: dst holds MAX_SNAPLEN >= n bytes; the helper checks the packet bounds.
         unsafe { f(self.0.ctx.cast(), 0, dst.as_mut_ptr().cast(), n) == 0 }
     }
+    #[inline(always)]
+    fn read_head(&self, dst: &mut [u8; HEAD_BUF]) -> u32 {
+        let n = head_len(self.frame_len());
+        let f: unsafe extern "C" fn(*mut core::ffi::c_void, u32, *mut core::ffi::c_void, u32) -> i64 =
+            unsafe { core::mem::transmute(189usize) };
+        // SAFETY: dst holds HEAD_BUF >= n bytes; the helper checks the packet bounds.
+        if unsafe { f(self.0.ctx.cast(), 0, dst.as_mut_ptr().cast(), n) == 0 } {
+            n
+        } else {
+            0
+        }
+    }
 }
 
 /// Parses, filters and samples the packet in `buf` at `hook`: the parsed headers and the
@@ -219,7 +255,13 @@ pub(crate) fn identify<B: PacketBuf>(
     let info = SCRATCH.get_ptr_mut(0)?;
     // SAFETY: per-CPU slot; programs do not nest on one CPU for this map.
     let info = unsafe { &mut *info };
-    match parse::parse(buf, cfg.vxlan_port, info) {
+    let head = HEADS.get_ptr_mut(0)?;
+    // SAFETY: per-CPU slot, as SCRATCH.
+    let head = unsafe { &mut *head };
+    let frame = buf.frame_len();
+    let copied = buf.read_head(head);
+    let hb = HeadBuf::new(head, copied, frame);
+    match parse::parse_head_first(&hb, buf, cfg.vxlan_port, info) {
         Ok(()) => {}
         Err(ParseError::NotIp) => {
             count(hook, stat::NOT_IP);
@@ -235,7 +277,8 @@ pub(crate) fn identify<B: PacketBuf>(
         && info.flags & flags::VXLAN == 0
         && (info.dport == cfg.sync_port || info.sport == cfg.sync_port)
     {
-        if let Some(h) = buf.load::<{ probe::HEADER_LEN }>(info.payload_off).and_then(|b| probe::Header::decode(&b)) {
+        let b = hb.load::<{ probe::HEADER_LEN }>(info.payload_off).or_else(|| buf.load(info.payload_off));
+        if let Some(h) = b.and_then(|b| probe::Header::decode(&b)) {
             if counted {
                 sync_stamp(info, &h, hook, ifindex);
             }
@@ -245,7 +288,7 @@ pub(crate) fn identify<B: PacketBuf>(
     if !filter::matches(&cfg.filter, info) || !filter::port_selected(cfg, info) {
         return None;
     }
-    let payload = hash::id_payload(buf, info);
+    let payload = hash::id_payload_head_first(&hb, buf, info);
     let id = hash::packet_id(info, &payload);
     if !hash::sampled(id, cfg.sample_seed, cfg.sample_threshold) {
         return None;
@@ -358,6 +401,15 @@ fn sync_stamp(info: &PacketInfo, h: &probe::Header, hook: u8, ifindex: u32) {
 #[xdp]
 pub fn netlat_xdp(ctx: XdpContext) -> u32 {
     try_packet(&Xdp(&ctx), hook::XDP, ctx.ingress_ifindex() as u32);
+    xdp_action::XDP_PASS
+}
+
+/// Does nothing: `netlat-lab bench-capture` attaches it to tell what XDP mode itself costs
+/// an interface (a veth with an XDP program copies every locally made packet into a new
+/// buffer before the program runs) from what netlat's XDP program costs. Never loaded by
+/// a capture.
+#[xdp]
+pub fn netlat_xdp_pass(_ctx: XdpContext) -> u32 {
     xdp_action::XDP_PASS
 }
 

@@ -10,6 +10,8 @@
 //! * [`schema`]: the `events` table; [`sync_table`]: the `sync` table;
 //! * [`syncing`]: the clock-sync prober and responder during a run;
 //! * [`ring`]: Parquet ring files with crash-safe rotation;
+//! * [`ringread`]: batched reading of the kernel's ring buffers;
+//! * [`testrun`]: the kernel's test runs of a loaded program (benchmarks);
 //! * [`recover`]: finishing the files of a capture that died;
 //! * [`meta`]: the run-metadata record;
 //! * [`pipeline`]: kernel ring buffers → batches → the Parquet writer thread;
@@ -33,7 +35,9 @@ pub mod probes;
 pub mod qdisc;
 pub mod recover;
 pub mod ring;
+pub mod ringread;
 pub mod run;
 pub mod schema;
 pub mod sync_table;
 pub mod syncing;
+pub mod testrun;

@@ -5,7 +5,7 @@
 //! its ring buffer and counters and its events are tagged with the scope in
 //! user space. Configuration is set once, at load time, in the `CFG` global.
 
-use std::collections::HashMap;
+use std::{collections::HashMap, os::fd::AsFd};
 
 use aya::{
     maps::{MapData, PerCpuArray, RingBuf},
@@ -20,11 +20,15 @@ use capture_common::abi::{hook, stat, CaptureConfig};
 use crate::{
     meta::{HookCounts, IfaceMeta},
     netns::{IfaceSpec, Netns, NetnsError},
+    ringread::RingReader,
     schema::{PointContext, PointLookup},
 };
 
+/// Size of the clock-sync stamps' ring buffer (set at load time; the object's default).
+const SYNC_RING_BYTES: u32 = 1 << 16;
+
 /// The eBPF object built by build.rs.
-static EBPF_OBJ: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/netlat"));
+pub(crate) static EBPF_OBJ: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/netlat"));
 
 /// Loading or attaching failed.
 #[derive(Debug, thiserror::Error)]
@@ -118,10 +122,14 @@ pub struct Scope {
     /// The namespace.
     pub netns: Netns,
     ebpf: Option<Ebpf>,
-    /// Events from the kernel.
+    /// Events from the kernel (the map, for polling its fd).
     pub ring: RingBuf<MapData>,
-    /// Clock-sync probe stamps from the kernel.
+    /// Clock-sync probe stamps from the kernel (the map, for polling its fd).
     pub sync_ring: RingBuf<MapData>,
+    /// Reader of `ring`, publishing its position once per batch.
+    pub ring_reader: RingReader,
+    /// Reader of `sync_ring`.
+    pub sync_reader: RingReader,
     stats: PerCpuArray<MapData, u64>,
     points: HashMap<u32, PointContext>,
     /// Names of the kernel's drop reasons, by value.
@@ -170,6 +178,7 @@ impl Scope {
             .override_global("CFG", cfg, true)
             .override_global("STACK", &stack, true)
             .map_max_entries("EVENTS", ringbuf_bytes)
+            .map_max_entries("SYNC_EVENTS", SYNC_RING_BYTES)
             .load(EBPF_OBJ)
             .map_err(|e| load_err(&netns)(e.into()))?;
         for name in ["netlat_tc_in", "netlat_tc_out"] {
@@ -207,6 +216,12 @@ impl Scope {
             .map_err(|e| load_err(&netns)(e.into()))?;
         let sync_ring = RingBuf::try_from(ebpf.take_map("SYNC_EVENTS").expect("SYNC_EVENTS map in object"))
             .map_err(|e| load_err(&netns)(e.into()))?;
+        let reader = |r: &RingBuf<MapData>, bytes: u32, what: &str| {
+            RingReader::new(r.as_fd(), bytes as usize)
+                .map_err(|e| load_err(&netns)(anyhow::Error::new(e).context(format!("mapping the {what} ring buffer"))))
+        };
+        let ring_reader = reader(&ring, ringbuf_bytes, "events")?;
+        let sync_reader = reader(&sync_ring, SYNC_RING_BYTES, "sync")?;
         let stats = PerCpuArray::try_from(ebpf.take_map("STATS").expect("STATS map in object"))
             .map_err(|e| load_err(&netns)(e.into()))?;
         Ok(Self {
@@ -214,6 +229,8 @@ impl Scope {
             ebpf: Some(ebpf),
             ring,
             sync_ring,
+            ring_reader,
+            sync_reader,
             stats,
             points,
             drop_reasons,
@@ -286,6 +303,11 @@ impl Scope {
             hooks: hooks.names(),
         });
         Ok(())
+    }
+
+    /// The file descriptor of the loaded program `name` (for [`crate::testrun`]).
+    pub fn program_fd(&self, name: &str) -> Option<std::os::fd::BorrowedFd<'_>> {
+        self.ebpf.as_ref()?.program(name)?.fd().ok().map(|f| f.as_fd())
     }
 
     /// Kernel counters summed over CPUs, per hook.

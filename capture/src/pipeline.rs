@@ -130,33 +130,34 @@ impl Reader {
     pub fn drain(&mut self, scopes: &mut [Scope]) -> usize {
         let mut n = 0;
         for (i, s) in scopes.iter_mut().enumerate() {
-            while let Some(item) = s.sync_ring.next() {
+            let sim = self.sim.as_ref();
+            let stamps = &mut self.stamps;
+            s.sync_reader.drain(usize::MAX, |item| {
                 if item.len() >= std::mem::size_of::<SyncStamp>() {
                     // SAFETY: the kernel wrote a whole SyncStamp; unaligned read.
                     let mut st = unsafe { std::ptr::read_unaligned(item.as_ptr().cast::<SyncStamp>()) };
-                    if let Some(sim) = &self.sim {
+                    if let Some(sim) = sim {
                         st.ts_ns = sim.apply(st.ts_ns as i64) as u64;
                     }
-                    self.stamps.push((i, st));
+                    stamps.push((i, st));
                 }
-            }
-            while let Some(item) = s.ring.next() {
-                let Some((mut e, head, extra)) = decode(&item) else { continue };
-                if let Some(sim) = &self.sim {
+            });
+            let room = BATCH.saturating_sub(self.events.len());
+            let (events, heads, extras, keep_extra) = (&mut self.events, &mut self.heads, &mut self.extras, self.extra);
+            s.ring_reader.drain(room, |item| {
+                let Some((mut e, head, extra)) = decode(item) else { return };
+                if let Some(sim) = sim {
                     e.ts_ns = sim.apply(e.ts_ns as i64) as u64;
                 }
-                self.events.push((i, e));
+                events.push((i, e));
                 if let Some(h) = head {
-                    self.heads.push(h);
+                    heads.push(h);
                 }
-                if self.extra {
-                    self.extras.push(extra);
+                if keep_extra {
+                    extras.push(extra);
                 }
                 n += 1;
-                if self.events.len() >= BATCH {
-                    break;
-                }
-            }
+            });
         }
         n
     }

@@ -7,7 +7,7 @@
 use capture_common::{
     abi::ID_PAYLOAD_BYTES,
     hash,
-    parse::{parse, PacketBuf, PacketInfo, SliceBuf},
+    parse::{parse, parse_head_first, HeadBuf, PacketBuf, PacketInfo, SliceBuf, HEAD_BUF, HEAD_LEN},
 };
 use libfuzzer_sys::fuzz_target;
 
@@ -28,5 +28,21 @@ fuzz_target!(|data: &[u8]| {
         let payload = buf.load::<ID_PAYLOAD_BYTES>(info.payload_off).unwrap_or_default();
         let id = hash::packet_id(&info, &payload);
         assert_ne!(id, 0);
+    }
+    // The kernel parses from a copy of the first bytes, falling back to the frame on a
+    // miss: the same result for any copy length.
+    let mut head = [0u8; HEAD_BUF];
+    for n in [0, 14, 34, 42, 54, 64, 100, HEAD_LEN] {
+        let n = n.min(frame.len());
+        head[..n].copy_from_slice(&frame[..n]);
+        let hb = HeadBuf::new(&head, n as u32, frame.len() as u32);
+        let mut h = PacketInfo::default();
+        let r = parse_head_first(&hb, &buf, port, &mut h);
+        let mut full = PacketInfo::default();
+        assert_eq!(r, parse(&buf, port, &mut full));
+        assert_eq!(h, full);
+        if r.is_ok() {
+            assert_eq!(hash::id_payload_head_first(&hb, &buf, &h), hash::id_payload(&buf, &full));
+        }
     }
 });

@@ -37,6 +37,12 @@ pub struct Config {
     pub size: usize,
     /// Seconds of sockperf per measurement (0: skip sockperf).
     pub sockperf_seconds: u64,
+    /// netlat-capture's kernel ring buffer, KiB (`--ringbuf-kb`).
+    pub ringbuf_kb: u32,
+    /// The flood's configurations to run (the baseline always runs).
+    pub modes: Vec<Mode>,
+    /// Only the flood table: no hook costs, writer rate or sockperf.
+    pub flood_only: bool,
     /// Work folder (captures are written here and removed after each run).
     pub dir: PathBuf,
 }
@@ -52,13 +58,28 @@ pub enum Mode {
     Sampled,
     /// netlat at TC ingress and egress only: no XDP (which puts a veth into its NAPI mode).
     TcOnly,
+    /// An empty XDP program on both hosts: what XDP mode alone costs the veth.
+    XdpPass,
     /// tcpdump writing a pcap on both hosts' interface.
     Tcpdump,
 }
 
 impl Mode {
     /// Every mode, baseline first.
-    pub const ALL: [Mode; 5] = [Mode::None, Mode::Netlat, Mode::Sampled, Mode::TcOnly, Mode::Tcpdump];
+    pub const ALL: [Mode; 6] = [Mode::None, Mode::Netlat, Mode::Sampled, Mode::TcOnly, Mode::XdpPass, Mode::Tcpdump];
+
+    /// The mode called `key` (`none`, `netlat`, `sampled`, `tc-only`, `tcpdump`).
+    pub fn from_key(key: &str) -> Option<Mode> {
+        Some(match key {
+            "none" => Mode::None,
+            "netlat" => Mode::Netlat,
+            "sampled" => Mode::Sampled,
+            "tc-only" => Mode::TcOnly,
+            "xdp-pass" => Mode::XdpPass,
+            "tcpdump" => Mode::Tcpdump,
+            _ => return None,
+        })
+    }
 
     fn name(self, sample: u64) -> String {
         match self {
@@ -66,6 +87,7 @@ impl Mode {
             Mode::Netlat => "netlat, XDP+TC, every packet".into(),
             Mode::Sampled => format!("netlat, XDP+TC, 1 in {sample}"),
             Mode::TcOnly => "netlat, TC only, every packet".into(),
+            Mode::XdpPass => "empty XDP program (no capture)".into(),
             Mode::Tcpdump => "tcpdump -w (both hosts)".into(),
         }
     }
@@ -90,6 +112,7 @@ pub struct Flood {
 enum Running {
     None,
     Netlat(Capture, Capture),
+    XdpPass(Vec<aya::Ebpf>),
     Tcpdump(Child, Child),
 }
 
@@ -155,7 +178,8 @@ fn start(mode: Mode, lab: &Lab, cfg: &Config, dir: &Path) -> anyhow::Result<Runn
         Mode::None => Running::None,
         Mode::Netlat | Mode::Sampled | Mode::TcOnly => {
             let n = cfg.sample.to_string();
-            let mut extra = vec!["-q", "--sync-port", "0", "--ringbuf-kb", "65536"];
+            let kb = cfg.ringbuf_kb.to_string();
+            let mut extra = vec!["-q", "--sync-port", "0", "--ringbuf-kb", &kb];
             if mode == Mode::Sampled {
                 extra.extend(["--sample", &n]);
             }
@@ -166,6 +190,13 @@ fn start(mode: Mode, lab: &Lab, cfg: &Config, dir: &Path) -> anyhow::Result<Runn
             let ca = Capture::start(Some(&a.netns), &dir.join("a"), &args("a"))?;
             let cb = Capture::start(Some(&b.netns), &dir.join("b"), &args("b"))?;
             Running::Netlat(ca, cb)
+        }
+        Mode::XdpPass => {
+            let mut v = Vec::new();
+            for h in [a, b] {
+                v.push(capture::testrun::attach_xdp_pass(&capture::netns::Netns::open(&h.netns)?, "veth0")?);
+            }
+            Running::XdpPass(v)
         }
         Mode::Tcpdump => {
             let td = |ns: &str, file: PathBuf| -> anyhow::Result<Child> {
@@ -193,7 +224,7 @@ fn start(mode: Mode, lab: &Lab, cfg: &Config, dir: &Path) -> anyhow::Result<Runn
 
 fn pids(r: &Running) -> Vec<u32> {
     match r {
-        Running::None => vec![],
+        Running::None | Running::XdpPass(_) => vec![],
         Running::Netlat(a, b) => vec![a.pid(), b.pid()],
         Running::Tcpdump(a, b) => vec![a.id(), b.id()],
     }
@@ -203,6 +234,10 @@ fn pids(r: &Running) -> Vec<u32> {
 fn stop(r: Running, dir: &Path) -> anyhow::Result<(u64, u64, u64)> {
     match r {
         Running::None => Ok((0, 0, 0)),
+        Running::XdpPass(v) => {
+            drop(v);
+            Ok((0, 0, 0))
+        }
         Running::Netlat(a, b) => {
             let (fa, fb) = (a.stop()?, b.stop()?);
             if fa.code != Some(0) || fb.code != Some(0) {
@@ -355,6 +390,9 @@ pub fn run(cfg: &Config) -> anyhow::Result<String> {
     for round in 0..cfg.rounds {
         let mut base = 0.0;
         for (i, mode) in Mode::ALL.iter().enumerate() {
+            if *mode != Mode::None && !cfg.modes.contains(mode) {
+                continue;
+            }
             let f = measure(*mode, &lab, cfg)?;
             if *mode == Mode::None {
                 base = f.pps;
@@ -374,6 +412,9 @@ pub fn run(cfg: &Config) -> anyhow::Result<String> {
     let _ = writeln!(md, "|---|---:|---:|---:|---:|---:|---:|");
     for (i, mode) in Mode::ALL.iter().enumerate() {
         let f = &floods[i];
+        if f.is_empty() {
+            continue;
+        }
         let m = |g: &dyn Fn(&(Flood, f64)) -> f64| median(f.iter().map(g).collect());
         let _ = writeln!(
             md,
@@ -387,6 +428,11 @@ pub fn run(cfg: &Config) -> anyhow::Result<String> {
             100.0 * m(&|x| x.0.cpu),
         );
     }
+    if cfg.flood_only {
+        drop(lab);
+        return Ok(md);
+    }
+    md.push_str(&hook_test_table(cfg.size, cfg.sample)?);
     let _ = writeln!(md, "\nPer-packet cost of each hook (kernel BPF run-time statistics during the flood):\n");
     let _ = writeln!(md, "| program | every packet, ns | 1 in {}, ns | runs |", cfg.sample);
     let _ = writeln!(md, "|---|---:|---:|---:|");
@@ -511,4 +557,79 @@ pub fn writer_rate(dir: &Path, events: u64) -> anyhow::Result<(f64, f64)> {
     let bytes = dir_bytes(dir);
     let _ = std::fs::remove_dir_all(dir);
     Ok((events as f64 / secs, bytes as f64 / events as f64))
+}
+
+/// Frames the per-hook test runs use: `n` UDP datagrams 198.18.0.1:40000 → 198.18.0.2:9
+/// with `payload` bytes each, told apart by their first payload bytes (so 1-in-N sampling
+/// keeps about 1 in N of them, as it does for a flood).
+fn test_frames(n: usize, payload: usize) -> Vec<Vec<u8>> {
+    (0..n)
+        .map(|i| {
+            let mut f = vec![0u8; 14 + 20 + 8 + payload];
+            f[12..14].copy_from_slice(&0x0800u16.to_be_bytes());
+            let ip = &mut f[14..34];
+            ip[0] = 0x45;
+            ip[2..4].copy_from_slice(&((20 + 8 + payload) as u16).to_be_bytes());
+            ip[4..6].copy_from_slice(&(i as u16).to_be_bytes());
+            ip[8] = 64;
+            ip[9] = 17;
+            ip[12..16].copy_from_slice(&[198, 18, 0, 1]);
+            ip[16..20].copy_from_slice(&[198, 18, 0, 2]);
+            let udp = &mut f[34..42];
+            udp[0..2].copy_from_slice(&40000u16.to_be_bytes());
+            udp[2..4].copy_from_slice(&9u16.to_be_bytes());
+            udp[4..6].copy_from_slice(&((8 + payload) as u16).to_be_bytes());
+            f[42..]
+                .iter_mut()
+                .enumerate()
+                .for_each(|(k, b)| *b = (k as u64 ^ (i as u64).wrapping_mul(0x9E37_79B9)) as u8);
+            f
+        })
+        .collect()
+}
+
+/// Per-hook cost from the kernel's own test runs (`BPF_PROG_TEST_RUN`): each packet program
+/// run `runs` times in all over 64 distinct frames of the flood's size, under each
+/// configuration: every packet written, 1 in `sample` written, and none selected by the
+/// filter (parse and filter only). Returns rows (program, [ns per configuration]).
+pub fn hook_test_runs(size: usize, sample: u64, runs: u32) -> anyhow::Result<Vec<(String, [f64; 3])>> {
+    use capture::{loader::Scope, netns::Netns, testrun::test_run};
+    use capture_common::{abi::CaptureConfig, hash::threshold_one_in};
+    let frames = test_frames(64, size);
+    let mut configs = [CaptureConfig::default(), CaptureConfig::default(), CaptureConfig::default()];
+    configs[1].sample_threshold = threshold_one_in(sample);
+    configs[2].filter = capture::filter::compile("udp port 1").context("filter")?;
+    let names = ["netlat_xdp", "netlat_tc_in", "netlat_tc_out"];
+    let mut rows: Vec<(String, [f64; 3])> = names.iter().map(|n| ((*n).to_owned(), [0.0; 3])).collect();
+    for (c, cfg) in configs.iter().enumerate() {
+        let mut scope = Scope::load(Netns::current()?, cfg, 64 << 20, 0)?;
+        for (row, name) in rows.iter_mut().zip(names) {
+            let per = (runs / frames.len() as u32).max(1);
+            let mut ns = 0.0;
+            for f in &frames {
+                let fd = scope.program_fd(name).with_context(|| format!("program {name}"))?;
+                ns += f64::from(test_run(fd, f, per).with_context(|| format!("test run of {name}"))?.ns_per_run);
+                // Empty the ring after each frame's runs, as the capture keeps it nearly
+                // empty: past an eighth full every event would force a wakeup of user space.
+                scope.ring_reader.drain(usize::MAX, |_| {});
+            }
+            row.1[c] = ns / frames.len() as f64;
+        }
+    }
+    Ok(rows)
+}
+
+/// [`hook_test_runs`] as a markdown table.
+pub fn hook_test_table(size: usize, sample: u64) -> anyhow::Result<String> {
+    const RUNS: u32 = 1 << 20;
+    let rows = hook_test_runs(size, sample, RUNS)?;
+    let mut md = format!(
+        "\nPer-packet cost of each hook on its own (BPF_PROG_TEST_RUN, {RUNS} runs over 64 frames of {size} B payload, mean ns per run):\n\n"
+    );
+    let _ = writeln!(md, "| program | every packet | 1 in {sample} | none selected (filter) |");
+    let _ = writeln!(md, "|---|---:|---:|---:|");
+    for (name, ns) in rows {
+        let _ = writeln!(md, "| {name} | {:.0} | {:.0} | {:.0} |", ns[0], ns[1], ns[2]);
+    }
+    Ok(md)
 }

@@ -239,6 +239,16 @@ enum Cmd {
         /// Seconds of sockperf ping-pong per measurement (0 skips it).
         #[arg(long, default_value_t = 5)]
         sockperf_seconds: u64,
+        /// netlat-capture's kernel ring buffer, KiB (its --ringbuf-kb).
+        #[arg(long, default_value_t = 8192)]
+        ringbuf_kb: u32,
+        /// Flood configurations to run, of none, netlat, sampled, tc-only, xdp-pass (an empty
+        /// XDP program), tcpdump (the baseline always runs).
+        #[arg(long, value_delimiter = ',', default_value = "netlat,sampled,tc-only,xdp-pass,tcpdump")]
+        modes: Vec<String>,
+        /// Only the flood table (no hook costs, writer rate or sockperf).
+        #[arg(long)]
+        flood_only: bool,
         /// Work folder for the captures (removed after each measurement).
         #[arg(long, default_value = "/tmp/netlat-bench-capture")]
         dir: PathBuf,
@@ -248,6 +258,9 @@ enum Cmd {
         /// Only the writer-rate measurement (no lab, no root needed).
         #[arg(long)]
         writer_only: bool,
+        /// Only the per-hook test runs (BPF_PROG_TEST_RUN; no lab, no traffic).
+        #[arg(long)]
+        hooks_only: bool,
     },
 }
 
@@ -465,8 +478,44 @@ fn main() -> ExitCode {
             lab::benchcapture::writer_rate(&dir.join("writer"), 10_000_000)
                 .map(|(rate, bpe)| println!("writer: {:.2} M events/s per core, {bpe:.1} bytes/event", rate / 1e6))
         }
-        Cmd::BenchCapture { seconds, rounds, sample, size, sockperf_seconds, dir, out, .. } => {
-            let cfg = lab::benchcapture::Config { seconds, rounds: rounds.max(1), sample, size, sockperf_seconds, dir };
+        Cmd::BenchCapture { hooks_only: true, sample, size, .. } => {
+            lab::benchcapture::hook_test_table(size, sample).map(|t| println!("{t}"))
+        }
+        Cmd::BenchCapture {
+            seconds,
+            rounds,
+            sample,
+            size,
+            sockperf_seconds,
+            ringbuf_kb,
+            modes,
+            flood_only,
+            dir,
+            out,
+            ..
+        } => {
+            let modes = match modes
+                .iter()
+                .map(|m| lab::benchcapture::Mode::from_key(m).with_context(|| format!("--modes: unknown mode {m:?}")))
+                .collect::<anyhow::Result<Vec<_>>>()
+            {
+                Ok(m) => m,
+                Err(e) => {
+                    eprintln!("netlat-lab: {e:#}");
+                    return ExitCode::from(2);
+                }
+            };
+            let cfg = lab::benchcapture::Config {
+                seconds,
+                rounds: rounds.max(1),
+                sample,
+                size,
+                sockperf_seconds,
+                ringbuf_kb,
+                modes,
+                flood_only,
+                dir,
+            };
             lab::benchcapture::run(&cfg).and_then(|report| {
                 println!("{report}");
                 match out {

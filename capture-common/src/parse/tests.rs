@@ -1117,3 +1117,62 @@ fn fuzz_ip_options_past_the_frame_are_l4_truncated() {
     assert_eq!((info.payload_off, info.payload_len, info.sport, info.dport), (14 + 60, 0, 0, 0));
     assert_eq!(SliceBuf(&frame).load::<8>(info.payload_off), None);
 }
+
+// ------------------------------------------- the kernel's head-first parse
+
+/// What the kernel programs compute from a copy of the frame's first `head_len` bytes
+/// (falling back to the frame on a miss), and from the frame alone: they must agree.
+fn head_first_agrees(frame: &[u8], head_len: usize, port: u16) {
+    let buf = SliceBuf(frame);
+    let mut head = [0u8; HEAD_BUF];
+    head[..head_len].copy_from_slice(&frame[..head_len]);
+    let hb = HeadBuf::new(&head, head_len as u32, frame.len() as u32);
+    let (mut a, mut b) = (PacketInfo::default(), PacketInfo::default());
+    let ra = parse_head_first(&hb, &buf, port, &mut a);
+    let rb = parse(&buf, port, &mut b);
+    assert_eq!(ra, rb, "head {head_len} of {frame:02x?}");
+    assert_eq!(a, b, "head {head_len} of {frame:02x?}");
+    if ra.is_ok() {
+        assert_eq!(hash::id_payload_head_first(&hb, &buf, &a), hash::id_payload(&buf, &b), "head {head_len}");
+    }
+}
+
+#[test]
+fn head_first_parse_equals_parse_for_every_head_length() {
+    let long_opts = Tcp { opts: vec![1; 40], ..Default::default() };
+    let exts = [Ext::HopByHop(2), Ext::Routing(1), Ext::Fragment { off: 0, m: true, id: 7 }, Ext::DestOpts(0)];
+    let mut frames = vec![
+        tcp4_frame(&[], &V4::default(), &Tcp::default(), 100),
+        tcp4_frame(&[(TPID_AD, 5), (TPID_Q, 6)], &V4 { opts: vec![1; 12], ..Default::default() }, &long_opts, 3),
+        eth(&[], ETH_IP, &ipv4(&V4::default(), IPPROTO_UDP, &udp(40000, 9, &payload(64)))),
+        eth(&[], ETH_IP, &ipv4(&V4::default(), IPPROTO_UDP, &udp(40000, 9, &payload(5)))),
+        eth(&[], ETH_IPV6, &ipv6(&V6::default(), &exts, IPPROTO_TCP, &tcp(&long_opts, &payload(20)))),
+        eth(&[], ETH_IPV6, &ipv6(&V6::default(), &[], IPPROTO_ICMPV6, &icmp_echo(128, 1, 2, &payload(30)))),
+        in_vxlan(&[(TPID_Q, 9)], 77, &tcp4_frame(&[], &V4::default(), &long_opts, 12)),
+        in_vxlan(&[], 78, &eth(&[], ETH_IPV6, &ipv6(&V6::default(), &exts, IPPROTO_UDP, &udp(1, 2, &payload(9))))),
+        eth(&[], ETH_ARP, &payload(28)),
+    ];
+    // Every frame cut short, and with bytes flipped, too.
+    let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
+    for f in frames.clone() {
+        for cut in [14, 20, 34, 41, 54, 61, 90, 127, 129] {
+            if cut < f.len() {
+                frames.push(f[..cut].to_vec());
+            }
+        }
+        for _ in 0..40 {
+            let mut g = f.clone();
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            let i = (x as usize) % g.len();
+            g[i] ^= (x >> 32) as u8 | 1;
+            frames.push(g);
+        }
+    }
+    for f in &frames {
+        for head_len in 0..=f.len().min(HEAD_LEN) {
+            head_first_agrees(f, head_len, VXLAN);
+        }
+    }
+}
