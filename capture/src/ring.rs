@@ -115,7 +115,9 @@ pub fn sync_dir(dir: &Path) -> Result<(), RingError> {
 }
 
 impl RingWriter {
-    /// A writer for `schema`; `kv` goes into every file's footer.
+    /// A writer for `schema`; `kv` goes into every file's footer. A batch may carry a string
+    /// column of `schema` as a dictionary of strings ([`crate::schema::batch_schema`]): the
+    /// file still has `schema`'s types.
     pub fn new(cfg: RingConfig, schema: SchemaRef, kv: Vec<KeyValue>) -> Self {
         Self {
             cfg,
@@ -295,7 +297,8 @@ pub(crate) mod tests {
         to_batch("h", &evs, None, None, &NoPoints).unwrap()
     }
 
-    fn ring(dir: &Path, max_bytes: u64, max_files: u32) -> RingWriter {
+    /// An events ring in `dir`, files named `h-run-…`.
+    pub(crate) fn ring(dir: &Path, max_bytes: u64, max_files: u32) -> RingWriter {
         let cfg = RingConfig {
             dir: dir.to_owned(),
             prefix: "h-run".into(),

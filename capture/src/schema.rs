@@ -2,13 +2,17 @@
 //! docs/schema.md is the user-facing description; keep them in step.
 
 use std::{
+    collections::HashMap,
     net::{Ipv4Addr, Ipv6Addr},
     sync::Arc,
 };
 
 use arrow::{
-    array::{ArrayRef, BinaryArray, Int64Array, StringBuilder, UInt16Array, UInt32Array, UInt64Array, UInt8Array},
-    datatypes::{DataType, Field, Schema, SchemaRef},
+    array::{
+        ArrayBuilder, ArrayRef, BinaryArray, DictionaryArray, Int32Array, Int64Array, StringArray, StringBuilder,
+        UInt16Array, UInt32Array, UInt64Array, UInt8Array,
+    },
+    datatypes::{DataType, Field, Int32Type, Schema, SchemaRef},
     error::ArrowError,
     record_batch::RecordBatch,
 };
@@ -105,7 +109,29 @@ pub trait PointLookup {
     }
 }
 
-/// Builds one record batch from events tagged with their scope index.
+/// The text columns of the `events` table (Utf8 in [`events_schema`]).
+pub const TEXT_COLUMNS: [&str; 5] = ["host", "ifname", "hook", "saddr", "daddr"];
+
+/// Schema of the batches [`to_batch`] builds: [`events_schema`] with the [`TEXT_COLUMNS`] as
+/// dictionaries of strings (Int32 keys), since each holds a handful of distinct values per
+/// batch: building them costs a key per row instead of a string copy. The files keep the
+/// plain strings of [`events_schema`]: the ring writer is given that schema (which is also
+/// the Arrow schema stored in the footer), and the Parquet writer takes a dictionary column
+/// for a string column, writing the same STRING column it writes from a string array.
+pub fn batch_schema(head: bool, extra: bool) -> SchemaRef {
+    let dict = DataType::Dictionary(Box::new(DataType::Int32), Box::new(DataType::Utf8));
+    let fields: Vec<_> = events_schema(head, extra)
+        .fields()
+        .iter()
+        .map(|f| match TEXT_COLUMNS.contains(&f.name().as_str()) {
+            true => Arc::new(f.as_ref().clone().with_data_type(dict.clone())),
+            false => f.clone(),
+        })
+        .collect();
+    Arc::new(Schema::new(fields))
+}
+
+/// Builds one record batch ([`batch_schema`]) from events tagged with their scope index.
 pub fn to_batch(
     host: &str,
     events: &[(usize, PacketEvent)],
@@ -113,58 +139,24 @@ pub fn to_batch(
     extras: Option<&[Extra]>,
     points: &dyn PointLookup,
 ) -> Result<RecordBatch, ArrowError> {
-    let n = events.len();
     macro_rules! col {
         ($arr:ident, $e:expr) => {
             Arc::new($arr::from_iter_values(events.iter().map($e))) as ArrayRef
         };
     }
-    let mut hosts = StringBuilder::with_capacity(n, n * host.len());
-    let mut ifnames = StringBuilder::with_capacity(n, n * 8);
-    let mut hooks = StringBuilder::with_capacity(n, n * 8);
-    let mut saddrs = StringBuilder::with_capacity(n, n * 12);
-    let mut daddrs = StringBuilder::with_capacity(n, n * 12);
-    let mut netns = Vec::with_capacity(n);
-    // Addresses repeat within a flow: format each distinct pair once.
-    struct LastPair {
-        key: ([u8; 16], [u8; 16], u8),
-        src: String,
-        dst: String,
-    }
-    let mut last: Option<LastPair> = None;
-    for (scope, e) in events {
-        hosts.append_value(host);
-        match points.point(*scope, e.ifindex) {
-            Some(p) => {
-                ifnames.append_value(&p.ifname);
-                netns.push(p.netns);
-            }
-            None => {
-                ifnames.append_value(format!("if{}", e.ifindex));
-                netns.push(0);
-            }
-        }
-        hooks.append_value(hook::NAMES.get(usize::from(e.hook)).copied().unwrap_or("unknown"));
-        let key = (e.saddr, e.daddr, e.family);
-        if last.as_ref().is_none_or(|l| l.key != key) {
-            last = Some(LastPair { key, src: addr_string(e.family, &e.saddr), dst: addr_string(e.family, &e.daddr) });
-        }
-        let pair = last.as_ref().expect("just set");
-        saddrs.append_value(&pair.src);
-        daddrs.append_value(&pair.dst);
-    }
+    let t = TextColumns::new(host, events, points)?;
     let columns: Vec<ArrayRef> = vec![
         col!(Int64Array, |(_, e)| e.ts_ns as i64),
-        Arc::new(hosts.finish()),
-        Arc::new(UInt64Array::from(netns)),
-        Arc::new(ifnames.finish()),
+        t.host,
+        Arc::new(UInt64Array::from(t.netns)),
+        t.ifname,
         col!(UInt32Array, |(_, e)| e.ifindex),
-        Arc::new(hooks.finish()),
+        t.hook,
         col!(UInt16Array, |(_, e)| e.cpu),
         col!(UInt8Array, |(_, e)| e.family),
         col!(UInt8Array, |(_, e)| e.proto),
-        Arc::new(saddrs.finish()),
-        Arc::new(daddrs.finish()),
+        t.saddr,
+        t.daddr,
         col!(UInt16Array, |(_, e)| e.sport),
         col!(UInt16Array, |(_, e)| e.dport),
         col!(UInt32Array, |(_, e)| e.ip_id),
@@ -185,7 +177,105 @@ pub fn to_batch(
     if let Some(x) = extras {
         columns.extend(extra_columns(x, points));
     }
-    RecordBatch::try_new(events_schema(heads.is_some(), extras.is_some()), columns)
+    RecordBatch::try_new(batch_schema(heads.is_some(), extras.is_some()), columns)
+}
+
+/// The [`TEXT_COLUMNS`] of a batch as dictionary arrays, and `netns` (which comes with the
+/// interface name). Each distinct value is looked up or formatted once per batch: an
+/// observation point once per (scope, ifindex), an address once per distinct address, the
+/// hook names not at all (the hook number is the key).
+struct TextColumns {
+    host: ArrayRef,
+    ifname: ArrayRef,
+    netns: Vec<u64>,
+    hook: ArrayRef,
+    saddr: ArrayRef,
+    daddr: ArrayRef,
+}
+
+impl TextColumns {
+    fn new(host: &str, events: &[(usize, PacketEvent)], points: &dyn PointLookup) -> Result<Self, ArrowError> {
+        let n = events.len();
+        // Keys count distinct values, at most one per row: with fewer rows than i32::MAX,
+        // every `len() as i32` below is exact.
+        if i32::try_from(n).is_err() {
+            return Err(ArrowError::InvalidArgumentError(format!("{n} events in one batch")));
+        }
+        // (scope, ifindex) -> (ifname key, netns). The same name may get two keys (one per
+        // namespace): the Parquet writer stores each distinct string once anyway.
+        let mut point_keys: HashMap<(usize, u32), (i32, u64)> = HashMap::new();
+        let mut ifnames = StringBuilder::new();
+        // One table of addresses for both columns: a reply's source is the request's
+        // destination. (family, saddr, daddr) -> (saddr key, daddr key) too, so a row costs
+        // one lookup (none when the pair is the previous row's, as in a flow's run of events).
+        let mut pair_keys = HashMap::new();
+        let mut addr_keys: HashMap<(u8, [u8; 16]), i32> = HashMap::new();
+        let mut addrs = StringBuilder::new();
+        let mut addr_key = |family: u8, a: &[u8; 16]| {
+            *addr_keys.entry((family, *a)).or_insert_with(|| {
+                addrs.append_value(addr_string(family, a));
+                (addrs.len() - 1) as i32
+            })
+        };
+        let (mut if_k, mut netns, mut hook_k) = (Vec::with_capacity(n), Vec::with_capacity(n), Vec::with_capacity(n));
+        let (mut src_k, mut dst_k) = (Vec::with_capacity(n), Vec::with_capacity(n));
+        let mut last_point = None;
+        let mut last_pair = None;
+        // Hook numbers past the known names share the last key, "unknown".
+        let unknown = hook::NAMES.len() as i32;
+        for (scope, e) in events {
+            let point = (*scope, e.ifindex);
+            let (k, ns) = match last_point {
+                Some((p, v)) if p == point => v,
+                _ => {
+                    let v = *point_keys.entry(point).or_insert_with(|| {
+                        let ns = match points.point(*scope, e.ifindex) {
+                            Some(p) => {
+                                ifnames.append_value(&p.ifname);
+                                p.netns
+                            }
+                            None => {
+                                ifnames.append_value(format!("if{}", e.ifindex));
+                                0
+                            }
+                        };
+                        ((ifnames.len() - 1) as i32, ns)
+                    });
+                    last_point = Some((point, v));
+                    v
+                }
+            };
+            if_k.push(k);
+            netns.push(ns);
+            hook_k.push(i32::from(e.hook).min(unknown));
+            let pair = (e.family, e.saddr, e.daddr);
+            let (s, d) = match last_pair {
+                Some((p, v)) if p == pair => v,
+                _ => {
+                    let v = *pair_keys
+                        .entry(pair)
+                        .or_insert_with(|| (addr_key(e.family, &e.saddr), addr_key(e.family, &e.daddr)));
+                    last_pair = Some((pair, v));
+                    v
+                }
+            };
+            src_k.push(s);
+            dst_k.push(d);
+        }
+        let dict = |keys: Vec<i32>, values: ArrayRef| -> Result<ArrayRef, ArrowError> {
+            Ok(Arc::new(DictionaryArray::<Int32Type>::try_new(Int32Array::from(keys), values)?))
+        };
+        let addrs: ArrayRef = Arc::new(addrs.finish());
+        let hooks = StringArray::from_iter_values(hook::NAMES.iter().copied().chain(["unknown"]));
+        Ok(Self {
+            host: dict(vec![0; n], Arc::new(StringArray::from(vec![host])))?,
+            ifname: dict(if_k, Arc::new(ifnames.finish()))?,
+            netns,
+            hook: dict(hook_k, Arc::new(hooks))?,
+            saddr: dict(src_k, addrs.clone())?,
+            daddr: dict(dst_k, addrs)?,
+        })
+    }
 }
 
 /// The [`EXTRA_COLUMNS`]: null where the hook has no such thing.
@@ -227,6 +317,9 @@ impl PointLookup for OnePoint {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::ring::tests::ring;
+    use arrow::compute::cast;
+    use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 
     #[test]
     fn batch_has_every_column_and_formats_addresses() {
@@ -243,12 +336,78 @@ mod tests {
         assert_eq!(b.num_rows(), 2);
         assert_eq!(b.num_columns(), events_schema(false, false).fields().len());
         let s = |name: &str| {
-            b.column_by_name(name).unwrap().as_any().downcast_ref::<arrow::array::StringArray>().unwrap().clone()
+            let c = cast(b.column_by_name(name).unwrap(), &DataType::Utf8).unwrap();
+            c.as_any().downcast_ref::<StringArray>().unwrap().clone()
         };
         assert_eq!(s("saddr").value(0), "198.18.0.1");
         assert_eq!(s("saddr").value(1), "2001:db8::1");
         assert_eq!(s("ifname").value(0), "ns1/veth0");
         assert_eq!(s("ifname").value(1), "if4");
         assert_eq!(s("hook").value(0), "tc_egress");
+    }
+
+    /// Two scopes, a known and an unknown interface, known hooks and one past the names,
+    /// IPv4 and IPv6, flows interleaved (and a pair's reverse).
+    fn mixed_events() -> Vec<(usize, PacketEvent)> {
+        (0..3000u64)
+            .map(|i| {
+                let k = i as usize;
+                let mut e = PacketEvent {
+                    ts_ns: 1000 + i,
+                    pkt_id: 1 + i * 7919,
+                    ifindex: [3, 3, 4][k % 3],
+                    hook: [hook::XDP, hook::TC_EGRESS, hook::TC_INGRESS, 250][k % 4],
+                    family: 4,
+                    ..Default::default()
+                };
+                e.saddr[..4].copy_from_slice(&[198, 18, 0, (k % 5) as u8]);
+                e.daddr[..4].copy_from_slice(&[198, 18, 0, (k % 7) as u8]);
+                if k % 11 == 3 {
+                    e.family = 6;
+                    e.saddr = "2001:db8::1".parse::<Ipv6Addr>().unwrap().octets();
+                    e.daddr = "2001:db8::2".parse::<Ipv6Addr>().unwrap().octets();
+                }
+                (k % 2, e)
+            })
+            .collect()
+    }
+
+    #[test]
+    fn dictionary_batches_write_the_files_string_batches_would() {
+        let pts = OnePoint(PointContext { netns: 77, ifname: "ns1/veth0".into() });
+        let dict = to_batch("h1", &mixed_events(), None, None, &pts).unwrap();
+        // The same rows with plain string columns, as batches were built before.
+        let plain = RecordBatch::try_new(
+            events_schema(false, false),
+            dict.columns()
+                .iter()
+                .map(|c| match c.data_type() {
+                    DataType::Dictionary(..) => cast(c, &DataType::Utf8).unwrap(),
+                    _ => c.clone(),
+                })
+                .collect(),
+        )
+        .unwrap();
+        let written = |b: &RecordBatch| {
+            let dir = tempfile::tempdir().unwrap();
+            let mut r = ring(dir.path(), u64::MAX, 0);
+            r.write(b).unwrap();
+            r.write(b).unwrap();
+            r.rotate().unwrap();
+            let file = std::fs::File::open(r.finished().next().unwrap()).unwrap();
+            let rd = ParquetRecordBatchReaderBuilder::try_new(file).unwrap();
+            let (md, schema) = (rd.metadata().clone(), rd.schema().clone());
+            let batches: Vec<_> = rd.build().unwrap().map(Result::unwrap).collect();
+            (md, schema, arrow::compute::concat_batches(&batches[0].schema(), &batches).unwrap())
+        };
+        let (d, p) = (written(&dict), written(&plain));
+        // Readers see plain strings: the Parquet columns and the stored Arrow schema.
+        assert_eq!(d.1.fields(), events_schema(false, false).fields());
+        assert_eq!(format!("{:?}", d.0.file_metadata().schema()), format!("{:?}", p.0.file_metadata().schema()));
+        // Same pages: sizes, encodings, statistics and offsets of every column chunk.
+        assert_eq!(format!("{:?}", d.0.row_groups()), format!("{:?}", p.0.row_groups()));
+        assert_eq!(d.2.columns(), p.2.columns());
+        let twice = arrow::compute::concat_batches(&plain.schema(), &[plain.clone(), plain]).unwrap();
+        assert_eq!(d.2.columns(), twice.columns());
     }
 }
