@@ -10,6 +10,7 @@
 pub mod accounting;
 pub mod benchanalyze;
 pub mod benchcapture;
+pub mod benchparts;
 pub mod bins;
 pub mod capture;
 pub mod collect;

@@ -475,11 +475,11 @@ fn main() -> ExitCode {
             lab::benchanalyze::run(&cfg).map(|report| println!("{report}"))
         }
         Cmd::BenchCapture { writer_only: true, dir, .. } => {
-            lab::benchcapture::writer_rate(&dir.join("writer"), 10_000_000)
+            lab::benchparts::writer_rate(&dir.join("writer"), 10_000_000)
                 .map(|(rate, bpe)| println!("writer: {:.2} M events/s per core, {bpe:.1} bytes/event", rate / 1e6))
         }
         Cmd::BenchCapture { hooks_only: true, sample, size, .. } => {
-            lab::benchcapture::hook_test_table(size, sample).map(|t| println!("{t}"))
+            lab::benchparts::hook_test_table(size, sample).map(|t| println!("{t}"))
         }
         Cmd::BenchCapture {
             seconds,
