@@ -143,6 +143,12 @@ struct Cli {
     /// Host name recorded in files (default: the system host name).
     #[arg(long, value_name = "NAME")]
     host_name: Option<String>,
+    /// Run the capture's user-space threads at this nice value (-20..19). 19 lets the
+    /// host's own work preempt the reading and compressing: it removed sockperf's p99.9
+    /// penalty in BENCHMARKS.md; the kernel programs are not affected, and if the capture
+    /// then falls behind, its drops are counted as always.
+    #[arg(long, value_name = "N", allow_hyphen_values = true, value_parser = clap::value_parser!(i32).range(-20..=19))]
+    nice: Option<i32>,
     /// Probe this peer's clock (ADDR or ADDR:PORT; repeatable): coded pairs
     /// of UDP probes, timestamped by the kernel programs, for clock sync.
     #[arg(long = "sync-peer", value_name = "ADDR[:PORT]")]
@@ -283,6 +289,7 @@ fn options(cli: Cli) -> anyhow::Result<(Options, Catalog, Preset)> {
         ("sync_gap_us", sync_gap_us.to_string()),
         ("sim_clock", cli.sim_clock.clone().unwrap_or_default()),
         ("layers", layers.to_string()),
+        ("nice", cli.nice.map(|n| n.to_string()).unwrap_or_default()),
         ("probes_file", cli.probes_file.as_ref().map(|p| p.display().to_string()).unwrap_or_default()),
     ]
     .into_iter()
@@ -345,6 +352,14 @@ fn main() -> ExitCode {
         return list_probes(&cli);
     }
     let quiet = cli.quiet;
+    if let Some(n) = cli.nice {
+        // Before any thread starts: threads inherit the nice value of the one creating them.
+        // SAFETY: setpriority on this thread; no pointers.
+        if unsafe { libc::setpriority(libc::PRIO_PROCESS as _, 0, n) } != 0 {
+            eprintln!("netlat-capture: --nice {n}: {}", std::io::Error::last_os_error());
+            return ExitCode::from(2);
+        }
+    }
     let (mut opts, catalog, layers) = match options(cli) {
         Ok(o) => o,
         Err(e) => {

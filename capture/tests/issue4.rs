@@ -5,20 +5,13 @@
 //! Kernel tests need root; in CI (`CI` set) a test that cannot run fails
 //! instead of skipping (the project rule, as `scripts::testing::kernel_test`).
 
+mod common;
+use common::kernel_test;
+
 use std::{path::Path, process::Command};
 
 use capture::btf::{offsets, Btf, VMLINUX};
 use capture_common::offsets::NONE;
-
-fn kernel_test(name: &str) -> bool {
-    // SAFETY: no arguments, cannot fail.
-    if unsafe { libc::geteuid() } == 0 {
-        return true;
-    }
-    assert!(std::env::var("CI").is_err(), "{name}: kernel tests must run as root in CI");
-    eprintln!("SKIPPED {name}: needs root (run scripts/test as root)");
-    false
-}
 
 /// `pahole -C NAME` of the running kernel.
 fn pahole(name: &str) -> String {

@@ -8,22 +8,15 @@
 //! Kernel tests need root; in CI (`CI` set) a test that cannot run fails instead of
 //! skipping (the project rule, as `scripts::testing::kernel_test`).
 
+mod common;
+use common::kernel_test;
+
 use capture::{loader::Scope, netns::Netns, testrun::test_run};
 use capture_common::{
     abi::{hook, CaptureConfig, PacketEvent},
     hash,
     parse::{parse, PacketInfo, SliceBuf, HEAD_LEN},
 };
-
-fn kernel_test(name: &str) -> bool {
-    // SAFETY: no arguments, cannot fail.
-    if unsafe { libc::geteuid() } == 0 {
-        return true;
-    }
-    assert!(std::env::var("CI").is_err(), "{name}: kernel tests must run as root in CI");
-    eprintln!("SKIPPED {name}: needs root (run scripts/test as root)");
-    false
-}
 
 /// Ethernet + IPv4 + UDP 198.18.0.1:40000 → 198.18.0.2:9, `payload` bytes told apart by `i`.
 fn udp4(i: u32, payload: usize) -> Vec<u8> {

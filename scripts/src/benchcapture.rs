@@ -62,13 +62,19 @@ pub enum Mode {
     TcOnly,
     /// An empty XDP program on both hosts: what XDP mode alone costs the veth.
     XdpPass,
+    /// netlat with `--layers stack`: XDP, TC and the IP, qdisc and driver tracepoints, every
+    /// packet (several events per packet: the highest event rate this flood makes).
+    Stack,
+    /// As `Netlat`, the capture's threads at `--nice 19` (sockperf only).
+    Nice,
     /// tcpdump writing a pcap on both hosts' interface.
     Tcpdump,
 }
 
 impl Mode {
     /// Every mode, baseline first.
-    pub const ALL: [Mode; 6] = [Mode::None, Mode::Netlat, Mode::Sampled, Mode::TcOnly, Mode::XdpPass, Mode::Tcpdump];
+    pub const ALL: [Mode; 7] =
+        [Mode::None, Mode::Netlat, Mode::Sampled, Mode::TcOnly, Mode::XdpPass, Mode::Stack, Mode::Tcpdump];
 
     /// The mode called `key` (`none`, `netlat`, `sampled`, `tc-only`, `tcpdump`).
     pub fn from_key(key: &str) -> Option<Mode> {
@@ -78,6 +84,7 @@ impl Mode {
             "sampled" => Mode::Sampled,
             "tc-only" => Mode::TcOnly,
             "xdp-pass" => Mode::XdpPass,
+            "stack" => Mode::Stack,
             "tcpdump" => Mode::Tcpdump,
             _ => return None,
         })
@@ -90,6 +97,8 @@ impl Mode {
             Mode::Sampled => format!("netlat, XDP+TC, 1 in {sample}"),
             Mode::TcOnly => "netlat, TC only, every packet".into(),
             Mode::XdpPass => "empty XDP program (no capture)".into(),
+            Mode::Stack => "netlat, --layers stack, every packet".into(),
+            Mode::Nice => "netlat, XDP+TC, every packet, --nice 19".into(),
             Mode::Tcpdump => "tcpdump -w (both hosts)".into(),
         }
     }
@@ -178,7 +187,7 @@ fn start(mode: Mode, lab: &Lab, cfg: &Config, dir: &Path) -> anyhow::Result<Runn
     let (a, b) = (&lab.hosts[0], &lab.hosts[1]);
     Ok(match mode {
         Mode::None => Running::None,
-        Mode::Netlat | Mode::Sampled | Mode::TcOnly => {
+        Mode::Netlat | Mode::Sampled | Mode::TcOnly | Mode::Stack | Mode::Nice => {
             let n = cfg.sample.to_string();
             let kb = cfg.ringbuf_kb.to_string();
             let mut extra = vec!["-q", "--sync-port", "0", "--ringbuf-kb", &kb];
@@ -187,6 +196,12 @@ fn start(mode: Mode, lab: &Lab, cfg: &Config, dir: &Path) -> anyhow::Result<Runn
             }
             if mode == Mode::TcOnly {
                 extra.extend(["--hooks", "tc_ingress,tc_egress"]);
+            }
+            if mode == Mode::Stack {
+                extra.extend(["--layers", "stack"]);
+            }
+            if mode == Mode::Nice {
+                extra.extend(["--nice", "19"]);
             }
             let args = |h: &'static str| [vec!["-i", "veth0", "--host-name", h], extra.clone()].concat();
             let ca = Capture::start(Some(&a.netns), &dir.join("a"), &args("a"))?;
@@ -456,7 +471,7 @@ pub fn run(cfg: &Config) -> anyhow::Result<String> {
         );
         let _ = writeln!(md, "| capture | p50 | p99 | p99.9 | p99 vs none |");
         let _ = writeln!(md, "|---|---:|---:|---:|---:|");
-        let modes = [Mode::None, Mode::Netlat, Mode::Tcpdump];
+        let modes = [Mode::None, Mode::Netlat, Mode::Nice, Mode::Tcpdump];
         let mut res: Vec<Vec<([f64; 3], f64)>> = vec![Vec::new(); modes.len()];
         for _ in 0..cfg.rounds {
             let mut base = 0.0;

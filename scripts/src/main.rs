@@ -243,7 +243,7 @@ enum Cmd {
         #[arg(long, default_value_t = 8192)]
         ringbuf_kb: u32,
         /// Flood configurations to run, of none, netlat, sampled, tc-only, xdp-pass (an empty
-        /// XDP program), tcpdump (the baseline always runs).
+        /// XDP program), stack (netlat --layers stack), tcpdump (the baseline always runs).
         #[arg(long, value_delimiter = ',', default_value = "netlat,sampled,tc-only,xdp-pass,tcpdump")]
         modes: Vec<String>,
         /// Only the flood table (no hook costs, writer rate or sockperf).

@@ -416,3 +416,43 @@ fn issue9_legacy_tc_attach_removes_only_its_own_qdisc() {
         }
     }
 }
+
+/// The nice value of every thread of process `pid` (field 19 of /proc/PID/task/TID/stat).
+fn thread_nice(pid: u32) -> Vec<i64> {
+    std::fs::read_dir(format!("/proc/{pid}/task"))
+        .unwrap()
+        .map(|t| {
+            let stat = std::fs::read_to_string(t.unwrap().path().join("stat")).unwrap();
+            // Fields after the parenthesised command name start at field 3.
+            let rest: Vec<&str> = stat.rsplit_once(')').unwrap().1.split_whitespace().collect();
+            rest[19 - 3].parse().unwrap()
+        })
+        .collect()
+}
+
+/// `--nice N` (issue 7: the capture's own threads yield to the host's work) applies to every
+/// thread the capture runs, the writer and the clock-sync prober included; a value out of
+/// range is bad usage.
+#[test]
+fn issue7_nice_applies_to_every_capture_thread() {
+    let Some(_serial) = kernel_test("issue7_nice_applies_to_every_capture_thread") else { return };
+    let tmp = tempfile::tempdir().unwrap();
+    let lab = Lab::two_hosts().unwrap();
+    let (a, b) = (&lab.hosts[0], &lab.hosts[1]);
+    let peer = b.addr.to_string();
+    let cap = Capture::start(
+        Some(&a.netns),
+        &tmp.path().join("a"),
+        &["-i", "veth0", "-q", "--nice", "19", "--sync-peer", &peer],
+    )
+    .unwrap();
+    let nice = thread_nice(cap.pid());
+    assert!(nice.len() >= 3, "reader, writer and prober threads at least: {nice:?}");
+    assert!(nice.iter().all(|n| *n == 19), "{nice:?}");
+    let done = cap.stop().unwrap();
+    assert_eq!(done.code, Some(0), "{}", done.stderr);
+
+    let out = Command::new(bins::path("netlat-capture")).args(["-i", "lo", "--nice", "20"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--nice"));
+}
