@@ -126,8 +126,24 @@ pub struct ProbeMeta {
     pub detail: String,
 }
 
+/// Probes whose events take their time from another probe: (probe, the stamping probe).
+/// Without the stamping probe the program pair cannot load, so the probe is unavailable too.
+pub const NEEDS: [(&str, &str); 1] = [("sock_send", "tcp_sendmsg")];
+
 /// Every probe of `preset` with its availability.
 pub fn describe(catalog: &Catalog, preset: Preset, kernel: &mut impl Kernel) -> Vec<ProbeMeta> {
+    let mut rows = check_rows(catalog, preset, kernel);
+    for (probe, stamp) in NEEDS {
+        let Some(s) = rows.iter().find(|r| r.name == stamp && !r.available).cloned() else { continue };
+        for r in rows.iter_mut().filter(|r| r.name == probe && r.available) {
+            r.available = false;
+            r.detail = format!("needs {} ({} {}), which is unavailable: {}", s.name, s.kind, s.target, s.detail);
+        }
+    }
+    rows
+}
+
+fn check_rows(catalog: &Catalog, preset: Preset, kernel: &mut impl Kernel) -> Vec<ProbeMeta> {
     catalog
         .preset(preset)
         .map(|p| {
@@ -428,6 +444,38 @@ mod tests {
             "netlat-capture: warning: probe fentry_sock_sendmsg (fentry sock_sendmsg) unavailable: EPERM; \
              continuing without it"
         );
+    }
+
+    /// Lacks the tracepoint tcp:tcp_sendmsg_locked (kernels before it was added).
+    struct NoSendmsgLocked;
+
+    impl Kernel for NoSendmsgLocked {
+        fn check(&mut self, p: &Probe) -> Availability {
+            match p.target.as_str() {
+                "tcp:tcp_sendmsg_locked" => Availability::Unavailable("no such tracepoint".into()),
+                _ => Availability::Available("x".into()),
+            }
+        }
+    }
+
+    #[test]
+    fn sock_send_is_unavailable_without_its_time_stamp_probe() {
+        use capture_common::abi::hook;
+        let c = Catalog::builtin();
+        let rows = describe(&c, Preset::Socket, &mut NoSendmsgLocked);
+        let send = rows.iter().find(|r| r.name == "sock_send").expect("sock_send in the socket preset");
+        assert!(!send.available);
+        assert_eq!(
+            send.detail,
+            "needs tcp_sendmsg (tracepoint tcp:tcp_sendmsg_locked), which is unavailable: no such tracepoint"
+        );
+        let mask = tracepoint_mask(&rows);
+        assert_eq!(mask & 1 << hook::SOCK_SEND, 0, "not loaded, so the rest still loads");
+        assert_ne!(mask & 1 << hook::SOCK_RECV, 0);
+        assert!(warnings(&rows).any(|w| w.contains("probe sock_send") && w.contains("needs tcp_sendmsg")));
+        // With the stamp there, sock_send is available.
+        let rows = describe(&c, Preset::Socket, &mut Fake);
+        assert!(rows.iter().any(|r| r.name == "sock_send" && r.available));
     }
 
     #[test]
