@@ -141,6 +141,15 @@ pub(crate) fn count(hook: u8, stat: u32) {
 
 struct Tc<'a>(&'a TcContext);
 
+impl Tc<'_> {
+    /// Copies the packet's first `n` bytes into `dst` (which holds at least `n`).
+    #[inline(always)]
+    fn prefix(&self, dst: *mut u8, n: u32) -> bool {
+        // SAFETY: the caller's buffer holds n bytes; the helper checks the packet bounds.
+        unsafe { bpf_skb_load_bytes(self.0.skb.skb.cast(), 0, dst.cast(), n) == 0 }
+    }
+}
+
 impl PacketBuf for Tc<'_> {
     #[inline(always)]
     fn load<const N: usize>(&self, off: u32) -> Option<[u8; N]> {
@@ -152,16 +161,12 @@ impl PacketBuf for Tc<'_> {
     }
     #[inline(always)]
     fn copy_head(&self, dst: &mut [u8; MAX_SNAPLEN], len: u32) -> bool {
-        let n = verifier_len(len);
-        // SAFETY: dst holds MAX_SNAPLEN >= n bytes; the helper checks the packet bounds.
-        unsafe { bpf_skb_load_bytes(self.0.skb.skb.cast(), 0, dst.as_mut_ptr().cast(), n) == 0 }
+        self.prefix(dst.as_mut_ptr(), verifier_len(len))
     }
     #[inline(always)]
     fn read_head(&self, dst: &mut [u8; HEAD_BUF]) -> u32 {
         let n = head_len(self.frame_len());
-        // SAFETY: dst holds HEAD_BUF >= n bytes; the helper checks the packet bounds.
-        let ok = unsafe { bpf_skb_load_bytes(self.0.skb.skb.cast(), 0, dst.as_mut_ptr().cast(), n) == 0 };
-        if ok {
+        if self.prefix(dst.as_mut_ptr(), n) {
             n
         } else {
             0
@@ -169,34 +174,45 @@ impl PacketBuf for Tc<'_> {
     }
 }
 
+/// `len` (1..=MAX) in a form the verifier can bound: a power-of-two mask.
+#[inline(always)]
+fn masked_len<const MAX: usize>(len: u32) -> u32 {
+    const { assert!(MAX.is_power_of_two()) };
+    (len.wrapping_sub(1) & (MAX as u32 - 1)) + 1
+}
+
 /// How many bytes [`PacketBuf::read_head`] copies of a `frame`-byte packet: all of it up
 /// to [`HEAD_LEN`], in a form the verifier can bound (1..=HEAD_LEN).
 #[inline(always)]
 fn head_len(frame: u32) -> u32 {
-    const _: () = assert!(HEAD_LEN.is_power_of_two());
-    let n = if frame < HEAD_LEN as u32 { frame } else { HEAD_LEN as u32 };
-    (n.wrapping_sub(1) & (HEAD_LEN as u32 - 1)) + 1
+    masked_len::<HEAD_LEN>(if frame < HEAD_LEN as u32 { frame } else { HEAD_LEN as u32 })
 }
 
-/// `len` (1..=MAX_SNAPLEN) in a form the verifier can bound: a power-of-two mask.
+/// `len` (1..=MAX_SNAPLEN) in a form the verifier can bound.
 #[inline(always)]
 pub(crate) fn verifier_len(len: u32) -> u32 {
-    const _: () = assert!(MAX_SNAPLEN.is_power_of_two());
-    (len.wrapping_sub(1) & (MAX_SNAPLEN as u32 - 1)) + 1
+    masked_len::<MAX_SNAPLEN>(len)
 }
 
 struct Xdp<'a>(&'a XdpContext);
+
+impl Xdp<'_> {
+    /// `bpf_xdp_load_bytes` (helper 189, Linux 5.18): copies `n` bytes at `off` into `dst`
+    /// (which holds at least `n`), bounds-checked, also across XDP multi-buffer fragments.
+    #[inline(always)]
+    fn load_bytes(&self, off: u32, dst: *mut u8, n: u32) -> bool {
+        let f: unsafe extern "C" fn(*mut core::ffi::c_void, u32, *mut core::ffi::c_void, u32) -> i64 =
+            unsafe { core::mem::transmute(189usize) };
+        // SAFETY: the caller's buffer holds n bytes; the helper checks the packet bounds.
+        unsafe { f(self.0.ctx.cast(), off, dst.cast(), n) == 0 }
+    }
+}
 
 impl PacketBuf for Xdp<'_> {
     #[inline(always)]
     fn load<const N: usize>(&self, off: u32) -> Option<[u8; N]> {
         let mut out = [0u8; N];
-        // bpf_xdp_load_bytes (helper 189, Linux 5.18): bounds-checked copy,
-        // also across XDP multi-buffer fragments.
-        let f: unsafe extern "C" fn(*mut core::ffi::c_void, u32, *mut core::ffi::c_void, u32) -> i64 =
-            unsafe { core::mem::transmute(189usize) };
-        let r = unsafe { f(self.0.ctx.cast(), off, out.as_mut_ptr().cast(), N as u32) };
-        if r == 0 {
+        if self.load_bytes(off, out.as_mut_ptr(), N as u32) {
             Some(out)
         } else {
             None
@@ -208,19 +224,12 @@ impl PacketBuf for Xdp<'_> {
     }
     #[inline(always)]
     fn copy_head(&self, dst: &mut [u8; MAX_SNAPLEN], len: u32) -> bool {
-        let n = verifier_len(len);
-        let f: unsafe extern "C" fn(*mut core::ffi::c_void, u32, *mut core::ffi::c_void, u32) -> i64 =
-            unsafe { core::mem::transmute(189usize) };
-        // SAFETY: dst holds MAX_SNAPLEN >= n bytes; the helper checks the packet bounds.
-        unsafe { f(self.0.ctx.cast(), 0, dst.as_mut_ptr().cast(), n) == 0 }
+        self.load_bytes(0, dst.as_mut_ptr(), verifier_len(len))
     }
     #[inline(always)]
     fn read_head(&self, dst: &mut [u8; HEAD_BUF]) -> u32 {
         let n = head_len(self.frame_len());
-        let f: unsafe extern "C" fn(*mut core::ffi::c_void, u32, *mut core::ffi::c_void, u32) -> i64 =
-            unsafe { core::mem::transmute(189usize) };
-        // SAFETY: dst holds HEAD_BUF >= n bytes; the helper checks the packet bounds.
-        if unsafe { f(self.0.ctx.cast(), 0, dst.as_mut_ptr().cast(), n) == 0 } {
+        if self.load_bytes(0, dst.as_mut_ptr(), n) {
             n
         } else {
             0

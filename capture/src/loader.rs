@@ -8,7 +8,7 @@
 use std::{collections::HashMap, os::fd::AsFd};
 
 use aya::{
-    maps::{MapData, PerCpuArray, RingBuf},
+    maps::{Map, MapData, PerCpuArray},
     programs::{
         tc::{NlOptions, SchedClassifier, TcAttachOptions, TcError},
         BtfTracePoint, TcAttachType, Xdp, XdpMode,
@@ -23,9 +23,6 @@ use crate::{
     ringread::RingReader,
     schema::{PointContext, PointLookup},
 };
-
-/// Size of the clock-sync stamps' ring buffer (set at load time; the object's default).
-const SYNC_RING_BYTES: u32 = 1 << 16;
 
 /// The eBPF object built by build.rs.
 pub(crate) static EBPF_OBJ: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/netlat"));
@@ -122,14 +119,10 @@ pub struct Scope {
     /// The namespace.
     pub netns: Netns,
     ebpf: Option<Ebpf>,
-    /// Events from the kernel (the map, for polling its fd).
-    pub ring: RingBuf<MapData>,
-    /// Clock-sync probe stamps from the kernel (the map, for polling its fd).
-    pub sync_ring: RingBuf<MapData>,
-    /// Reader of `ring`, publishing its position once per batch.
-    pub ring_reader: RingReader,
-    /// Reader of `sync_ring`.
-    pub sync_reader: RingReader,
+    /// Events from the kernel.
+    pub ring: RingReader,
+    /// Clock-sync probe stamps from the kernel.
+    pub sync_ring: RingReader,
     stats: PerCpuArray<MapData, u64>,
     points: HashMap<u32, PointContext>,
     /// Names of the kernel's drop reasons, by value.
@@ -178,7 +171,6 @@ impl Scope {
             .override_global("CFG", cfg, true)
             .override_global("STACK", &stack, true)
             .map_max_entries("EVENTS", ringbuf_bytes)
-            .map_max_entries("SYNC_EVENTS", SYNC_RING_BYTES)
             .load(EBPF_OBJ)
             .map_err(|e| load_err(&netns)(e.into()))?;
         for name in ["netlat_tc_in", "netlat_tc_out"] {
@@ -212,16 +204,15 @@ impl Scope {
             }
             points.insert(0, PointContext { netns: netns.inode, ifname: format!("{prefix}-") });
         }
-        let ring = RingBuf::try_from(ebpf.take_map("EVENTS").expect("EVENTS map in object"))
-            .map_err(|e| load_err(&netns)(e.into()))?;
-        let sync_ring = RingBuf::try_from(ebpf.take_map("SYNC_EVENTS").expect("SYNC_EVENTS map in object"))
-            .map_err(|e| load_err(&netns)(e.into()))?;
-        let reader = |r: &RingBuf<MapData>, bytes: u32, what: &str| {
-            RingReader::new(r.as_fd(), bytes as usize)
+        let mut reader = |name: &str, what: &str| {
+            let Some(Map::RingBuf(map)) = ebpf.take_map(name) else {
+                panic!("{name}: a ring buffer map in the object")
+            };
+            RingReader::new(map)
                 .map_err(|e| load_err(&netns)(anyhow::Error::new(e).context(format!("mapping the {what} ring buffer"))))
         };
-        let ring_reader = reader(&ring, ringbuf_bytes, "events")?;
-        let sync_reader = reader(&sync_ring, SYNC_RING_BYTES, "sync")?;
+        let ring = reader("EVENTS", "events")?;
+        let sync_ring = reader("SYNC_EVENTS", "sync")?;
         let stats = PerCpuArray::try_from(ebpf.take_map("STATS").expect("STATS map in object"))
             .map_err(|e| load_err(&netns)(e.into()))?;
         Ok(Self {
@@ -229,8 +220,6 @@ impl Scope {
             ebpf: Some(ebpf),
             ring,
             sync_ring,
-            ring_reader,
-            sync_reader,
             stats,
             points,
             drop_reasons,

@@ -132,7 +132,7 @@ impl Reader {
         for (i, s) in scopes.iter_mut().enumerate() {
             let sim = self.sim.as_ref();
             let stamps = &mut self.stamps;
-            s.sync_reader.drain(usize::MAX, |item| {
+            s.sync_ring.drain(usize::MAX, |item| {
                 if item.len() >= std::mem::size_of::<SyncStamp>() {
                     // SAFETY: the kernel wrote a whole SyncStamp; unaligned read.
                     let mut st = unsafe { std::ptr::read_unaligned(item.as_ptr().cast::<SyncStamp>()) };
@@ -144,7 +144,7 @@ impl Reader {
             });
             let room = BATCH.saturating_sub(self.events.len());
             let (events, heads, extras, keep_extra) = (&mut self.events, &mut self.heads, &mut self.extras, self.extra);
-            s.ring_reader.drain(room, |item| {
+            s.ring.drain(room, |item| {
                 let Some((mut e, head, extra)) = decode(item) else { return };
                 if let Some(sim) = sim {
                     e.ts_ns = sim.apply(e.ts_ns as i64) as u64;

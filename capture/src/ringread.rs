@@ -16,9 +16,11 @@
 
 use std::{
     io,
-    os::fd::{AsRawFd, BorrowedFd},
+    os::fd::{AsFd, AsRawFd, BorrowedFd, RawFd},
     sync::atomic::{AtomicU32, AtomicUsize, Ordering},
 };
+
+use aya::maps::MapData;
 
 const BUSY_BIT: u32 = 1 << 31;
 const DISCARD_BIT: u32 = 1 << 30;
@@ -49,8 +51,10 @@ impl Drop for Mapping {
     }
 }
 
-/// Consumer of one BPF ring buffer map that publishes its position once per batch.
+/// Consumer of one BPF ring buffer map that publishes its position once per batch. Its fd
+/// (`AsRawFd`) is the map's, for `poll`.
 pub struct RingReader {
+    map: MapData,
     consumer: Mapping,
     producer: Mapping,
     page: usize,
@@ -63,17 +67,19 @@ pub struct RingReader {
 unsafe impl Send for RingReader {}
 
 impl RingReader {
-    /// Maps the ring buffer map `fd` whose data area is `byte_size` bytes (its
-    /// `max_entries`: a power of two, a multiple of the page size).
-    pub fn new(fd: BorrowedFd<'_>, byte_size: usize) -> io::Result<Self> {
+    /// Takes the ring buffer map `map` and maps its pages; the data area's size is the map's
+    /// `max_entries` (a power of two, a multiple of the page size).
+    pub fn new(map: MapData) -> io::Result<Self> {
+        let byte_size = map.info().map_err(io::Error::other)?.max_entries() as usize;
         // SAFETY: sysconf has no preconditions.
         let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) } as usize;
         if !byte_size.is_power_of_two() || !byte_size.is_multiple_of(page) {
             return Err(io::Error::new(io::ErrorKind::InvalidInput, format!("ring buffer of {byte_size} bytes")));
         }
+        let fd = map.fd().as_fd();
         let consumer = Mapping::new(fd, page, libc::PROT_READ | libc::PROT_WRITE, 0)?;
         let producer = Mapping::new(fd, page + 2 * byte_size, libc::PROT_READ, page)?;
-        let mut r = Self { consumer, producer, page, mask: byte_size - 1, pos: 0 };
+        let mut r = Self { map, consumer, producer, page, mask: byte_size - 1, pos: 0 };
         r.pos = r.consumer_pos().load(Ordering::Acquire);
         Ok(r)
     }
@@ -116,5 +122,11 @@ impl RingReader {
         // One store per batch: the producer's reserve reads this line every time.
         self.consumer_pos().store(self.pos, Ordering::Release);
         n
+    }
+}
+
+impl AsRawFd for RingReader {
+    fn as_raw_fd(&self) -> RawFd {
+        self.map.fd().as_fd().as_raw_fd()
     }
 }

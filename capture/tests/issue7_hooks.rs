@@ -95,7 +95,7 @@ fn issue7_batched_ring_reader_returns_every_event_in_order_across_wraps() {
         // Drain now and then, in batches of varying size: 1, 2, .. 511 records.
         if i % 300 == 299 {
             loop {
-                let n = scope.ring_reader.drain(max, |rec| got.push(event(rec)));
+                let n = scope.ring.drain(max, |rec| got.push(event(rec)));
                 assert!(n <= max, "drain({max}) returned {n}");
                 max = max % 511 + 1;
                 if n == 0 {
@@ -104,7 +104,7 @@ fn issue7_batched_ring_reader_returns_every_event_in_order_across_wraps() {
             }
         }
     }
-    scope.ring_reader.drain(usize::MAX, |rec| got.push(event(rec)));
+    scope.ring.drain(usize::MAX, |rec| got.push(event(rec)));
     assert_eq!(got.len(), frames.len(), "one event per run, none lost or repeated");
     let counts = scope.counts().unwrap();
     assert_eq!(counts[usize::from(hook::TC_EGRESS)].ringbuf_full, 0);
@@ -141,7 +141,7 @@ fn issue7_head_copy_parse_gives_the_whole_frame_identity() {
             let fd = scope.program_fd(name).expect("program loaded");
             test_run(fd, f, 1).expect("BPF_PROG_TEST_RUN");
             let mut got = Vec::new();
-            scope.ring_reader.drain(usize::MAX, |rec| got.push(event(rec)));
+            scope.ring.drain(usize::MAX, |rec| got.push(event(rec)));
             assert_eq!(got.len(), 1, "{name}: one event for a {}-byte frame", f.len());
             let (id, info) = user_id(f);
             let e = &got[0];

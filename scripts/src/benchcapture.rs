@@ -252,6 +252,7 @@ fn stop(r: Running, dir: &Path) -> anyhow::Result<(u64, u64, u64)> {
     match r {
         Running::None => Ok((0, 0, 0)),
         Running::XdpPass(v) => {
+            // Dropping the programs detaches them.
             drop(v);
             Ok((0, 0, 0))
         }

@@ -147,7 +147,7 @@ pub fn hook_test_runs(size: usize, sample: u64, runs: u32) -> anyhow::Result<Vec
                 ns += f64::from(test_run(fd, f, per).with_context(|| format!("test run of {name}"))?.ns_per_run);
                 // Empty the ring after each frame's runs, as the capture keeps it nearly
                 // empty: past an eighth full every event would force a wakeup of user space.
-                scope.ring_reader.drain(usize::MAX, |_| {});
+                scope.ring.drain(usize::MAX, |_| {});
             }
             row.1[c] = ns / frames.len() as f64;
         }
