@@ -49,8 +49,15 @@ pub mod hook {
     /// The reading thread was on a CPU with the bytes ready (`sched:sched_switch`): the later
     /// of its last switch-in and [`SCHED_WAKEUP`]'s stamp.
     pub const SCHED_SWITCH: u8 = 18;
+    /// The first of [`FUNC_SLOTS`] hooks for probe points given as data (`conf/probes.yaml`
+    /// entries that are not one of the hooks above: fentry/fexit, kprobe/kretprobe, and
+    /// tracepoints with a packet argument). Slot `i` is hook `FUNC + i`; its name is the
+    /// catalog probe's, given by the capture at run time (see [`crate::func`]).
+    pub const FUNC: u8 = 19;
+    /// Number of hooks for probe points given as data.
+    pub const FUNC_SLOTS: usize = 8;
     /// Number of hooks; sizes the per-hook statistics.
-    pub const COUNT: usize = 19;
+    pub const COUNT: usize = FUNC as usize + FUNC_SLOTS;
     /// Names used in Parquet and on the command line, indexed by hook id (the catalog's
     /// probe names).
     pub const NAMES: [&str; COUNT] = [
@@ -73,7 +80,19 @@ pub mod hook {
         "tcp_retransmit",
         "sched_wakeup",
         "sched_switch",
+        "func0",
+        "func1",
+        "func2",
+        "func3",
+        "func4",
+        "func5",
+        "func6",
+        "func7",
     ];
+    /// Whether `h` is a hook for a probe point given as data (a [`FUNC`] slot).
+    pub const fn is_func(h: u8) -> bool {
+        h >= FUNC && (h as usize) < COUNT
+    }
     /// Hooks whose events carry a TCP byte range of a socket rather than a packet.
     pub const fn is_socket(h: u8) -> bool {
         matches!(h, SOCK_SEND | SK_DATA_READY | SOCK_RECV | TCP_RETRANSMIT | SCHED_WAKEUP | SCHED_SWITCH)

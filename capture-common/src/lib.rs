@@ -11,6 +11,7 @@
 //! * [`hash`]: the packet identity hash and consistent sampling;
 //! * [`filter`]: evaluation of a compiled filter expression;
 //! * [`probe`]: the wire format of clock-sync probes;
+//! * [`func`]: the probe points given as data (fentry, kprobe, any tracepoint), by slot;
 //! * [`offsets`]: kernel structure field offsets, read from BTF at load time;
 //! * `compile` (feature `std`, user space only): the compiler of filter expressions into the
 //!   table [`filter`] evaluates, shared by the capture and the analyzer.
@@ -22,6 +23,7 @@ extern crate std;
 #[cfg(feature = "std")]
 pub mod compile;
 pub mod filter;
+pub mod func;
 pub mod hash;
 pub mod offsets;
 pub mod parse;

@@ -8,6 +8,7 @@
 #![no_std]
 #![no_main]
 
+mod func;
 mod sock;
 mod stack;
 

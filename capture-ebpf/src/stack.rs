@@ -164,7 +164,7 @@ fn skb_buf(st: &StackConfig, skb: *const u8) -> Option<(Skb, bool)> {
 /// Records the packet of the `sk_buff` at `skb` at stack hook `hook`, if it belongs to this
 /// copy's namespace.
 #[inline(always)]
-fn stack_packet(skb: *const u8, hook: u8) {
+pub(crate) fn stack_packet(skb: *const u8, hook: u8) {
     let st = stack();
     let Some((buf, ifindex, ip_only)) = our_packet(st, skb, core::ptr::null()) else { return };
     if ip_only {

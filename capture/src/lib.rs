@@ -18,7 +18,8 @@
 //! * [`run`]: one capture run, end to end;
 //! * [`preflight`]: what the machine lacks, said plainly;
 //! * [`btf`]: the running kernel's type information (field offsets, functions, tracepoints);
-//! * [`probes`]: which probe points of the catalog (`conf/probes.yaml`) this kernel allows.
+//! * [`probes`]: which probe points of the catalog (`conf/probes.yaml`) this kernel allows;
+//! * [`funcs`]: the probe points given as data (fentry, kprobe, any tracepoint) and their slots.
 #![deny(missing_docs)]
 
 /// The filter-expression compiler (re-exported from `capture_common::compile`).
@@ -26,6 +27,7 @@ pub mod filter {
     pub use capture_common::compile::*;
 }
 pub mod btf;
+pub mod funcs;
 pub mod loader;
 pub mod meta;
 pub mod netns;

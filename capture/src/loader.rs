@@ -127,6 +127,10 @@ pub struct Scope {
     points: HashMap<u32, PointContext>,
     /// Names of the kernel's drop reasons, by value.
     pub drop_reasons: HashMap<u32, String>,
+    /// Hook names by hook id (the slots' are their probes' names).
+    pub hook_names: Vec<String>,
+    /// Probes given as data that the kernel refused at load or attach, one sentence each.
+    pub warnings: Vec<String>,
     /// Attached interfaces, for the run metadata.
     pub ifaces: Vec<IfaceMeta>,
     /// Interfaces (index, name) whose `clsact` qdisc this capture added, to
@@ -154,14 +158,30 @@ impl Scope {
     /// Loads the programs with `cfg` into `netns`'s scope; with `tracepoints` (bit per hook
     /// id), also those tracepoint programs, attached at once (tracepoints have no
     /// interface), recording this namespace's packets and sockets only.
-    pub fn load(netns: Netns, cfg: &CaptureConfig, ringbuf_bytes: u32, tracepoints: u32) -> Result<Self, LoadError> {
+    ///
+    /// The probes of `funcs` (given as data) are loaded and attached too; one the kernel
+    /// refuses is a warning (in [`Scope::warnings`]), not an error.
+    pub fn load(
+        netns: Netns,
+        cfg: &CaptureConfig,
+        ringbuf_bytes: u32,
+        tracepoints: u32,
+        funcs: &crate::funcs::Plan,
+    ) -> Result<Self, LoadError> {
         if EBPF_OBJ.is_empty() {
             return Err(LoadError::NoObject);
         }
         raise_memlock();
-        let (stack, drop_reasons) = if tracepoints != 0 {
+        let func_cfg = if funcs.probes.is_empty() {
+            capture_common::func::FuncConfig::EMPTY
+        } else {
+            let syms = Kallsyms::read();
+            funcs.config(|f| syms.address(f)).map_err(|e| load_err(&netns)(anyhow::anyhow!(e)))?
+        };
+        let stack_hooks = tracepoints | funcs.mask();
+        let (stack, drop_reasons) = if stack_hooks != 0 {
             let b = crate::btf::Btf::from_sys_fs().map_err(|e| load_err(&netns)(e.into()))?;
-            let st = crate::btf::offsets::stack_config(&b, netns.inode as u32, tracepoints)
+            let st = crate::btf::offsets::stack_config(&b, netns.inode as u32, stack_hooks)
                 .map_err(|e| load_err(&netns)(e.into()))?;
             (st, crate::btf::offsets::drop_reasons(&b))
         } else {
@@ -170,6 +190,7 @@ impl Scope {
         let mut ebpf = EbpfLoader::new()
             .override_global("CFG", cfg, true)
             .override_global("STACK", &stack, true)
+            .override_global("FUNCS", &func_cfg, true)
             .map_max_entries("EVENTS", ringbuf_bytes)
             .load(EBPF_OBJ)
             .map_err(|e| load_err(&netns)(e.into()))?;
@@ -184,8 +205,10 @@ impl Scope {
             )
         })?;
         let mut points = HashMap::new();
-        if tracepoints != 0 {
+        let mut warnings = Vec::new();
+        if stack_hooks != 0 {
             let kernel_btf = aya::Btf::from_sys_fs().map_err(|e| load_err(&netns)(e.into()))?;
+            warnings = crate::funcs::attach(&mut ebpf, funcs, &kernel_btf);
             for (name, tp, hooks) in TRACEPOINTS {
                 if !hooks.iter().any(|h| tracepoints & (1 << h) != 0) {
                     continue;
@@ -223,6 +246,8 @@ impl Scope {
             stats,
             points,
             drop_reasons,
+            hook_names: funcs.hook_names(),
+            warnings,
             ifaces: Vec::new(),
             qdiscs_added: Vec::new(),
         })
@@ -349,18 +374,24 @@ impl Drop for Scope {
 
 /// Point contexts of all scopes, by scope index, and the kernel's names for drop reasons
 /// and code addresses.
-pub struct Points(pub Vec<HashMap<u32, PointContext>>, pub HashMap<u32, String>, std::sync::OnceLock<Kallsyms>);
+pub struct Points(
+    pub Vec<HashMap<u32, PointContext>>,
+    pub HashMap<u32, String>,
+    std::sync::OnceLock<Kallsyms>,
+    Vec<String>,
+);
 
 impl Points {
     /// Snapshot of the scopes' interface tables.
     pub fn of(scopes: &[Scope]) -> Self {
         let reasons = scopes.iter().find(|s| !s.drop_reasons.is_empty()).map(|s| s.drop_reasons.clone());
-        Self(scopes.iter().map(|s| s.points.clone()).collect(), reasons.unwrap_or_default(), Default::default())
+        let names = scopes.first().map_or_else(|| crate::funcs::Plan::default().hook_names(), |s| s.hook_names.clone());
+        Self(scopes.iter().map(|s| s.points.clone()).collect(), reasons.unwrap_or_default(), Default::default(), names)
     }
 
     /// From interface tables alone (benchmarks and tests: no drop reasons).
     pub fn from_tables(tables: Vec<HashMap<u32, PointContext>>) -> Self {
-        Self(tables, HashMap::new(), Default::default())
+        Self(tables, HashMap::new(), Default::default(), crate::funcs::Plan::default().hook_names())
     }
 }
 
@@ -374,6 +405,9 @@ impl PointLookup for Points {
     fn symbol(&self, addr: u64) -> String {
         self.2.get_or_init(Kallsyms::read).symbol(addr)
     }
+    fn hook_names(&self) -> Vec<String> {
+        self.3.clone()
+    }
 }
 
 /// The kernel's text symbols (`/proc/kallsyms`), read once at the first drop.
@@ -381,7 +415,8 @@ impl PointLookup for Points {
 pub struct Kallsyms(Vec<(u64, String)>);
 
 impl Kallsyms {
-    fn read() -> Self {
+    /// From `/proc/kallsyms`.
+    pub fn read() -> Self {
         Self::parse(&std::fs::read_to_string("/proc/kallsyms").unwrap_or_default())
     }
 
@@ -400,6 +435,11 @@ impl Kallsyms {
             .collect();
         v.sort_unstable();
         Self(v)
+    }
+
+    /// The address of the function `name` (the first, if the name is not unique).
+    pub fn address(&self, name: &str) -> Option<u64> {
+        self.0.iter().find(|(_, n)| n == name).map(|(a, _)| *a)
     }
 
     /// `addr` as `function+0xoffset`, or the bare address when no function holds it.

@@ -317,6 +317,7 @@ fn options(cli: Cli) -> anyhow::Result<(Options, Catalog, Preset)> {
         sync,
         sim_clock,
         probes: Vec::new(),
+        funcs: Default::default(),
     };
     Ok((opts, catalog, layers))
 }
@@ -372,14 +373,16 @@ fn main() -> ExitCode {
         return ExitCode::from(3);
     }
     // The preset's probes and what this kernel allows of them go into the metadata, with a
-    // warning for each one that is unavailable or not recorded by this version yet.
-    // The preset's tracepoints that this kernel has are recorded.
+    // warning for each one that is unavailable or not recorded. The preset's tracepoints
+    // that this kernel has are recorded, and the probes given as data get their slots.
     opts.probes = probes::describe(&catalog, layers, &mut probes::Running::new());
-    for w in probes::warnings(&opts.probes) {
+    opts.funcs = capture::funcs::plan(&catalog, &opts.probes);
+    for w in probes::warnings(&opts.probes, &opts.funcs) {
         eprintln!("{w}");
     }
     opts.hooks.tracepoints = probes::tracepoint_mask(&opts.probes);
-    opts.config.insert("hooks".into(), opts.hooks.names().join(","));
+    let names = opts.hooks.names().into_iter().chain(opts.funcs.probes.iter().map(|p| p.name.clone()));
+    opts.config.insert("hooks".into(), names.collect::<Vec<_>>().join(","));
     match run::run(opts) {
         Ok(summary) => {
             if !quiet {

@@ -70,13 +70,14 @@ pub fn warning(probe: &Probe, reason: &str) -> String {
     )
 }
 
-/// Warnings for the unavailable rows of [`describe`].
-pub fn warnings(rows: &[ProbeMeta]) -> impl Iterator<Item = String> + '_ {
-    let recorded = |n: &str| RECORDED.contains(&n) || STAMPS.contains(&n);
-    rows.iter().filter(move |r| !r.available || !recorded(&r.name)).map(|r| {
-        if r.available {
+/// Warnings for the rows of [`describe`] that are unavailable, or available but given no
+/// slot by `funcs` (with its reason).
+pub fn warnings<'a>(rows: &'a [ProbeMeta], funcs: &'a crate::funcs::Plan) -> impl Iterator<Item = String> + 'a {
+    let why = move |n: &str| funcs.left_out.iter().find(|(p, _)| p == n).map(|(_, w)| w.as_str());
+    rows.iter().filter(move |r| !r.available || why(&r.name).is_some()).map(move |r| {
+        if let (true, Some(why)) = (r.available, why(&r.name)) {
             format!(
-                "netlat-capture: warning: probe {} ({} {}) is not recorded by this version yet; continuing without it",
+                "netlat-capture: warning: probe {} ({} {}) is not recorded: {why}; continuing without it",
                 r.name, r.kind, r.target
             )
         } else {
@@ -88,8 +89,9 @@ pub fn warnings(rows: &[ProbeMeta]) -> impl Iterator<Item = String> + '_ {
     })
 }
 
-/// Catalog probes this version has programs for (XDP, TC and the device-layer
-/// tracepoints): the hook names of the events table are the catalog's probe names.
+/// Catalog probes netlat has hooks of its own for (XDP, TC, its tracepoints; then the
+/// names of the slots for probes given as data, see [`crate::funcs`]): the hook names of
+/// the events table are the catalog's probe names.
 pub const RECORDED: [&str; capture_common::abi::hook::COUNT] = capture_common::abi::hook::NAMES;
 
 /// Catalog probes that time-stamp another probe's events rather than having their own
@@ -103,7 +105,7 @@ pub fn tracepoint_mask(rows: &[ProbeMeta]) -> u32 {
     rows.iter()
         .filter(|r| r.available)
         .filter_map(|r| hook::NAMES.iter().position(|n| *n == r.name))
-        .filter(|h| *h >= usize::from(hook::NET_DEV_QUEUE))
+        .filter(|h| *h >= usize::from(hook::NET_DEV_QUEUE) && *h < usize::from(hook::FUNC))
         .fold(0, |m, h| m | 1 << h)
 }
 
@@ -472,7 +474,8 @@ mod tests {
         let mask = tracepoint_mask(&rows);
         assert_eq!(mask & 1 << hook::SOCK_SEND, 0, "not loaded, so the rest still loads");
         assert_ne!(mask & 1 << hook::SOCK_RECV, 0);
-        assert!(warnings(&rows).any(|w| w.contains("probe sock_send") && w.contains("needs tcp_sendmsg")));
+        assert!(warnings(&rows, &Default::default())
+            .any(|w| w.contains("probe sock_send") && w.contains("needs tcp_sendmsg")));
         // With the stamp there, sock_send is available.
         let rows = describe(&c, Preset::Socket, &mut Fake);
         assert!(rows.iter().any(|r| r.name == "sock_send" && r.available));

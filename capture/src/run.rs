@@ -80,9 +80,11 @@ pub struct Options {
     pub sync: Option<SyncOptions>,
     /// Synthetic clock errors (a test aid); `ref_ns` is set at the start.
     pub sim_clock: Option<SimClock>,
-    /// Probes of the `--layers` preset with their availability on this kernel
-    /// (recorded; the layer programs themselves are not loaded yet).
+    /// Probes of the `--layers` preset with their availability on this kernel (recorded
+    /// in the metadata).
     pub probes: Vec<crate::probes::ProbeMeta>,
+    /// The probes given as data (fentry, kprobe, other tracepoints) to load, by slot.
+    pub funcs: crate::funcs::Plan,
 }
 
 /// Why a run failed.
@@ -203,7 +205,11 @@ pub fn run(mut opts: Options) -> Result<Summary, RunError> {
         let idx = match scopes.iter().position(|s| s.netns.inode == ns.inode) {
             Some(i) => i,
             None => {
-                scopes.push(Scope::load(ns, &opts.kernel, opts.ringbuf_bytes, opts.hooks.tracepoints)?);
+                let scope = Scope::load(ns, &opts.kernel, opts.ringbuf_bytes, opts.hooks.tracepoints, &opts.funcs)?;
+                for w in &scope.warnings {
+                    eprintln!("{w}");
+                }
+                scopes.push(scope);
                 scopes.len() - 1
             }
         };
@@ -308,7 +314,12 @@ pub fn run(mut opts: Options) -> Result<Summary, RunError> {
         "netlat-capture: ready: {} on {} ({}), writing {}/{prefix}-*.events.parquet",
         run_id,
         names.join(", "),
-        opts.hooks.names().join(", "),
+        opts.hooks
+            .names()
+            .into_iter()
+            .chain(opts.funcs.probes.iter().map(|p| p.name.clone()))
+            .collect::<Vec<_>>()
+            .join(", "),
         opts.dir.display()
     );
     if let Some(f) = &opts.ready_file {
@@ -422,10 +433,16 @@ pub fn run(mut opts: Options) -> Result<Summary, RunError> {
             t.sync_lost += c.sync_lost;
         }
     }
+    let names = opts.funcs.hook_names();
+    let used = opts.funcs.mask();
     for (h, mut c) in per_hook.into_iter().enumerate() {
+        // Slots not in use are left out.
+        if hook::is_func(h as u8) && used & 1 << h == 0 {
+            continue;
+        }
         c.userspace_dropped = lost.events[h];
         c.written = tally.written[h].load(Ordering::Relaxed);
-        counts.insert(hook::NAMES[h].to_owned(), c);
+        counts.insert(names[h].clone(), c);
     }
     let files: Vec<PathBuf> = rings.events.finished().cloned().collect();
     let name = |p: &PathBuf| p.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();

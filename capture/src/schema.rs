@@ -107,6 +107,10 @@ pub trait PointLookup {
     fn symbol(&self, addr: u64) -> String {
         format!("{addr:#x}")
     }
+    /// Hook names by hook id (probes given as data name their slots at run time).
+    fn hook_names(&self) -> Vec<String> {
+        hook::NAMES.iter().map(|n| (*n).to_owned()).collect()
+    }
 }
 
 /// The text columns of the `events` table (Utf8 in [`events_schema`]).
@@ -266,7 +270,7 @@ impl TextColumns {
             Ok(Arc::new(DictionaryArray::<Int32Type>::try_new(Int32Array::from(keys), values)?))
         };
         let addrs: ArrayRef = Arc::new(addrs.finish());
-        let hooks = StringArray::from_iter_values(hook::NAMES.iter().copied().chain(["unknown"]));
+        let hooks = StringArray::from_iter_values(points.hook_names().into_iter().chain(["unknown".to_owned()]));
         Ok(Self {
             host: dict(vec![0; n], Arc::new(StringArray::from(vec![host])))?,
             ifname: dict(if_k, Arc::new(ifnames.finish()))?,

@@ -273,6 +273,11 @@ impl Catalog {
         Ok(catalog)
     }
 
+    /// The probe named `name`.
+    pub fn get(&self, name: &str) -> Option<&Probe> {
+        self.probes.iter().find(|p| p.name == name)
+    }
+
     /// Probes of `preset`, in file order.
     pub fn preset(&self, preset: Preset) -> impl Iterator<Item = &Probe> {
         self.probes.iter().filter(move |p| p.in_preset(preset))

@@ -145,3 +145,92 @@ fn issue4_qdisc_tracepoints_see_queued_packets_in_order() {
     eprintln!("{dequeued} of {N} packets seen at qdisc_dequeue (the rest left in bulk behind another)");
     drop(lab);
 }
+
+/// Probe points given as data (`--probes FILE`): a tracepoint named in the catalog under a
+/// name of its own records, packet for packet, what netlat's own hook on the same
+/// tracepoint records, under the catalog's name; the kprobe and fentry entries record the
+/// received packets where the kernel allows them, and where it does not (this machine)
+/// the capture names each one and why, and carries on.
+#[test]
+fn issue4_probes_given_as_data_record_what_the_builtin_hooks_record() {
+    let Some(_serial) = kernel_test("issue4_probes_given_as_data_record_what_the_builtin_hooks_record") else {
+        return;
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let catalog = tmp.path().join("probes.yaml");
+    let builtin = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../conf/probes.yaml")).unwrap();
+    let extra = r#"
+  - {name: my_queue, layer: qdisc, dir: send, kind: tracepoint, target: "net:net_dev_queue", arg: {skb: 0}, presets: [stack, socket, all]}
+  - {name: my_gro, layer: driver, dir: recv, kind: tracepoint, target: "net:napi_gro_receive_entry", arg: {skb: 0}, presets: [stack, socket, all]}
+  - {name: k_ip_rcv, layer: ip, dir: recv, kind: kprobe, target: ip_rcv, arg: {skb: 0}, presets: [stack, socket, all]}
+  - {name: f_ip_rcv, layer: ip, dir: recv, kind: fentry, target: ip_rcv, arg: {skb: 0}, presets: [stack, socket, all]}
+"#;
+    std::fs::write(&catalog, builtin + extra).unwrap();
+    let lab = Lab::two_hosts().unwrap();
+    let (a, b) = (lab.hosts[0].clone(), lab.hosts[1].clone());
+    const N: u64 = 500;
+    let dst = SocketAddrV4::new(b.addr, 6003);
+    let probes = catalog.to_str().unwrap();
+    captured_pair(&lab, tmp.path(), &["-q", "--layers", "stack", "--probes", probes, "udp and port 6003"], || {
+        let sink = traffic::UdpSink::start(&b.netns, dst).unwrap();
+        traffic::udp_send(&a.netns, dst, N, 5000, 100).unwrap();
+        assert_eq!(sink.finish().unwrap().len() as u64, N);
+    });
+    let evs = events(tmp.path(), 6003);
+    assert_eq!(evs.len() as u64, N, "one identity per datagram");
+    // Whether the kernel allowed the function probes (from b's run metadata).
+    let meta = std::fs::read_dir(tmp.path().join("b"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.to_string_lossy().ends_with(".meta.json"))
+        .unwrap();
+    let meta: Value = serde_json::from_slice(&std::fs::read(meta).unwrap()).unwrap();
+    let row = |name: &str| meta["probes"].as_array().unwrap().iter().find(|r| r["name"] == name).unwrap().clone();
+    for (id, obs) in &evs {
+        let at = |p: &str| obs.iter().filter(|(q, _)| q == p).map(|(_, t)| *t).collect::<Vec<i64>>();
+        // Same tracepoint, same packet: once each, within the same firing.
+        for (mine, own) in [("a:my_queue", "a:net_dev_queue"), ("b:my_gro", "b:napi_gro_receive")] {
+            let (m, o) = (at(mine), at(own));
+            assert_eq!((m.len(), o.len()), (1, 1), "packet {id:x} at {mine} and {own}: {obs:?}");
+            assert!((m[0] - o[0]).abs() < 1_000_000, "packet {id:x}: {mine} {} ns from {own}", m[0] - o[0]);
+        }
+        assert!(at("b:my_queue").is_empty() && at("a:my_gro").is_empty(), "other namespace's: {obs:?}");
+        // TC ingress runs in __netif_receive_skb_core, before it hands the packet to ip_rcv.
+        for f in ["k_ip_rcv", "f_ip_rcv"] {
+            let seen = at(&format!("b:{f}"));
+            if row(f)["available"] == true {
+                assert_eq!(seen.len(), 1, "packet {id:x} at b:{f}: {obs:?}");
+                assert!(at("b:tc_ingress")[0] <= seen[0], "packet {id:x}: {obs:?}");
+            } else {
+                assert!(seen.is_empty());
+            }
+        }
+    }
+    for f in ["k_ip_rcv", "f_ip_rcv"] {
+        let r = row(f);
+        eprintln!("{f}: available {}: {}", r["available"], r["detail"]);
+        if r["available"] == false {
+            assert!(!r["detail"].as_str().unwrap().is_empty(), "a reason: {r}");
+        }
+    }
+    // Counted under the catalog's name, in the metadata too.
+    assert_eq!(meta["counts"]["my_gro"]["written"], N);
+    // The analyzer's path runs through them like through netlat's own hooks.
+    let out = Command::new(bins::path("netlat-analyze"))
+        .arg(tmp.path().join("a"))
+        .arg(tmp.path().join("b"))
+        .args(["--same-clock", "--filter", "udp and port 6003", "--format", "json"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let path = &v["paths"][0];
+    let stations: Vec<&str> = path["stations"].as_array().unwrap().iter().map(|s| s.as_str().unwrap()).collect();
+    for p in ["my_queue", "my_gro"] {
+        assert!(stations.iter().any(|s| s.ends_with(&format!(":{p}"))), "{p} in {stations:?}");
+    }
+    assert_eq!(path["complete"], N);
+    assert!(path["hops"].as_array().unwrap().iter().all(|h| h["min_ns"].as_i64().unwrap() >= 0), "{path}");
+    assert!(meta["counts"].get("func0").is_none() && meta["counts"].get("func7").is_none());
+    drop(lab);
+}
