@@ -49,11 +49,16 @@ pub mod hook {
     /// The reading thread was on a CPU with the bytes ready (`sched:sched_switch`): the later
     /// of its last switch-in and [`SCHED_WAKEUP`]'s stamp.
     pub const SCHED_SWITCH: u8 = 18;
+    /// A UDP datagram's send call began (`syscalls:sys_enter_sendto`, `sendmsg`, `sendmmsg`,
+    /// `write`, `writev`; for the later datagrams of a `sendmmsg`, the previous one's
+    /// return): a packet event, written when the datagram reaches the device layer
+    /// (`net:net_dev_queue`) in the sending thread, with the call's time.
+    pub const UDP_SEND: u8 = 19;
     /// The first of [`FUNC_SLOTS`] hooks for probe points given as data (`conf/probes.yaml`
     /// entries that are not one of the hooks above: fentry/fexit, kprobe/kretprobe, and
     /// tracepoints with a packet argument). Slot `i` is hook `FUNC + i`; its name is the
     /// catalog probe's, given by the capture at run time (see [`crate::func`]).
-    pub const FUNC: u8 = 19;
+    pub const FUNC: u8 = 20;
     /// Number of hooks for probe points given as data.
     pub const FUNC_SLOTS: usize = 8;
     /// Number of hooks; sizes the per-hook statistics.
@@ -80,6 +85,7 @@ pub mod hook {
         "tcp_retransmit",
         "sched_wakeup",
         "sched_switch",
+        "udp_send",
         "func0",
         "func1",
         "func2",

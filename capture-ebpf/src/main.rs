@@ -11,6 +11,7 @@
 mod func;
 mod sock;
 mod stack;
+mod udp;
 
 use aya_ebpf::{
     bindings::{xdp_action, TC_ACT_UNSPEC},

@@ -173,6 +173,9 @@ pub fn netlat_tcp_sendmsg(ctx: BtfTracePointContext) -> i32 {
 #[btf_tracepoint(function = "sock_send_length")]
 pub fn netlat_sock_send(ctx: BtfTracePointContext) -> i32 {
     let sk = ctx.arg::<*const u8>(0);
+    if stack().on(hook::UDP_SEND) {
+        crate::udp::sent(stack(), sk);
+    }
     let key = sk as u64;
     // SAFETY: the value is copied out at once.
     let Some(start) = (unsafe { SEND_START.get(key) }).copied() else { return 0 };

@@ -186,11 +186,36 @@ fn ethertype(ip: &Skb) -> Option<u16> {
     }
 }
 
-/// `net:net_dev_queue`: the packet enters the device layer (`__dev_queue_xmit`).
+/// `net:net_dev_queue`: the packet enters the device layer (`__dev_queue_xmit`). A UDP
+/// packet of a send call in progress also gets its `udp_send` event here.
 #[btf_tracepoint(function = "net_dev_queue")]
 pub fn netlat_net_dev_queue(ctx: BtfTracePointContext) -> i32 {
-    stack_packet(ctx.arg::<*const u8>(0), hook::NET_DEV_QUEUE);
+    let skb = ctx.arg::<*const u8>(0);
+    let st = stack();
+    // One parse for both events: a second copy of the parser runs the verifier out of its
+    // budget.
+    let sent = if st.on(hook::UDP_SEND) { crate::udp::start(st, skb).unwrap_or(0) } else { 0 };
+    let Some((buf, ifindex, ip_only)) = our_packet(st, skb, core::ptr::null()) else { return 0 };
+    if ip_only {
+        if let Some(ethertype) = ethertype(&buf) {
+            queue(&IpOnly { ip: buf, ethertype }, ifindex, sent);
+        }
+    } else {
+        queue(&buf, ifindex, sent);
+    }
     0
+}
+
+/// Records a packet at `net_dev_queue`, and at `udp_send` with its send call's time
+/// `sent` (0: none).
+#[inline(always)]
+fn queue<B: PacketBuf>(buf: &B, ifindex: u32, sent: u64) {
+    let h = hook::NET_DEV_QUEUE;
+    let Some((info, id)) = select(buf, h, ifindex) else { return };
+    if sent != 0 {
+        crate::udp::emit(buf, info, id, ifindex, sent);
+    }
+    emit(buf, info, id, h, ifindex);
 }
 
 /// Packets handed to a driver (`net_dev_start_xmit`), by skb address, until the driver's

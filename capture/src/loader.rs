@@ -93,7 +93,7 @@ const TRACEPOINTS: [(&str, &str, &[u8]); 17] = {
         ("netlat_skb_copy_datagram", "skb_copy_datagram_iovec", &[SKB_COPY_DATAGRAM]),
         ("netlat_kfree_skb", "kfree_skb", &[KFREE_SKB]),
         ("netlat_tcp_sendmsg", "tcp_sendmsg_locked", &[SOCK_SEND]),
-        ("netlat_sock_send", "sock_send_length", &[SOCK_SEND]),
+        ("netlat_sock_send", "sock_send_length", &[SOCK_SEND, UDP_SEND]),
         ("netlat_sk_data_ready", "sk_data_ready", &[SK_DATA_READY, SOCK_RECV, SCHED_WAKEUP, SCHED_SWITCH]),
         ("netlat_sock_recv", "sock_recv_length", &[SOCK_RECV, SCHED_WAKEUP, SCHED_SWITCH, SKB_COPY_DATAGRAM]),
         ("netlat_tcp_retransmit", "tcp_retransmit_skb", &[TCP_RETRANSMIT]),
@@ -218,6 +218,9 @@ impl Scope {
                     .map_err(|e| load_err(&netns)(anyhow::Error::new(e).context(format!("tp_btf {tp}"))))?;
                 p.attach()
                     .map_err(|e| load_err(&netns)(anyhow::Error::new(e).context(format!("attaching tp_btf {tp}"))))?;
+            }
+            if tracepoints & 1 << hook::UDP_SEND != 0 {
+                attach_send_calls(&mut ebpf).map_err(load_err(&netns))?;
             }
             // Tracepoints see every interface of the namespace, and sockets (no interface:
             // `-`); interfaces named as `-i` names them, with the namespace prefix.
@@ -449,6 +452,23 @@ impl Kallsyms {
             None => format!("{addr:#x}"),
         }
     }
+}
+
+/// The system calls that send a UDP datagram from a buffer (`udp_send`'s time stamps).
+const SEND_CALLS: [&str; 5] = ["sendto", "sendmsg", "sendmmsg", "write", "writev"];
+
+/// Attaches `udp_send`'s programs to the entry and exit of the [`SEND_CALLS`].
+fn attach_send_calls(ebpf: &mut Ebpf) -> Result<(), anyhow::Error> {
+    for (name, edge) in [("netlat_send_enter", "enter"), ("netlat_send_exit", "exit")] {
+        let p: &mut aya::programs::TracePoint = program(ebpf, name)?;
+        p.load().map_err(|e| anyhow::Error::new(e).context(name))?;
+        for call in SEND_CALLS {
+            let event = format!("sys_{edge}_{call}");
+            p.attach("syscalls", &event)
+                .map_err(|e| anyhow::Error::new(e).context(format!("attaching {name} to syscalls:{event}")))?;
+        }
+    }
+    Ok(())
 }
 
 fn program<'a, T>(ebpf: &'a mut Ebpf, name: &str) -> Result<&'a mut T, anyhow::Error>

@@ -130,7 +130,7 @@ pub struct ProbeMeta {
 
 /// Probes whose events take their time from another probe: (probe, the stamping probe).
 /// Without the stamping probe the program pair cannot load, so the probe is unavailable too.
-pub const NEEDS: [(&str, &str); 1] = [("sock_send", "tcp_sendmsg")];
+pub const NEEDS: [(&str, &str); 2] = [("sock_send", "tcp_sendmsg"), ("udp_send", "net_dev_queue")];
 
 /// Every probe of `preset` with its availability.
 pub fn describe(catalog: &Catalog, preset: Preset, kernel: &mut impl Kernel) -> Vec<ProbeMeta> {
@@ -265,6 +265,11 @@ impl Running {
                 return Availability::Unavailable(format!("cannot tell whether {system}:{event} exists: {why}"))
             }
             Err(_) => {}
+        }
+        // System call events are not raw tracepoints (they share raw_syscalls:sys_enter):
+        // they attach as perf tracepoints.
+        if system == "syscalls" {
+            return Availability::Available("tracepoint".into());
         }
         let Some(btf) = btf else { return Availability::Available("raw_tp".into()) };
         if let (Some(arg), Some(params)) = (p.arg, btf.tracepoint_params(event)) {
@@ -479,6 +484,33 @@ mod tests {
         // With the stamp there, sock_send is available.
         let rows = describe(&c, Preset::Socket, &mut Fake);
         assert!(rows.iter().any(|r| r.name == "sock_send" && r.available));
+    }
+
+    /// Lacks net:net_dev_queue, where udp_send's events are written.
+    struct NoDevQueue;
+
+    impl Kernel for NoDevQueue {
+        fn check(&mut self, p: &Probe) -> Availability {
+            match p.target.as_str() {
+                "net:net_dev_queue" => Availability::Unavailable("no such tracepoint".into()),
+                _ => Availability::Available("x".into()),
+            }
+        }
+    }
+
+    #[test]
+    fn udp_send_is_unavailable_without_net_dev_queue() {
+        use capture_common::abi::hook;
+        let rows = describe(&Catalog::builtin(), Preset::Socket, &mut NoDevQueue);
+        let udp = rows.iter().find(|r| r.name == "udp_send").expect("udp_send in the socket preset");
+        assert!(!udp.available);
+        assert!(udp.detail.starts_with("needs net_dev_queue (tracepoint net:net_dev_queue)"), "{}", udp.detail);
+        assert_eq!(tracepoint_mask(&rows) & (1 << hook::UDP_SEND | 1 << hook::NET_DEV_QUEUE), 0);
+        let rows = describe(&Catalog::builtin(), Preset::Socket, &mut Fake);
+        assert_ne!(tracepoint_mask(&rows) & 1 << hook::UDP_SEND, 0);
+        // Not below the socket preset.
+        let rows = describe(&Catalog::builtin(), Preset::Stack, &mut Fake);
+        assert_eq!(tracepoint_mask(&rows) & 1 << hook::UDP_SEND, 0);
     }
 
     #[test]

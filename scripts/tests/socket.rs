@@ -444,3 +444,100 @@ fn issue4_nftables_drop_and_retransmission_attributed() {
     hops_add_up(path);
     drop(lab);
 }
+
+/// UDP's socket layer on the send side: one `udp_send` per datagram, stamped inside the
+/// application's own send call (CLOCK_MONOTONIC around it) and before the datagram reaches
+/// the device layer; the later datagrams of a `sendmmsg` when the previous one's send
+/// returned. The analyzer's UDP path then starts at the application's send.
+#[test]
+fn issue4_udp_send_stamped_inside_the_application_send() {
+    let Some(_serial) = kernel_test("issue4_udp_send_stamped_inside_the_application_send") else { return };
+    let tmp = tempfile::tempdir().unwrap();
+    let lab = Lab::two_hosts().unwrap();
+    let (a, b) = (lab.hosts[0].clone(), lab.hosts[1].clone());
+    const N: usize = 200;
+    const BATCH: usize = 4;
+    const M: usize = 50;
+    const SIZE: usize = 100;
+    let dst = SocketAddrV4::new(b.addr, 6104);
+    let filter = ["-q", "--layers", "socket", "udp and port 6104"];
+    let (single, batches) = captured_pair(&lab, tmp.path(), &filter, || {
+        let sink = lab::traffic::UdpSink::start(&b.netns, dst).unwrap();
+        let sock = run_in(&a.netns, || std::net::UdpSocket::bind("0.0.0.0:0")).unwrap().unwrap();
+        sock.connect(dst).unwrap();
+        // Datagram i carries i in its first 8 bytes (the sink's numbering; unique identities).
+        let datagram = |i: usize| {
+            let mut buf = [0x5au8; SIZE];
+            buf[..8].copy_from_slice(&(i as u64).to_be_bytes());
+            buf
+        };
+        let mut single = Vec::new();
+        for i in 0..N {
+            let buf = datagram(i);
+            let t0 = mono_ns();
+            sock.send(&buf).unwrap();
+            single.push((t0, mono_ns()));
+            std::thread::sleep(Duration::from_micros(200));
+        }
+        let mut batches = Vec::new();
+        for j in 0..M {
+            let mut bufs: Vec<[u8; SIZE]> = (0..BATCH).map(|k| datagram(N + j * BATCH + k)).collect();
+            let mut iov: Vec<libc::iovec> =
+                bufs.iter_mut().map(|b| libc::iovec { iov_base: b.as_mut_ptr().cast(), iov_len: SIZE }).collect();
+            // SAFETY: zeroed mmsghdr is valid (no name, no control); iov outlives the call.
+            let mut msgs: Vec<libc::mmsghdr> = iov
+                .iter_mut()
+                .map(|v| {
+                    let mut m: libc::mmsghdr = unsafe { std::mem::zeroed() };
+                    m.msg_hdr.msg_iov = v;
+                    m.msg_hdr.msg_iovlen = 1;
+                    m
+                })
+                .collect();
+            let t0 = mono_ns();
+            // SAFETY: valid socket and message vector.
+            let n =
+                unsafe { libc::sendmmsg(std::os::fd::AsRawFd::as_raw_fd(&sock), msgs.as_mut_ptr(), BATCH as u32, 0) };
+            batches.push((t0, mono_ns()));
+            assert_eq!(n, BATCH as i32, "sendmmsg: {}", std::io::Error::last_os_error());
+            std::thread::sleep(Duration::from_micros(200));
+        }
+        assert_eq!(sink.finish().unwrap().len(), N + M * BATCH);
+        (single, batches)
+    });
+    let evs = read_events(tmp.path());
+    let sends = at(&evs, "a:udp_send", 6104);
+    let queued = at(&evs, "a:net_dev_queue", 6104);
+    assert_eq!((sends.len(), queued.len()), (N + M * BATCH, N + M * BATCH));
+    // Each datagram's udp_send, then its net_dev_queue (same identity), in send order.
+    let queue_of = |s: &Ev| {
+        let q: Vec<&&Ev> = queued.iter().filter(|q| q.pkt_id == s.pkt_id).collect();
+        assert_eq!(q.len(), 1, "{s:?}");
+        q[0].ts
+    };
+    for (i, (s, (t0, t1))) in sends.iter().zip(&single).enumerate() {
+        let q = queue_of(s);
+        assert!(*t0 <= s.ts && s.ts <= q && q <= *t1, "datagram {i}: send {t0}..{t1}, udp_send {}, queued {q}", s.ts);
+    }
+    for (j, (t0, t1)) in batches.iter().enumerate() {
+        let batch = &sends[N + j * BATCH..N + (j + 1) * BATCH];
+        let mut prev_queued = *t0;
+        for (k, s) in batch.iter().enumerate() {
+            let q = queue_of(s);
+            assert!(prev_queued <= s.ts && s.ts <= q && q <= *t1, "batch {j} datagram {k}: {s:?} queued {q}");
+            prev_queued = q;
+        }
+    }
+    let mean = |v: Vec<i64>| v.iter().sum::<i64>() / v.len() as i64;
+    let in_socket = mean(sends.iter().map(|s| queue_of(s) - s.ts).collect());
+
+    // The analyzer's UDP path starts at the application's send; hops add up.
+    let v = analyze(tmp.path(), &["--filter", "udp and dst port 6104"]);
+    let path = &v["paths"][0];
+    let stations = short_stations(path);
+    assert_eq!(stations[0], "a:udp_send", "{path}");
+    assert_eq!(path["complete"].as_u64().unwrap(), (N + M * BATCH) as u64, "{path}");
+    let hops = hops_add_up(path);
+    eprintln!("udp_send to net_dev_queue: mean {in_socket} ns; layers (mean ns): {hops:?}");
+    drop(lab);
+}
