@@ -347,6 +347,16 @@ pub fn analyze(
         .collect();
     drop(raw);
 
+    // Byte mode: the flows' trajectories through their sequence space, to tell apart the
+    // bytes of a flow that sends more than 4 GiB (one pass over the sequence columns).
+    let mut knots = Vec::new();
+    for (table, table_stride) in &tables {
+        if table_stride.is_some() {
+            knots.extend(seq_knots(table.clone(), &combos_df, &keys, &c, &alignment)?);
+        }
+    }
+    let trajectories = tcpbytes::Trajectories::new(c.flows.len(), knots);
+
     let keep_points: Vec<bool> = c.points.iter().map(|p| opts.selection.host(&p.host)).collect();
     let keep_flows: Vec<bool> = c.flows.iter().map(|f| opts.selection.flow(f)).collect();
     let bucket_rows = if opts.bucket_rows == 0 { BUCKET_ROWS } else { opts.bucket_rows };
@@ -358,7 +368,7 @@ pub fn analyze(
         let (first, n) = store.add(
             |rows| {
                 let slim = slim(table, &combos_df, &keys, table_stride.is_some())?;
-                append_rows(rows, slim, &c, &alignment, table_stride)
+                append_rows(rows, slim, &c, &alignment, table_stride.map(|s| (s, &trajectories)))
             },
             |rows| (Scope::first_ts(rows, &keep_points, &keep_flows), rows.len()),
         )?;
@@ -434,6 +444,36 @@ fn required_type(name: &str) -> DataType {
     }
 }
 
+/// One table's knots for [`tcpbytes::Trajectories`]: (flow, time in the reference time
+/// base, sequence number) of the TCP events with payload whose `pkt_id` is a multiple of
+/// [`tcpbytes::KNOT_SAMPLE`] (ids are hashes: a consistent, cheap sample; see there).
+fn seq_knots(
+    table: LazyFrame,
+    combos_df: &DataFrame,
+    keys: &[Expr],
+    c: &Combos,
+    alignment: &Alignment,
+) -> PolarsResult<Vec<(u32, i64, u32)>> {
+    let sampled = (col("pkt_id") % lit(tcpbytes::KNOT_SAMPLE)).eq(lit(0u64));
+    let df = table
+        .filter(sampled.and(col("proto").eq(lit(6u8))).and(col("payload_len").gt(lit(0u32))))
+        .join(combos_df.clone().lazy(), keys.to_vec(), keys.to_vec(), JoinArgs::new(JoinType::Inner))
+        .select([col("combo"), col("ts_ns"), col("tcp_seq")])
+        .collect()?;
+    let (combo, ts, seq) = (df.column("combo")?.idx()?, df.column("ts_ns")?.i64()?, df.column("tcp_seq")?.u32()?);
+    let maps: Vec<Option<&sync::map::Piecewise>> = c.points.iter().map(|p| alignment.map(&p.host)).collect();
+    Ok(combo
+        .into_no_null_iter()
+        .zip(ts.into_no_null_iter())
+        .zip(seq.into_no_null_iter())
+        .map(|((k, t), s)| {
+            let k = k as usize;
+            let t = maps[c.point[k] as usize].map_or(t, |m| m.to_reference(t));
+            (c.flow[k], t, s)
+        })
+        .collect())
+}
+
 /// One table's (`pkt_id`, `ts_ns`, combination) rows, with `seq` also (`tcp_seq`,
 /// `payload_len`).
 fn slim(table: LazyFrame, combos_df: &DataFrame, keys: &[Expr], seq: bool) -> PolarsResult<DataFrame> {
@@ -464,13 +504,14 @@ fn empty_schema() -> Schema {
 /// express without one branch per knot, hence Rust (in parallel).
 ///
 /// With `stride` (TCP byte mode), a TCP event with payload becomes one row per tracked
-/// position of its sequence range ([`tcpbytes::positions`]).
+/// position of its sequence range ([`tcpbytes::positions`]), unwrapped to 64 bits by the
+/// flows' trajectories.
 fn append_rows(
     rows: &mut Vec<Row>,
     mut slim: DataFrame,
     c: &Combos,
     alignment: &Alignment,
-    stride: Option<u32>,
+    stride: Option<(u32, &tcpbytes::Trajectories)>,
 ) -> PolarsResult<()> {
     slim.rechunk_mut();
     let id = slim.column("pkt_id")?.u64()?;
@@ -479,25 +520,28 @@ fn append_rows(
     let start = rows.len();
     let events = id.into_no_null_iter().zip(ts.into_no_null_iter()).zip(combo.into_no_null_iter());
     let row = |pkt_id, ts, k: usize| Row { pkt_id, ts, point: c.point[k], flow: c.flow[k] };
+    let maps: Vec<Option<&sync::map::Piecewise>> = c.points.iter().map(|p| alignment.map(&p.host)).collect();
     match stride {
         None => rows.extend(events.map(|((pkt_id, ts), k)| row(pkt_id, ts, k as usize))),
-        Some(stride) => {
+        Some((stride, trajectories)) => {
             let seq = slim.column("tcp_seq")?.u32()?;
             let len = slim.column("payload_len")?.u32()?;
             for ((((pkt_id, ts), k), seq), len) in events.zip(seq.into_no_null_iter()).zip(len.into_no_null_iter()) {
                 let k = k as usize;
                 let flow = c.flow[k];
                 if c.flows[flow as usize].proto == 6 && len > 0 {
-                    rows.extend(
-                        tcpbytes::positions(seq, len, stride).map(|p| row(tcpbytes::position_id(flow, p), ts, k)),
-                    );
+                    let t = maps[c.point[k] as usize].map_or(ts, |m| m.to_reference(ts));
+                    let first = trajectories.unwrap(flow, t, seq);
+                    rows.extend(tcpbytes::positions(seq, len, stride).map(|p| {
+                        let pos = first + u64::from(p.wrapping_sub(seq));
+                        row(tcpbytes::position_id(flow, pos), ts, k)
+                    }));
                 } else {
                     rows.push(row(pkt_id, ts, k));
                 }
             }
         }
     }
-    let maps: Vec<Option<&sync::map::Piecewise>> = c.points.iter().map(|p| alignment.map(&p.host)).collect();
     if maps.iter().any(Option::is_some) {
         rows[start..].par_iter_mut().for_each(|r| {
             if let Some(m) = maps[r.point as usize] {

@@ -10,9 +10,12 @@
 //! like a packet: its time at each layer, per-layer latency and the sum, end to end
 //! from the sender's `sock_send` to the receiver's `sock_recv`.
 //!
-//! Positions are 32-bit sequence numbers: arithmetic wraps, and a flow that sends more
-//! than 4 GiB reuses positions; a position seen twice at one point is then ambiguous and
-//! left out, as a retransmitted one is.
+//! Sequence numbers are 32 bits: a flow that sends more than 4 GiB reuses them. Positions
+//! are therefore unwrapped to 64 bits by time ([`Trajectories`]): every point of a flow
+//! sees, at any moment, sequence numbers within the bytes in flight of each other (far
+//! less than 2 GiB), so the 64-bit position nearest to the flow's trajectory at that
+//! moment is the one. A position seen twice at one point (a retransmission) is ambiguous
+//! and left out.
 
 /// How TCP events are identified (`--tcp`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -53,19 +56,102 @@ pub fn positions(seq: u32, len: u32, stride: u32) -> impl Iterator<Item = u32> {
     (0..count).map(move |i| seq.wrapping_add(first_off).wrapping_add(i * stride))
 }
 
-/// The identity of position `pos` of flow `flow` (an index shared by every file of the
-/// analysis): a mixed 64-bit value, never 0, as packet ids are.
-pub fn position_id(flow: u32, pos: u32) -> u64 {
+/// The identity of 64-bit position `pos` (below 2^40, see [`Trajectories`]) of flow
+/// `flow` (an index shared by every file of the analysis, below 2^24): a mixed 64-bit
+/// value, never 0, as packet ids are.
+pub fn position_id(flow: u32, pos: u64) -> u64 {
     // splitmix64's finalizer: distinct inputs give distinct outputs (it is a bijection).
-    let mut z = (u64::from(flow) << 32 | u64::from(pos)) ^ 0x6e65_746c_6174_7463;
+    let mut z = (u64::from(flow) << 40 ^ pos) ^ 0x6e65_746c_6174_7463;
     z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
     z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
     (z ^ (z >> 31)).max(1)
 }
 
+/// One TCP event in this many (by `pkt_id`) is a knot of its flow's trajectory. Only a
+/// flow that sends 4 GiB needs knots, and it takes at least 65,536 skbs (64 KiB each at
+/// most) to do so: 64 knots on average; knots 2 GiB apart (32,768 skbs without one) come
+/// with a probability of e^-32. Reading the sample costs little beside the analysis.
+pub const KNOT_SAMPLE: u64 = 1024;
+
+/// Where each flow's sequence space was over time, unwrapped to 64 bits: knots (time in
+/// the reference time base, position), in time order.
+#[derive(Debug, Default)]
+pub struct Trajectories(Vec<Vec<(i64, u64)>>);
+
+/// The 64-bit position of the first knot of every flow: room below it for sequence
+/// numbers seen before it, and below 2^40 for a TiB after it.
+const BASE: u64 = 1 << 33;
+
+impl Trajectories {
+    /// From knots (flow index, time, 32-bit sequence number) of `flows` flows, in any
+    /// order: each flow's knots in time order, each unwrapped to the position nearest the
+    /// previous one.
+    pub fn new(flows: usize, knots: impl IntoIterator<Item = (u32, i64, u32)>) -> Self {
+        let mut by_flow: Vec<Vec<(i64, u64)>> = vec![Vec::new(); flows];
+        for (f, ts, seq) in knots {
+            if let Some(v) = by_flow.get_mut(f as usize) {
+                v.push((ts, u64::from(seq)));
+            }
+        }
+        for v in &mut by_flow {
+            v.sort_unstable();
+            let mut prev: Option<u64> = None;
+            for k in v.iter_mut() {
+                let p = match prev {
+                    None => BASE + k.1,
+                    Some(p) => nearest(p, k.1 as u32),
+                };
+                k.1 = p;
+                prev = Some(p);
+            }
+        }
+        Self(by_flow)
+    }
+
+    /// The 64-bit position of sequence number `seq` of flow `flow` at time `ts`.
+    pub fn unwrap(&self, flow: u32, ts: i64, seq: u32) -> u64 {
+        let Some(v) = self.0.get(flow as usize).filter(|v| !v.is_empty()) else { return BASE + u64::from(seq) };
+        let i = v.partition_point(|k| k.0 <= ts).saturating_sub(1);
+        nearest(v[i].1, seq)
+    }
+}
+
+/// The 64-bit position with low 32 bits `seq` nearest to `p`.
+fn nearest(p: u64, seq: u32) -> u64 {
+    p.wrapping_add_signed(i64::from(seq.wrapping_sub(p as u32) as i32))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn trajectories_unwrap_each_flow_by_time() {
+        const GIB: u32 = 1 << 30;
+        // Flow 0 sends 10 GiB over 10 s, a knot per second from two points; flow 1 none.
+        let start = u32::MAX - 100;
+        let knots = (0..10u32).flat_map(|s| {
+            let seq = start.wrapping_add(s * GIB);
+            // The receiver lags 1 MiB behind.
+            [(0, i64::from(s) * 1_000_000_000, seq), (0, i64::from(s) * 1_000_000_000 + 5, seq.wrapping_sub(1 << 20))]
+        });
+        let t = Trajectories::new(2, knots);
+        let base = t.unwrap(0, 0, start);
+        assert_eq!(base, BASE + u64::from(start));
+        // The same 32-bit number, 4 and 8 GiB later.
+        assert_eq!(t.unwrap(0, 4_200_000_000, start), base + (4u64 << 30));
+        assert_eq!(t.unwrap(0, 8_100_000_000, start), base + (8u64 << 30));
+        // Behind the knot (the receiver), and before the first knot.
+        assert_eq!(t.unwrap(0, 4_000_000_010, start.wrapping_sub(1 << 20)), base + (4u64 << 30) - (1 << 20));
+        assert_eq!(t.unwrap(0, -5, start.wrapping_sub(10)), base - 10);
+        // Across the wrap of the 32-bit space within a second.
+        assert_eq!(t.unwrap(0, 500, start.wrapping_add(200)), base + 200);
+        // A flow without knots: the base.
+        assert_eq!(t.unwrap(1, 0, 7), BASE + 7);
+        assert_eq!(t.unwrap(5, 0, 7), BASE + 7);
+        // Ids differ across epochs of one 32-bit number.
+        assert_ne!(position_id(0, base), position_id(0, base + (4u64 << 30)));
+    }
 
     #[test]
     fn positions_follow_the_stride() {
@@ -94,6 +180,7 @@ mod tests {
     #[test]
     fn ids_differ_by_flow_and_position() {
         assert_ne!(position_id(0, 1024), position_id(1, 1024));
+        assert_ne!(position_id(0, 1024), position_id(0, 1024 + (1 << 32)));
         assert_ne!(position_id(0, 1024), position_id(0, 2048));
         assert_eq!(position_id(3, 7), position_id(3, 7));
     }

@@ -541,3 +541,60 @@ fn issue4_udp_send_stamped_inside_the_application_send() {
     eprintln!("udp_send to net_dev_queue: mean {in_socket} ns; layers (mean ns): {hops:?}");
     drop(lab);
 }
+
+/// A TCP flow of 5 GiB reuses a quarter of its 32-bit sequence numbers: every tracked byte
+/// (one per MiB) is still followed from the sender's `send()` to the receiver's `recv()`
+/// (each 32-bit position told apart by when it was seen), except those TCP retransmitted.
+#[test]
+fn issue4_tcp_bulk_past_four_gib_every_tracked_byte() {
+    let Some(_serial) = kernel_test("issue4_tcp_bulk_past_four_gib_every_tracked_byte") else { return };
+    let tmp = tempfile::tempdir().unwrap();
+    let lab = Lab::two_hosts().unwrap();
+    const BYTES: u64 = 5 << 30;
+    const CHUNK: usize = 1 << 20;
+    let (a, b) = (lab.hosts[0].clone(), lab.hosts[1].clone());
+    let addr = SocketAddrV4::new(b.addr, 6105);
+    captured_pair(&lab, tmp.path(), &["-q", "--layers", "socket", "tcp and port 6105"], || {
+        let listener = run_in(&b.netns, || TcpListener::bind(addr)).unwrap().unwrap();
+        let server = std::thread::spawn(move || {
+            let (mut s, _) = listener.accept().unwrap();
+            let mut buf = vec![0u8; CHUNK];
+            let mut got = 0u64;
+            loop {
+                match s.read(&mut buf).unwrap() {
+                    0 => return got,
+                    n => got += n as u64,
+                }
+            }
+        });
+        let mut c = run_in(&a.netns, || TcpStream::connect(addr)).unwrap().unwrap();
+        let chunk = vec![0x44u8; CHUNK];
+        for _ in 0..BYTES / CHUNK as u64 {
+            c.write_all(&chunk).unwrap();
+        }
+        drop(c);
+        assert_eq!(server.join().unwrap(), BYTES);
+    });
+    let stride = 1u64 << 20;
+    let v = analyze(tmp.path(), &["--filter", "tcp and dst port 6105", "--tcp-stride", &stride.to_string()]);
+    let path = &v["paths"][0];
+    let stations = short_stations(path);
+    eprintln!(
+        "stations {stations:?}; complete {} of {}; ambiguous {}",
+        path["complete"],
+        BYTES / stride,
+        v["ambiguous"]
+    );
+    assert_eq!(stations.first().map(String::as_str), Some("a:sock_send"), "{path}");
+    assert_eq!(stations.last().map(String::as_str), Some("b:sock_recv"), "{path}");
+    // Without unwrapping, the 1,024 tracked positions of the first GiB and of the fifth
+    // would be the same ids, each seen twice at every point: all ambiguous. What is left
+    // ambiguous here are positions TCP retransmitted (seen twice at the sender).
+    let (complete, ambiguous) = (path["complete"].as_u64().unwrap(), v["ambiguous"].as_u64().unwrap());
+    let retransmitted = v["retransmits"][0]["bytes"].as_u64().unwrap_or(0);
+    assert!(ambiguous <= 2 * retransmitted / stride + 32, "{ambiguous} ambiguous; {retransmitted} bytes retransmitted");
+    assert!(ambiguous < 256, "{ambiguous} ambiguous");
+    assert!((complete + ambiguous) * 100 >= BYTES / stride * 99, "{path}");
+    hops_add_up(path);
+    drop(lab);
+}

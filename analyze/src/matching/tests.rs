@@ -365,7 +365,7 @@ fn spilled_buckets_give_the_same_analysis() {
 const T_BYTES: i64 = 1_000_000_000;
 
 /// TCP rows as (ts_ns, "host:ifname:hook", tcp_seq, payload_len), all of one flow, with
-/// packet ids that match nowhere (as socket rows' ids do not).
+/// packet ids that match nowhere (as socket rows' ids do not), each a trajectory knot.
 fn tcp_frame(rows: &[(i64, &str, u32, u32)]) -> LazyFrame {
     let part = |i: usize| -> Vec<String> { rows.iter().map(|r| r.1.split(':').nth(i).unwrap().to_owned()).collect() };
     let n = rows.len();
@@ -375,7 +375,8 @@ fn tcp_frame(rows: &[(i64, &str, u32, u32)]) -> LazyFrame {
         "netns" => vec![1u64; n],
         "ifname" => part(1),
         "hook" => part(2),
-        "pkt_id" => (1..=n as u64).collect::<Vec<u64>>(),
+        // Multiples of KNOT_SAMPLE: every row is a knot of its flow's trajectory.
+        "pkt_id" => (1..=n as u64).map(|i| i * crate::tcpbytes::KNOT_SAMPLE).collect::<Vec<u64>>(),
         "family" => vec![4u8; n],
         "proto" => vec![6u8; n],
         "saddr" => vec!["198.18.0.1"; n],
@@ -432,4 +433,29 @@ fn issue4_tcp_bytes_wrap_with_the_sequence_space() {
     let opts = Options { tcp: TcpUnit::Bytes, tcp_stride: 1, ..Default::default() };
     let a = analyze_with(tcp_frame(&rows), &opts).unwrap();
     assert_eq!(figs(&a.pairs), [stats("h1:eth0:tc_egress", "h2:eth0:xdp", 20, [7, 7, 9, 9, 9])]);
+}
+
+/// A flow that sends 12 GiB reuses each 32-bit sequence number three times: the bytes of
+/// each pass are told apart by when they were seen (the flow's trajectory), not left out
+/// as ambiguous. Each pass has its own latency, so a mix-up would show.
+#[test]
+fn issue4_tcp_bytes_past_four_gib_are_told_apart_by_time() {
+    const GIB: u32 = 1 << 30;
+    const SECOND: i64 = 1_000_000_000;
+    let start = 12_345u32;
+    // One 100-byte segment per GiB sent (a second apart), seen at the sender's egress and
+    // 1 µs + 1 ns per GiB later at the receiver; 12 GiB: three passes over the space.
+    let mut rows = Vec::new();
+    for g in 0..12u32 {
+        let t = T_BYTES + i64::from(g) * SECOND;
+        let seq = start.wrapping_add(g.wrapping_mul(GIB));
+        rows.push((t, "h1:eth0:tc_egress", seq, 100));
+        rows.push((t + 1000 + i64::from(g), "h2:eth0:xdp", seq, 100));
+    }
+    let opts = Options { tcp: TcpUnit::Bytes, tcp_stride: 1, ..Default::default() };
+    let a = analyze_with(tcp_frame(&rows), &opts).unwrap();
+    // Every byte of all 12 segments, none ambiguous; latencies 1000..1011 ns, 100 bytes each (p90: byte 1080 of 1200, the 11th segment).
+    assert_eq!(a.ambiguous, 0);
+    assert_eq!(figs(&a.pairs), [stats("h1:eth0:tc_egress", "h2:eth0:xdp", 1200, [1000, 1005, 1010, 1011, 1011])]);
+    assert_eq!(a.paths[0].end_to_end.count, 1200);
 }
