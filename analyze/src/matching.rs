@@ -190,6 +190,8 @@ pub struct Analysis {
     pub t0_ns: i64,
     /// One record per hop, with [`Detail::hop_rows`].
     pub rows: HopRows,
+    /// Buckets the rows were matched in (1: all in memory; see [`crate::spill`]).
+    pub buckets: usize,
 }
 /// Lazily reads the columns the analysis needs from one file.
 pub fn scan_file(path: &Path) -> PolarsResult<LazyFrame> {
@@ -356,6 +358,13 @@ pub fn analyze(
         }
     }
     let trajectories = tcpbytes::Trajectories::new(c.flows.len(), knots);
+    // Byte mode: a TCP event with payload is a row per tracked position of its range, so
+    // the store is sized by rows, not events (at most len / stride more per event).
+    for (table, table_stride) in &tables {
+        if let Some(s) = table_stride {
+            total += extra_rows(table.clone(), *s)?;
+        }
+    }
 
     let keep_points: Vec<bool> = c.points.iter().map(|p| opts.selection.host(&p.host)).collect();
     let keep_flows: Vec<bool> = c.flows.iter().map(|f| opts.selection.flow(f)).collect();
@@ -389,6 +398,7 @@ pub fn analyze(
     let topo = routes::build(&c.points, &census.sequences, opts.hosts.as_ref());
     let m = store.fold(|rows| walk::measure(rows, &scope, &topo, opts.detail, &passes), walk::Measure::merge)?;
     passes.finish_and_clear();
+    let buckets = store.buckets();
     drop(store);
     let t0 = scope.t0;
     let summary = crate::summary::Summary {
@@ -422,6 +432,7 @@ pub fn analyze(
         kernel: Default::default(),
         t0_ns: t0,
         rows: m.rows,
+        buckets,
         points: c.points,
         flows: c.flows,
     };
@@ -442,6 +453,17 @@ fn required_type(name: &str) -> DataType {
         Some(ColumnKind::Int64) => DataType::Int64,
         _ => DataType::UInt64,
     }
+}
+
+/// How many rows more than events one table gives in byte mode at most: an event of
+/// `len` bytes has at most `len / stride + 1` tracked positions, so the sum of its TCP
+/// events' `payload_len` over `stride`.
+fn extra_rows(table: LazyFrame, stride: u32) -> PolarsResult<usize> {
+    let df = table
+        .filter(col("proto").eq(lit(6u8)))
+        .select([col("payload_len").cast(DataType::UInt64).sum().alias("n")])
+        .collect()?;
+    Ok((df.column("n")?.u64()?.get(0).unwrap_or(0) / u64::from(stride)) as usize)
 }
 
 /// One table's knots for [`tcpbytes::Trajectories`]: (flow, time in the reference time

@@ -8,9 +8,9 @@
 
 use aya_ebpf::{
     helpers::{bpf_get_current_cgroup_id, bpf_get_current_pid_tgid},
-    macros::{btf_tracepoint, map},
+    macros::{btf_tracepoint, map, tracepoint},
     maps::LruHashMap,
-    programs::BtfTracePointContext,
+    programs::{BtfTracePointContext, TracePointContext},
 };
 use capture_common::{
     abi::{hook, stat, SockEvent},
@@ -53,6 +53,33 @@ static READY: LruHashMap<u64, Ready> = LruHashMap::with_max_entries(4096, 0);
 /// Threads that read from TCP sockets of this namespace (their scheduling is recorded).
 #[map]
 static READERS: LruHashMap<u32, u8> = LruHashMap::with_max_entries(4096, 0);
+
+/// Threads inside a read system call (`recvfrom`, `recvmsg`, `recvmmsg`, `read`, `readv`):
+/// their scheduling is recorded too, so a thread's first read of a socket (before it is
+/// one of the [`READERS`]) has its wakeup and switch-in.
+#[map]
+static IN_READ: LruHashMap<u32, u8> = LruHashMap::with_max_entries(8192, 0);
+
+/// `syscalls:sys_enter_{recvfrom,recvmsg,recvmmsg,read,readv}`.
+#[tracepoint]
+pub fn netlat_read_enter(_ctx: TracePointContext) -> i32 {
+    let _ = IN_READ.insert(tid(), 1u8, 0);
+    0
+}
+
+/// `syscalls:sys_exit_{recvfrom,recvmsg,recvmmsg,read,readv}`.
+#[tracepoint]
+pub fn netlat_read_exit(_ctx: TracePointContext) -> i32 {
+    let _ = IN_READ.remove(tid());
+    0
+}
+
+/// Whether thread `pid`'s scheduling is recorded.
+#[inline(always)]
+fn followed(pid: u32) -> bool {
+    // SAFETY: only tested for presence.
+    unsafe { READERS.get(pid).is_some() || IN_READ.get(pid).is_some() }
+}
 
 /// Last wakeup of each reader thread.
 #[map]
@@ -290,8 +317,7 @@ pub fn netlat_sched_switch(ctx: BtfTracePointContext) -> i32 {
     let next = ctx.arg::<*const u8>(2);
     let Some(pid) = kread::<i32>(next, stack().task_pid) else { return 0 };
     let pid = pid as u32;
-    // SAFETY: only tested for presence.
-    if unsafe { READERS.get(pid) }.is_some() {
+    if followed(pid) {
         let _ = ON_CPU.insert(pid, now(), 0);
     }
     0
@@ -303,8 +329,7 @@ pub fn netlat_sched_wakeup(ctx: BtfTracePointContext) -> i32 {
     let p = ctx.arg::<*const u8>(0);
     let Some(pid) = kread::<i32>(p, stack().task_pid) else { return 0 };
     let pid = pid as u32;
-    // SAFETY: only tested for presence.
-    if unsafe { READERS.get(pid) }.is_some() {
+    if followed(pid) {
         let _ = WOKEN.insert(pid, now(), 0);
     }
     0

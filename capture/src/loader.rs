@@ -220,7 +220,12 @@ impl Scope {
                     .map_err(|e| load_err(&netns)(anyhow::Error::new(e).context(format!("attaching tp_btf {tp}"))))?;
             }
             if tracepoints & 1 << hook::UDP_SEND != 0 {
-                attach_send_calls(&mut ebpf).map_err(load_err(&netns))?;
+                attach_calls(&mut ebpf, ["netlat_send_enter", "netlat_send_exit"], SEND_CALLS)
+                    .map_err(load_err(&netns))?;
+            }
+            if tracepoints & (1 << hook::SCHED_WAKEUP | 1 << hook::SCHED_SWITCH) != 0 {
+                attach_calls(&mut ebpf, ["netlat_read_enter", "netlat_read_exit"], READ_CALLS)
+                    .map_err(load_err(&netns))?;
             }
             // Tracepoints see every interface of the namespace, and sockets (no interface:
             // `-`); interfaces named as `-i` names them, with the namespace prefix.
@@ -457,12 +462,15 @@ impl Kallsyms {
 /// The system calls that send a UDP datagram from a buffer (`udp_send`'s time stamps).
 const SEND_CALLS: [&str; 5] = ["sendto", "sendmsg", "sendmmsg", "write", "writev"];
 
-/// Attaches `udp_send`'s programs to the entry and exit of the [`SEND_CALLS`].
-fn attach_send_calls(ebpf: &mut Ebpf) -> Result<(), anyhow::Error> {
-    for (name, edge) in [("netlat_send_enter", "enter"), ("netlat_send_exit", "exit")] {
+/// The system calls that read from a socket (whose threads' scheduling is followed).
+const READ_CALLS: [&str; 5] = ["recvfrom", "recvmsg", "recvmmsg", "read", "readv"];
+
+/// Attaches the programs `[enter, exit]` to the entry and exit of each of `calls`.
+fn attach_calls(ebpf: &mut Ebpf, programs: [&'static str; 2], calls: [&str; 5]) -> Result<(), anyhow::Error> {
+    for (name, edge) in programs.into_iter().zip(["enter", "exit"]) {
         let p: &mut aya::programs::TracePoint = program(ebpf, name)?;
         p.load().map_err(|e| anyhow::Error::new(e).context(name))?;
-        for call in SEND_CALLS {
+        for call in calls {
             let event = format!("sys_{edge}_{call}");
             p.attach("syscalls", &event)
                 .map_err(|e| anyhow::Error::new(e).context(format!("attaching {name} to syscalls:{event}")))?;

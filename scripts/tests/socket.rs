@@ -283,12 +283,19 @@ fn issue4_reader_asleep_shows_as_scheduling_not_network() {
     let wakes = at(&evs, "b:sched_wakeup", 6102);
     let isn = at(&evs, "a:sock_send", 6102)[0].seq;
     assert_eq!(wakes.len(), N, "{wakes:?}");
-    // A thread is followed from its first read on: the first message is left out.
     for e in &wakes[1..] {
         let t = &times[e.seq.wrapping_sub(isn) as usize / 100];
         let (start, end) = t.slept.unwrap();
         assert!(start + NAP.as_nanos() as i64 <= e.ts && e.ts <= end.max(t.read.1), "wakeup at {} for {t:?}", e.ts);
     }
+    // The first read blocked for its data: its thread was followed from the read call's
+    // entry, so its wakeup and switch-in are the kernel's, after the data was ready, not
+    // stand-ins 1 ns apart (before the thread's first read returned it was not followed).
+    let first = |p: &str| at(&evs, p, 6102).into_iter().find(|e| e.seq == isn).unwrap_or_else(|| panic!("{p}")).ts;
+    let (ready, woken, on_cpu) = (first("b:sk_data_ready"), first("b:sched_wakeup"), first("b:sched_switch"));
+    eprintln!("first read: data ready, +{} ns woken, +{} ns on a CPU", woken - ready, on_cpu - woken);
+    assert!(woken - ready >= 50 && on_cpu - woken >= 50, "ready {ready}, woken {woken}, on a CPU {on_cpu}");
+    assert!(on_cpu <= times[0].read.1, "{on_cpu} after the read returned: {:?}", times[0]);
     let v = analyze(tmp.path(), &["--filter", "tcp and dst port 6102", "--tcp-stride", "4"]);
     let path = &v["paths"][0];
     let hops = hops_add_up(path);

@@ -459,3 +459,25 @@ fn issue4_tcp_bytes_past_four_gib_are_told_apart_by_time() {
     assert_eq!(figs(&a.pairs), [stats("h1:eth0:tc_egress", "h2:eth0:xdp", 1200, [1000, 1005, 1010, 1011, 1011])]);
     assert_eq!(a.paths[0].end_to_end.count, 1200);
 }
+
+/// In byte mode one event is a row per tracked position: an input of few events but many
+/// positions is sized by its rows and spilled past the memory limit, with the same result.
+#[test]
+fn issue4_byte_mode_spills_by_rows_not_events() {
+    // 4 events, 16,000 tracked positions (stride 1).
+    let rows = [
+        (T_BYTES, "h1:eth0:tc_egress", 1000, 8000),
+        (T_BYTES + 10, "h1:eth0:tc_egress", 9000, 8000),
+        (T_BYTES + 30, "h2:eth0:xdp", 1000, 8000),
+        (T_BYTES + 40, "h2:eth0:xdp", 9000, 8000),
+    ];
+    let opts = Options { tcp: TcpUnit::Bytes, tcp_stride: 1, ..Default::default() };
+    let whole = analyze_with(tcp_frame(&rows), &opts).unwrap();
+    assert_eq!(whole.buckets, 1);
+    let tmp = tempfile::tempdir().unwrap();
+    let limited = Options { bucket_rows: 1000, spill_dir: Some(tmp.path().to_owned()), ..opts };
+    let split = analyze_with(tcp_frame(&rows), &limited).unwrap();
+    assert!(split.buckets >= 16, "{} buckets for 32,000 rows of at most 1,000", split.buckets);
+    assert_eq!(figs(&split.pairs), [stats("h1:eth0:tc_egress", "h2:eth0:xdp", 16_000, [30, 30, 30, 30, 30])]);
+    assert_eq!(split.pairs, whole.pairs);
+}
