@@ -358,13 +358,6 @@ pub fn analyze(
         }
     }
     let trajectories = tcpbytes::Trajectories::new(c.flows.len(), knots);
-    // Byte mode: a TCP event with payload is a row per tracked position of its range, so
-    // the store is sized by rows, not events (at most len / stride more per event).
-    for (table, table_stride) in &tables {
-        if let Some(s) = table_stride {
-            total += extra_rows(table.clone(), *s)?;
-        }
-    }
 
     let keep_points: Vec<bool> = c.points.iter().map(|p| opts.selection.host(&p.host)).collect();
     let keep_flows: Vec<bool> = c.flows.iter().map(|f| opts.selection.flow(f)).collect();
@@ -377,7 +370,9 @@ pub fn analyze(
         let (first, n) = store.add(
             |rows| {
                 let slim = slim(table, &combos_df, &keys, table_stride.is_some())?;
-                append_rows(rows, slim, &c, &alignment, table_stride.map(|s| (s, &trajectories)))
+                let events = slim.height();
+                append_rows(rows, slim, &c, &alignment, table_stride.map(|s| (s, &trajectories)))?;
+                Ok::<_, PolarsError>(events)
             },
             |rows| (Scope::first_ts(rows, &keep_points, &keep_flows), rows.len()),
         )?;
@@ -453,17 +448,6 @@ fn required_type(name: &str) -> DataType {
         Some(ColumnKind::Int64) => DataType::Int64,
         _ => DataType::UInt64,
     }
-}
-
-/// How many rows more than events one table gives in byte mode at most: an event of
-/// `len` bytes has at most `len / stride + 1` tracked positions, so the sum of its TCP
-/// events' `payload_len` over `stride`.
-fn extra_rows(table: LazyFrame, stride: u32) -> PolarsResult<usize> {
-    let df = table
-        .filter(col("proto").eq(lit(6u8)))
-        .select([col("payload_len").cast(DataType::UInt64).sum().alias("n")])
-        .collect()?;
-    Ok((df.column("n")?.u64()?.get(0).unwrap_or(0) / u64::from(stride)) as usize)
 }
 
 /// One table's knots for [`tcpbytes::Trajectories`]: (flow, time in the reference time

@@ -101,34 +101,55 @@ impl Spill {
 /// Where the rows of an analysis live: all in memory (one bucket), or spilled to disk.
 pub enum Store {
     /// Every row, sorted by [`Store::finish`].
-    Memory(Vec<Row>),
+    Memory(Vec<Row>, Growth),
     /// Buckets by packet identity.
     Disk(Spill),
 }
 
+/// What an in-memory store needs to move to disk when its rows outgrow the limit (TCP
+/// byte mode makes a row per tracked position: many rows per event).
+pub struct Growth {
+    limit: usize,
+    events: usize,
+    total: usize,
+    parent: PathBuf,
+}
+
 impl Store {
-    /// Rows up to `bucket_rows` stay in memory; more go to `buckets` files under `parent`.
+    /// Rows of `total` events up to `bucket_rows` stay in memory; more go to bucket files
+    /// under `parent`, as many as hold `bucket_rows` each.
     pub fn new(total: usize, bucket_rows: usize, parent: &Path) -> Result<Self, SpillError> {
-        let buckets = total.div_ceil(bucket_rows.max(1)).max(1);
+        let limit = bucket_rows.max(1);
+        let buckets = total.div_ceil(limit).max(1);
         Ok(if buckets == 1 {
-            Self::Memory(Vec::with_capacity(total))
+            Self::Memory(Vec::with_capacity(total), Growth { limit, events: 0, total, parent: parent.to_owned() })
         } else {
             Self::Disk(Spill::new(parent, buckets)?)
         })
     }
 
-    /// Adds the rows `fill` appends to the vector it is given, and returns what `look`
-    /// says of them (before they may leave memory).
+    /// Adds the rows `fill` appends to the vector it is given (it returns how many events
+    /// they stand for), and returns what `look` says of them (before they may leave
+    /// memory). An in-memory store whose rows pass the limit moves to disk, in as many
+    /// buckets as the rows of all `total` events need at the rate of rows per event so far.
     pub fn add<T, E: From<SpillError>>(
         &mut self,
-        fill: impl FnOnce(&mut Vec<Row>) -> Result<(), E>,
+        fill: impl FnOnce(&mut Vec<Row>) -> Result<usize, E>,
         look: impl FnOnce(&[Row]) -> T,
     ) -> Result<T, E> {
         match self {
-            Self::Memory(all) => {
+            Self::Memory(all, g) => {
                 let start = all.len();
-                fill(all)?;
-                Ok(look(&all[start..]))
+                g.events += fill(all)?;
+                let seen = look(&all[start..]);
+                if all.len() > g.limit {
+                    let rows = all.len() as f64 * g.total.max(g.events) as f64 / g.events.max(1) as f64;
+                    let buckets = ((rows / g.limit as f64).ceil() as usize).max(2);
+                    let mut spill = Spill::new(&g.parent, buckets)?;
+                    spill.write(all)?;
+                    *self = Self::Disk(spill);
+                }
+                Ok(seen)
             }
             Self::Disk(spill) => {
                 let mut rows = Vec::new();
@@ -143,7 +164,7 @@ impl Store {
     /// Ends adding: sorts the rows in memory, or flushes the buckets.
     pub fn finish(&mut self) -> Result<(), SpillError> {
         match self {
-            Self::Memory(all) => {
+            Self::Memory(all, _) => {
                 all.par_sort_unstable();
                 Ok(())
             }
@@ -154,7 +175,7 @@ impl Store {
     /// Number of buckets.
     pub fn buckets(&self) -> usize {
         match self {
-            Self::Memory(_) => 1,
+            Self::Memory(..) => 1,
             Self::Disk(spill) => spill.buckets(),
         }
     }
@@ -164,7 +185,7 @@ impl Store {
     /// Spilled buckets are read and sorted anew on every pass.
     pub fn fold<T>(&self, mut pass: impl FnMut(&[Row]) -> T, merge: impl Fn(&mut T, T)) -> Result<T, SpillError> {
         match self {
-            Self::Memory(all) => Ok(pass(all)),
+            Self::Memory(all, _) => Ok(pass(all)),
             Self::Disk(spill) => {
                 let mut acc: Option<T> = None;
                 for b in 0..spill.buckets() {
@@ -185,6 +206,29 @@ impl Store {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_store_in_memory_moves_to_disk_when_its_rows_outgrow_the_limit() {
+        let tmp = tempfile::tempdir().unwrap();
+        // 10 events expected, limit 100 rows: in memory; then 5 events make 50 rows each.
+        let mut s = Store::new(10, 100, tmp.path()).unwrap();
+        assert_eq!(s.buckets(), 1);
+        let row = |i: u64| Row { pkt_id: i, ts: 0, point: 0, flow: 0 };
+        let fill = |from: u64, n: u64| {
+            move |rows: &mut Vec<Row>| -> Result<usize, SpillError> {
+                rows.extend((from..from + n).map(row));
+                Ok(5)
+            }
+        };
+        let n = s.add(fill(0, 250), |r| r.len()).unwrap();
+        assert_eq!(n, 250);
+        // 250 rows for 5 of 10 events: 500 expected, 5 buckets of 100.
+        assert_eq!(s.buckets(), 5);
+        s.add(fill(250, 250), |r| r.len()).unwrap();
+        s.finish().unwrap();
+        let all = s.fold(|r| r.len(), |a, b| *a += b).unwrap();
+        assert_eq!(all, 500);
+    }
 
     #[test]
     fn rows_come_back_in_their_bucket() {

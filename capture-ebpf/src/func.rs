@@ -26,12 +26,18 @@ use crate::stack::{kread, stack_packet};
 #[unsafe(no_mangle)]
 static FUNCS: FuncConfig = FuncConfig::EMPTY;
 
-/// Slot `i`, read through a volatile pointer like `crate::cfg` (the loader rewrites it).
+/// The slots, read through a volatile pointer like `crate::cfg` (the loader rewrites them).
 #[inline(always)]
-fn slot(i: usize) -> &'static FuncSlot {
+fn funcs() -> &'static FuncConfig {
     let p: *const FuncConfig = &FUNCS;
     // SAFETY: reads a valid pointer to a static back from the stack.
-    unsafe { &(*core::ptr::read_volatile(&p)).slots[i] }
+    unsafe { &*core::ptr::read_volatile(&p) }
+}
+
+/// Slot `i`.
+#[inline(always)]
+fn slot(i: usize) -> &'static FuncSlot {
+    &funcs().slots[i]
 }
 
 /// Records the packet that argument value `v` of slot `i` names.
@@ -151,11 +157,7 @@ fn ret_key(i: usize) -> u64 {
 pub fn netlat_kprobe(ctx: ProbeContext) -> i32 {
     // SAFETY: the program's own context.
     let ip = unsafe { bpf_get_func_ip(ctx.as_ptr()) };
-    let f = {
-        let p: *const FuncConfig = &FUNCS;
-        // SAFETY: as in `slot`.
-        unsafe { &*core::ptr::read_volatile(&p) }
-    };
+    let f = funcs();
     if let Some(i) = f.kprobe_slot(ip, at::RETURN) {
         if let Some(v) = probe_arg(&ctx, f.slots[i].arg) {
             let _ = RET_ARGS.insert(ret_key(i), v, 0);
@@ -174,11 +176,7 @@ pub fn netlat_kprobe(ctx: ProbeContext) -> i32 {
 pub fn netlat_kretprobe(ctx: RetProbeContext) -> i32 {
     // SAFETY: the program's own context.
     let ip = unsafe { bpf_get_func_ip(ctx.as_ptr()) };
-    let f = {
-        let p: *const FuncConfig = &FUNCS;
-        // SAFETY: as in `slot`.
-        unsafe { &*core::ptr::read_volatile(&p) }
-    };
+    let f = funcs();
     let Some(i) = f.kprobe_slot(ip, at::RETURN) else { return 0 };
     let key = ret_key(i);
     // SAFETY: copied out at once.

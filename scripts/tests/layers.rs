@@ -37,6 +37,19 @@ fn events(dir: &Path, dport: u16) -> BTreeMap<u64, Vec<(String, i64)>> {
     out
 }
 
+/// The analyzer's JSON report of the captures `a` and `b` in `dir` (one machine: one
+/// clock), for `filter`.
+fn analyze(dir: &Path, filter: &str) -> Value {
+    let out = Command::new(bins::path("netlat-analyze"))
+        .arg(dir.join("a"))
+        .arg(dir.join("b"))
+        .args(["--same-clock", "--filter", filter, "--format", "json"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
 #[test]
 fn issue4_stack_tracepoints_see_each_packet_once_per_layer_in_order() {
     let Some(_serial) = kernel_test("issue4_stack_tracepoints_see_each_packet_once_per_layer_in_order") else {
@@ -77,14 +90,7 @@ fn issue4_stack_tracepoints_see_each_packet_once_per_layer_in_order() {
 
     // The analyzer's path (one machine: one clock) runs through every layer; each hop is
     // non-negative and the hops add up to the end-to-end figure.
-    let out = Command::new(bins::path("netlat-analyze"))
-        .arg(tmp.path().join("a"))
-        .arg(tmp.path().join("b"))
-        .args(["--same-clock", "--filter", "udp and port 6001", "--format", "json"])
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let v = analyze(tmp.path(), "udp and port 6001");
     let path = &v["paths"][0];
     let stations: Vec<String> =
         path["stations"].as_array().unwrap().iter().map(|s| s.as_str().unwrap().to_owned()).collect();
@@ -216,14 +222,7 @@ fn issue4_probes_given_as_data_record_what_the_builtin_hooks_record() {
     // Counted under the catalog's name, in the metadata too.
     assert_eq!(meta["counts"]["my_gro"]["written"], N);
     // The analyzer's path runs through them like through netlat's own hooks.
-    let out = Command::new(bins::path("netlat-analyze"))
-        .arg(tmp.path().join("a"))
-        .arg(tmp.path().join("b"))
-        .args(["--same-clock", "--filter", "udp and port 6003", "--format", "json"])
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let v = analyze(tmp.path(), "udp and port 6003");
     let path = &v["paths"][0];
     let stations: Vec<&str> = path["stations"].as_array().unwrap().iter().map(|s| s.as_str().unwrap()).collect();
     for p in ["my_queue", "my_gro"] {

@@ -211,6 +211,32 @@ fn request_response(
     times
 }
 
+/// A bulk TCP transfer of `bytes` from `a` to a server on `b:port`, written `chunk` bytes
+/// at a time; checks that the server read them all.
+fn bulk(lab: &Lab, port: u16, bytes: u64, chunk: usize) {
+    let (a, b) = (&lab.hosts[0], &lab.hosts[1]);
+    let addr = SocketAddrV4::new(b.addr, port);
+    let listener = run_in(&b.netns, || TcpListener::bind(addr)).unwrap().unwrap();
+    let server = std::thread::spawn(move || {
+        let (mut s, _) = listener.accept().unwrap();
+        let mut buf = vec![0u8; 1 << 20];
+        let mut got = 0u64;
+        loop {
+            match s.read(&mut buf).unwrap() {
+                0 => return got,
+                n => got += n as u64,
+            }
+        }
+    });
+    let mut c = run_in(&a.netns, || TcpStream::connect(addr)).unwrap().unwrap();
+    let data = vec![0x33u8; chunk];
+    for _ in 0..bytes / chunk as u64 {
+        c.write_all(&data).unwrap();
+    }
+    drop(c);
+    assert_eq!(server.join().unwrap(), bytes);
+}
+
 /// Captures on both hosts with `--layers all` and `filter`, around `traffic`.
 fn captured<T>(lab: &Lab, dir: &Path, filter: &str, traffic: impl FnOnce() -> T) -> T {
     captured_pair(lab, dir, &["-q", "--layers", "all", filter], traffic)
@@ -320,23 +346,7 @@ fn issue4_tcp_bulk_every_tracked_byte_through_every_layer() {
     let tmp = tempfile::tempdir().unwrap();
     let lab = Lab::two_hosts().unwrap();
     const BYTES: usize = 4 << 20;
-    let (a, b) = (lab.hosts[0].clone(), lab.hosts[1].clone());
-    let addr = SocketAddrV4::new(b.addr, 6103);
-    captured(&lab, tmp.path(), "tcp and port 6103", || {
-        let listener = run_in(&b.netns, || TcpListener::bind(addr)).unwrap().unwrap();
-        let server = std::thread::spawn(move || {
-            let (mut s, _) = listener.accept().unwrap();
-            let mut got = Vec::new();
-            s.read_to_end(&mut got).unwrap();
-            got.len()
-        });
-        let mut c = run_in(&a.netns, || TcpStream::connect(addr)).unwrap().unwrap();
-        for _ in 0..BYTES / 65536 {
-            c.write_all(&[0x33; 65536]).unwrap();
-        }
-        drop(c);
-        assert_eq!(server.join().unwrap(), BYTES);
-    });
+    captured(&lab, tmp.path(), "tcp and port 6103", || bulk(&lab, 6103, BYTES as u64, 65536));
     let v = analyze(tmp.path(), &["--filter", "tcp and dst port 6103"]);
     let path = &v["paths"][0];
     let stations = short_stations(path);
@@ -466,8 +476,8 @@ fn issue4_udp_send_stamped_inside_the_application_send() {
     const BATCH: usize = 4;
     const M: usize = 50;
     const SIZE: usize = 100;
-    let dst = SocketAddrV4::new(b.addr, 6104);
-    let filter = ["-q", "--layers", "socket", "udp and port 6104"];
+    let dst = SocketAddrV4::new(b.addr, 6106);
+    let filter = ["-q", "--layers", "socket", "udp and port 6106"];
     let (single, batches) = captured_pair(&lab, tmp.path(), &filter, || {
         let sink = lab::traffic::UdpSink::start(&b.netns, dst).unwrap();
         let sock = run_in(&a.netns, || std::net::UdpSocket::bind("0.0.0.0:0")).unwrap().unwrap();
@@ -513,8 +523,8 @@ fn issue4_udp_send_stamped_inside_the_application_send() {
         (single, batches)
     });
     let evs = read_events(tmp.path());
-    let sends = at(&evs, "a:udp_send", 6104);
-    let queued = at(&evs, "a:net_dev_queue", 6104);
+    let sends = at(&evs, "a:udp_send", 6106);
+    let queued = at(&evs, "a:net_dev_queue", 6106);
     assert_eq!((sends.len(), queued.len()), (N + M * BATCH, N + M * BATCH));
     // Each datagram's udp_send, then its net_dev_queue (same identity), in send order.
     let queue_of = |s: &Ev| {
@@ -539,7 +549,7 @@ fn issue4_udp_send_stamped_inside_the_application_send() {
     let in_socket = mean(sends.iter().map(|s| queue_of(s) - s.ts).collect());
 
     // The analyzer's UDP path starts at the application's send; hops add up.
-    let v = analyze(tmp.path(), &["--filter", "udp and dst port 6104"]);
+    let v = analyze(tmp.path(), &["--filter", "udp and dst port 6106"]);
     let path = &v["paths"][0];
     let stations = short_stations(path);
     assert_eq!(stations[0], "a:udp_send", "{path}");
@@ -558,30 +568,8 @@ fn issue4_tcp_bulk_past_four_gib_every_tracked_byte() {
     let tmp = tempfile::tempdir().unwrap();
     let lab = Lab::two_hosts().unwrap();
     const BYTES: u64 = 5 << 30;
-    const CHUNK: usize = 1 << 20;
-    let (a, b) = (lab.hosts[0].clone(), lab.hosts[1].clone());
-    let addr = SocketAddrV4::new(b.addr, 6105);
-    captured_pair(&lab, tmp.path(), &["-q", "--layers", "socket", "tcp and port 6105"], || {
-        let listener = run_in(&b.netns, || TcpListener::bind(addr)).unwrap().unwrap();
-        let server = std::thread::spawn(move || {
-            let (mut s, _) = listener.accept().unwrap();
-            let mut buf = vec![0u8; CHUNK];
-            let mut got = 0u64;
-            loop {
-                match s.read(&mut buf).unwrap() {
-                    0 => return got,
-                    n => got += n as u64,
-                }
-            }
-        });
-        let mut c = run_in(&a.netns, || TcpStream::connect(addr)).unwrap().unwrap();
-        let chunk = vec![0x44u8; CHUNK];
-        for _ in 0..BYTES / CHUNK as u64 {
-            c.write_all(&chunk).unwrap();
-        }
-        drop(c);
-        assert_eq!(server.join().unwrap(), BYTES);
-    });
+    let filter = ["-q", "--layers", "socket", "tcp and port 6105"];
+    captured_pair(&lab, tmp.path(), &filter, || bulk(&lab, 6105, BYTES, 1 << 20));
     let stride = 1u64 << 20;
     let v = analyze(tmp.path(), &["--filter", "tcp and dst port 6105", "--tcp-stride", &stride.to_string()]);
     let path = &v["paths"][0];
