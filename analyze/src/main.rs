@@ -86,8 +86,9 @@ struct Latency {
     /// the system's temporary folder, $TMPDIR).
     #[arg(long, value_name = "DIR")]
     spill_dir: Option<PathBuf>,
-    /// Most events held in memory at once: larger inputs are matched in buckets of
-    /// packets spilled to --spill-dir (24 bytes per event on disk), so memory stays bounded.
+    /// Most events held in memory at once (in TCP byte mode, rows: one per tracked
+    /// position): larger inputs are matched in buckets of packets spilled to --spill-dir
+    /// (24 bytes per row on disk), so memory stays bounded.
     #[arg(long, value_name = "N", default_value_t = analyze::matching::BUCKET_ROWS)]
     memory_events: usize,
     /// Also write the results as Parquet tables into DIR (one row per packet and hop,

@@ -339,7 +339,14 @@ fn list_probes(cli: &Cli) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let rows = probes::describe(&catalog, cli.layers.unwrap_or(Preset::All), &mut probes::Running::new());
+    let mut rows = probes::describe(&catalog, cli.layers.unwrap_or(Preset::All), &mut probes::Running::new());
+    // An available probe that would not be recorded says why.
+    let plan = capture::funcs::plan(&catalog, &rows);
+    for (name, why) in &plan.left_out {
+        if let Some(r) = rows.iter_mut().find(|r| &r.name == name) {
+            r.detail = format!("{}; not recorded: {why}", r.detail);
+        }
+    }
     print!("{}", probes::table(&rows));
     ExitCode::SUCCESS
 }

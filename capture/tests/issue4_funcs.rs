@@ -70,3 +70,31 @@ fn issue4_probes_given_as_data_load_or_say_why_not() {
     }
     assert_eq!(scope.hook_names[usize::from(capture_common::abi::hook::FUNC) + 5], "f_core");
 }
+
+/// `--list-probes` says of an available probe given as data that it would not be
+/// recorded, and why (here: its argument is a socket).
+#[test]
+fn issue4_list_probes_says_which_available_probes_are_not_recorded() {
+    if !kernel_test("issue4_list_probes_says_which_available_probes_are_not_recorded") {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let file = tmp.path().join("probes.yaml");
+    let builtin = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../conf/probes.yaml")).unwrap();
+    let extra = r#"
+  - {name: my_recv, layer: socket, dir: recv, kind: tracepoint, target: "sock:sock_recv_length", arg: {sock: 0}, presets: [all]}
+  - {name: my_queue, layer: qdisc, dir: send, kind: tracepoint, target: "net:net_dev_queue", arg: {skb: 0}, presets: [all]}
+"#;
+    std::fs::write(&file, builtin + extra).unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_netlat-capture"))
+        .args(["--list-probes", "--probes", file.to_str().unwrap()])
+        .output()
+        .unwrap();
+    let table = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{table}{}", String::from_utf8_lossy(&out.stderr));
+    let line = |name: &str| table.lines().find(|l| l.starts_with(&format!("{name} "))).unwrap().to_owned();
+    let recv = line("my_recv");
+    assert!(recv.contains("yes (tp_btf; not recorded: its argument is a socket (sock:0); "), "{recv}");
+    assert!(recv.ends_with("the socket layer is recorded by sock_send, sk_data_ready and sock_recv)"), "{recv}");
+    assert!(line("my_queue").ends_with("yes (tp_btf)"), "{}", line("my_queue"));
+}
