@@ -222,6 +222,19 @@ pub struct PacketHead {
     pub data: [u8; MAX_SNAPLEN],
 }
 
+/// A packet seen by a hook inside the stack (tracepoints, probes given as data): the event
+/// with the cgroup (v2) of the packet's socket's creator. The stack hooks write it instead
+/// of a bare [`PacketEvent`] (user space tells them apart by length).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct StackEvent {
+    /// The event.
+    pub event: PacketEvent,
+    /// cgroup id of the packet's socket; 0 where the packet has none (forwarded, or
+    /// received before TCP or UDP found its socket) or the kernel keeps none.
+    pub cgroup: u64,
+}
+
 /// A dropped packet (`skb:kfree_skb`): the packet's event with why and where.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -433,6 +446,7 @@ impl Default for CaptureConfig {
 const _: () = assert!(core::mem::size_of::<PacketEvent>() == 96);
 const _: () = assert!(core::mem::size_of::<SyncStamp>() == 72);
 const _: () = assert!(core::mem::size_of::<DropEvent>() == 112);
+const _: () = assert!(core::mem::size_of::<StackEvent>() == 104);
 const _: () = assert!(core::mem::size_of::<SockEvent>() == 80);
 const _: () = assert!(core::mem::size_of::<PacketHead>() == 96 + 8 + MAX_SNAPLEN);
 const _: () = assert!(core::mem::size_of::<FilterAtom>() == 40);
@@ -449,6 +463,8 @@ mod pod {
     unsafe impl aya::Pod for super::PacketHead {}
     // SAFETY: as above.
     unsafe impl aya::Pod for super::DropEvent {}
+    // SAFETY: as above.
+    unsafe impl aya::Pod for super::StackEvent {}
     // SAFETY: as above.
     unsafe impl aya::Pod for super::SockEvent {}
     // SAFETY: as above.

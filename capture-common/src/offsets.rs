@@ -83,9 +83,16 @@ pub struct KernelOffsets {
     pub sk_protocol: u16,
     /// `task_struct.pid` (`pid_t`): thread id.
     pub task_pid: u16,
+    /// `sock.sk_cgrp_data.cgroup` (`struct cgroup *`): the cgroup (v2) of the socket's
+    /// creator; [`NONE`] without `CONFIG_SOCK_CGROUP_DATA`.
+    pub sk_cgroup: u16,
+    /// `cgroup.kn` (`struct kernfs_node *`).
+    pub cgroup_kn: u16,
+    /// `kernfs_node.id` (`u64`): the cgroup id (the inode of its cgroupfs directory).
+    pub kn_id: u16,
 }
 
-const _: () = assert!(core::mem::size_of::<KernelOffsets>() == 62);
+const _: () = assert!(core::mem::size_of::<KernelOffsets>() == 68);
 
 #[cfg(feature = "user")]
 mod pod {
@@ -154,6 +161,14 @@ pub struct StackConfig {
     pub tcp_rcv_nxt: u16,
     /// `task_struct.pid` (i32).
     pub task_pid: u16,
+    /// `sock.sk_cgrp_data.cgroup` ([`NONE`]: no cgroup of packets).
+    pub sk_cgroup: u16,
+    /// `cgroup.kn` ([`NONE`]: as above).
+    pub cgroup_kn: u16,
+    /// `kernfs_node.id` ([`NONE`]: as above).
+    pub kn_id: u16,
+    /// Explicit padding.
+    pub _pad: u16,
 }
 
 impl StackConfig {
@@ -164,7 +179,7 @@ impl StackConfig {
     }
 }
 
-const _: () = assert!(core::mem::size_of::<StackConfig>() == 60);
+const _: () = assert!(core::mem::size_of::<StackConfig>() == 68);
 const _: () = assert!(crate::abi::hook::COUNT <= 32);
 
 #[cfg(feature = "user")]

@@ -21,7 +21,7 @@ use aya_ebpf::{
     programs::{TcContext, XdpContext},
 };
 use capture_common::{
-    abi::{flags, hook, stat, CaptureConfig, PacketEvent, PacketHead, SyncStamp, MAX_SNAPLEN},
+    abi::{flags, hook, stat, CaptureConfig, PacketEvent, PacketHead, StackEvent, SyncStamp, MAX_SNAPLEN},
     filter, hash,
     offsets::StackConfig,
     parse::{self, HeadBuf, PacketBuf, PacketInfo, ParseError, HEAD_BUF, HEAD_LEN},
@@ -86,6 +86,10 @@ pub(crate) static STACK: StackConfig = StackConfig {
     tcp_copied_seq: 0,
     tcp_rcv_nxt: 0,
     task_pid: 0,
+    sk_cgroup: 0,
+    cgroup_kn: 0,
+    kn_id: 0,
+    _pad: 0,
 };
 
 /// Events for user space; its size is set at load time.
@@ -308,18 +312,41 @@ pub(crate) fn identify<B: PacketBuf>(
     Some((info, id))
 }
 
+/// Where a stack hook's packet is: its `sk_buff` and, if the hook has it, its socket (for
+/// the socket's cgroup).
+pub(crate) type SkbRef = (*const u8, *const u8);
+
+/// Records the packet in `buf` at `hook` if it is selected; `skb`: at the stack hooks,
+/// where its socket's cgroup is read (once the packet is selected: read before the
+/// parser, its branches multiplied the parser's verifier states past the budget), `None`
+/// at XDP and TC (a constant at each call site, so each program has one record type).
 #[inline(always)]
-pub(crate) fn try_packet<B: PacketBuf>(buf: &B, hook: u8, ifindex: u32) {
+pub(crate) fn try_packet<B: PacketBuf>(buf: &B, hook: u8, ifindex: u32, skb: Option<SkbRef>) {
     let Some((info, id)) = select(buf, hook, ifindex) else { return };
-    emit(buf, info, id, hook, ifindex);
+    emit(buf, info, id, hook, ifindex, skb);
 }
 
-/// Writes the event of a selected packet (with its first bytes under `--snaplen`).
+/// Writes the event of a selected packet (with its first bytes under `--snaplen`, else
+/// with its socket's cgroup at the stack hooks: see [`try_packet`]).
 #[inline(always)]
-pub(crate) fn emit<B: PacketBuf>(buf: &B, info: &PacketInfo, id: u64, hook: u8, ifindex: u32) {
+pub(crate) fn emit<B: PacketBuf>(buf: &B, info: &PacketInfo, id: u64, hook: u8, ifindex: u32, skb: Option<SkbRef>) {
     let snaplen = cfg().snaplen;
     if snaplen != 0 {
         return write_head(buf, info, id, hook, ifindex, u32::from(snaplen));
+    }
+    if let Some((skb, sk)) = skb {
+        let cgroup = stack::cgroup(stack::stack(), skb, sk);
+        let Some(mut entry) = EVENTS.reserve::<StackEvent>(0) else {
+            return count(hook, stat::RINGBUF_FULL);
+        };
+        let e = entry.as_mut_ptr();
+        // SAFETY: the reservation is exactly one StackEvent; every field is set.
+        unsafe {
+            fill(&raw mut (*e).event, info, id, buf.frame_len(), hook, ifindex);
+            (*e).cgroup = cgroup;
+        }
+        entry.submit(wakeup_flags());
+        return count(hook, stat::SUBMITTED);
     }
     let Some(mut entry) = EVENTS.reserve::<PacketEvent>(0) else {
         return count(hook, stat::RINGBUF_FULL);
@@ -411,7 +438,7 @@ fn sync_stamp(info: &PacketInfo, h: &probe::Header, hook: u8, ifindex: u32) {
 /// XDP ingress: timestamps before the stack allocates an skb.
 #[xdp]
 pub fn netlat_xdp(ctx: XdpContext) -> u32 {
-    try_packet(&Xdp(&ctx), hook::XDP, ctx.ingress_ifindex() as u32);
+    try_packet(&Xdp(&ctx), hook::XDP, ctx.ingress_ifindex() as u32, None);
     xdp_action::XDP_PASS
 }
 
@@ -428,7 +455,7 @@ pub fn netlat_xdp_pass(_ctx: XdpContext) -> u32 {
 #[classifier]
 pub fn netlat_tc_in(ctx: TcContext) -> i32 {
     let ifindex = unsafe { (*ctx.skb.skb).ifindex };
-    try_packet(&Tc(&ctx), hook::TC_INGRESS, ifindex);
+    try_packet(&Tc(&ctx), hook::TC_INGRESS, ifindex, None);
     TC_ACT_UNSPEC
 }
 
@@ -436,7 +463,7 @@ pub fn netlat_tc_in(ctx: TcContext) -> i32 {
 #[classifier]
 pub fn netlat_tc_out(ctx: TcContext) -> i32 {
     let ifindex = unsafe { (*ctx.skb.skb).ifindex };
-    try_packet(&Tc(&ctx), hook::TC_EGRESS, ifindex);
+    try_packet(&Tc(&ctx), hook::TC_EGRESS, ifindex, None);
     TC_ACT_UNSPEC
 }
 

@@ -13,7 +13,7 @@ use aya_ebpf::{
 };
 use capture_common::{
     abi::{hook, stat, DropEvent, PacketEvent, MAX_SNAPLEN},
-    offsets::StackConfig,
+    offsets::{StackConfig, NONE},
     parse::{PacketBuf, PacketInfo},
 };
 
@@ -167,13 +167,31 @@ fn skb_buf(st: &StackConfig, skb: *const u8) -> Option<(Skb, bool)> {
 pub(crate) fn stack_packet(skb: *const u8, hook: u8) {
     let st = stack();
     let Some((buf, ifindex, ip_only)) = our_packet(st, skb, core::ptr::null()) else { return };
+    let at = Some((skb, core::ptr::null()));
     if ip_only {
         if let Some(ethertype) = ethertype(&buf) {
-            try_packet(&IpOnly { ip: buf, ethertype }, hook, ifindex);
+            try_packet(&IpOnly { ip: buf, ethertype }, hook, ifindex, at);
         }
     } else {
-        try_packet(&buf, hook, ifindex);
+        try_packet(&buf, hook, ifindex, at);
     }
+}
+
+/// The cgroup (v2) id of the packet's socket (`sk`, else the skb's own), 0 where there is
+/// none (a packet forwarded, or received before TCP or UDP found its socket) or the kernel
+/// keeps none.
+#[inline(always)]
+pub(crate) fn cgroup(st: &StackConfig, skb: *const u8, sk: *const u8) -> u64 {
+    if st.kn_id == NONE {
+        return 0;
+    }
+    let sk = if sk.is_null() { kread::<*const u8>(skb, st.skb_sk).unwrap_or(core::ptr::null()) } else { sk };
+    if sk.is_null() {
+        return 0;
+    }
+    let Some(cg) = kread::<*const u8>(sk, st.sk_cgroup).filter(|p| !p.is_null()) else { return 0 };
+    let Some(kn) = kread::<*const u8>(cg, st.cgroup_kn).filter(|p| !p.is_null()) else { return 0 };
+    kread::<u64>(kn, st.kn_id).unwrap_or(0)
 }
 
 /// Ethertype of an IP packet from its version nibble.
@@ -198,10 +216,10 @@ pub fn netlat_net_dev_queue(ctx: BtfTracePointContext) -> i32 {
     let Some((buf, ifindex, ip_only)) = our_packet(st, skb, core::ptr::null()) else { return 0 };
     if ip_only {
         if let Some(ethertype) = ethertype(&buf) {
-            queue(&IpOnly { ip: buf, ethertype }, ifindex, sent);
+            queue(&IpOnly { ip: buf, ethertype }, ifindex, sent, skb);
         }
     } else {
-        queue(&buf, ifindex, sent);
+        queue(&buf, ifindex, sent, skb);
     }
     0
 }
@@ -209,13 +227,14 @@ pub fn netlat_net_dev_queue(ctx: BtfTracePointContext) -> i32 {
 /// Records a packet at `net_dev_queue`, and at `udp_send` with its send call's time
 /// `sent` (0: none).
 #[inline(always)]
-fn queue<B: PacketBuf>(buf: &B, ifindex: u32, sent: u64) {
+fn queue<B: PacketBuf>(buf: &B, ifindex: u32, sent: u64, skb: *const u8) {
     let h = hook::NET_DEV_QUEUE;
     let Some((info, id)) = select(buf, h, ifindex) else { return };
+    let at = Some((skb, core::ptr::null()));
     if sent != 0 {
-        crate::udp::emit(buf, info, id, ifindex, sent);
+        crate::udp::emit(buf, info, id, ifindex, sent, cgroup(stack(), skb, core::ptr::null()));
     }
-    emit(buf, info, id, h, ifindex);
+    emit(buf, info, id, h, ifindex, at);
 }
 
 /// Packets handed to a driver (`net_dev_start_xmit`), by skb address, until the driver's
@@ -293,7 +312,7 @@ fn start_xmit<B: PacketBuf>(buf: &B, skb: u64, ifindex: u32) {
         keep(&IN_XMIT, skb, buf, info, id, hook::NET_DEV_XMIT, ifindex);
     }
     if h == hook::NET_DEV_START_XMIT {
-        emit(buf, info, id, h, ifindex);
+        emit(buf, info, id, h, ifindex, Some((skb as *const u8, core::ptr::null())));
     }
 }
 
@@ -356,10 +375,10 @@ pub fn netlat_tcp_probe(ctx: BtfTracePointContext) -> i32 {
     let Some((buf, ifindex, ip_only)) = our_packet(st, skb, sk) else { return 0 };
     if ip_only {
         if let Some(ethertype) = ethertype(&buf) {
-            tcp_probe(&IpOnly { ip: buf, ethertype }, skb, ifindex);
+            tcp_probe(&IpOnly { ip: buf, ethertype }, skb, sk, ifindex);
         }
     } else {
-        tcp_probe(&buf, skb, ifindex);
+        tcp_probe(&buf, skb, sk, ifindex);
     }
     0
 }
@@ -369,17 +388,18 @@ pub fn netlat_tcp_probe(ctx: BtfTracePointContext) -> i32 {
 /// busy are coalesced into the skb at the tail of its backlog, whose headers then describe
 /// the first of them only.
 #[inline(always)]
-fn tcp_probe<B: PacketBuf>(buf: &B, skb: *const u8, ifindex: u32) {
+fn tcp_probe<B: PacketBuf>(buf: &B, skb: *const u8, sk: *const u8, ifindex: u32) {
     let h = hook::TCP_PROBE;
     let Some((info, id)) = select(buf, h, ifindex) else { return };
     let st = stack();
     let cb = (kread::<u32>(skb, st.skb_cb), kread::<u32>(skb, st.skb_cb + 4), kread::<u8>(skb, st.skb_cb + 12));
-    let (Some(seq), Some(end), Some(flags)) = cb else { return emit(buf, info, id, h, ifindex) };
+    let at = Some((skb, sk));
+    let (Some(seq), Some(end), Some(flags)) = cb else { return emit(buf, info, id, h, ifindex, at) };
     // SYN and FIN take a sequence number each, but carry no data.
     let (syn, fin) = (u32::from(flags & 2 != 0), u32::from(flags & 1 != 0));
     let len = end.wrapping_sub(seq).wrapping_sub(syn + fin);
     if len > 0x10_0000 {
-        return emit(buf, info, id, h, ifindex);
+        return emit(buf, info, id, h, ifindex, at);
     }
     let Some(p) = crate::SCRATCH.get_ptr_mut(0) else { return };
     // SAFETY: the per-CPU slot `info` points to; `info` is not used after this.
@@ -388,7 +408,7 @@ fn tcp_probe<B: PacketBuf>(buf: &B, skb: *const u8, ifindex: u32) {
         (*p).payload_len = len;
         &*p
     };
-    emit(buf, info, id, h, ifindex);
+    emit(buf, info, id, h, ifindex, at);
 }
 
 /// `skb:skb_copy_datagram_iovec(skb, len)`: a datagram is copied to the application.

@@ -16,7 +16,7 @@ use aya_ebpf::{
     programs::TracePointContext,
 };
 use capture_common::{
-    abi::{hook, stat, PacketEvent},
+    abi::{hook, stat, StackEvent},
     offsets::StackConfig,
     parse::{PacketBuf, PacketInfo},
 };
@@ -95,20 +95,21 @@ pub(crate) fn start(st: &StackConfig, skb: *const u8) -> Option<u64> {
 }
 
 /// Writes the `udp_send` event of a selected packet: its `net_dev_queue` event with the
-/// send call's time.
+/// send call's time (and its socket's cgroup).
 #[inline(always)]
-pub(crate) fn emit<B: PacketBuf>(buf: &B, info: &PacketInfo, id: u64, ifindex: u32, ts: u64) {
+pub(crate) fn emit<B: PacketBuf>(buf: &B, info: &PacketInfo, id: u64, ifindex: u32, ts: u64, cgroup: u64) {
     let h = hook::UDP_SEND;
     count(h, stat::SEEN);
     count(h, stat::SELECTED);
-    let Some(mut entry) = EVENTS.reserve::<PacketEvent>(0) else {
+    let Some(mut entry) = EVENTS.reserve::<StackEvent>(0) else {
         return count(h, stat::RINGBUF_FULL);
     };
-    let ev = entry.as_mut_ptr();
-    // SAFETY: the reservation is exactly one PacketEvent; fill sets every field.
+    let e = entry.as_mut_ptr();
+    // SAFETY: the reservation is exactly one StackEvent; fill sets every other field.
     unsafe {
-        fill(ev, info, id, buf.frame_len(), h, ifindex);
-        (*ev).ts_ns = ts;
+        fill(&raw mut (*e).event, info, id, buf.frame_len(), h, ifindex);
+        (*e).event.ts_ns = ts;
+        (*e).cgroup = cgroup;
     }
     entry.submit(wakeup_flags());
     count(h, stat::SUBMITTED);

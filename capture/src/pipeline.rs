@@ -11,7 +11,7 @@ use std::sync::{
 };
 use std::time::Duration;
 
-use capture_common::abi::{hook, DropEvent, PacketEvent, PacketHead, SockEvent, SyncStamp};
+use capture_common::abi::{hook, DropEvent, PacketEvent, PacketHead, SockEvent, StackEvent, SyncStamp};
 use sync::sim::SimClock;
 
 use crate::{
@@ -164,7 +164,7 @@ impl Reader {
 }
 
 /// One ring record as an event (all kinds are written as rows of the events table), with
-/// its first bytes (`--snaplen`) and extras. The kernel writes four record types, told
+/// its first bytes (`--snaplen`) and extras. The kernel writes five record types, told
 /// apart by their length.
 fn decode(item: &[u8]) -> Option<(PacketEvent, Option<Vec<u8>>, schema::Extra)> {
     use std::mem::size_of;
@@ -177,6 +177,10 @@ fn decode(item: &[u8]) -> Option<(PacketEvent, Option<Vec<u8>>, schema::Extra)> 
             let h: PacketHead = unsafe { std::ptr::read_unaligned(item.as_ptr().cast()) };
             let head = h.data[..(h.len as usize).min(h.data.len())].to_vec();
             Some((h.event, Some(head), schema::Extra::default()))
+        }
+        n if n == size_of::<StackEvent>() => {
+            let s: StackEvent = unsafe { std::ptr::read_unaligned(item.as_ptr().cast()) };
+            Some((s.event, None, schema::Extra { cgroup: s.cgroup, ..Default::default() }))
         }
         n if n == size_of::<DropEvent>() => {
             let d: DropEvent = unsafe { std::ptr::read_unaligned(item.as_ptr().cast()) };

@@ -282,12 +282,9 @@ pub fn run(mut opts: Options) -> Result<Summary, RunError> {
         max_files,
         flush_every: opts.flush_every,
     };
-    // The socket and drop hooks add thread, cgroup and drop columns.
-    let extra = {
-        use capture_common::abi::hook;
-        (0..hook::COUNT as u8)
-            .any(|h| opts.hooks.tracepoints & (1 << h) != 0 && (hook::is_socket(h) || h == hook::KFREE_SKB))
-    };
+    // The hooks inside the stack add thread, cgroup and drop columns (packets there have
+    // their socket's cgroup).
+    let extra = opts.hooks.tracepoints != 0 || !opts.funcs.probes.is_empty();
     let rings = Rings {
         events: RingWriter::new(
             ring_cfg("events", opts.max_files),

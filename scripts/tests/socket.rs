@@ -40,6 +40,7 @@ struct Ev {
     len: u32,
     reason: Option<String>,
     location: Option<String>,
+    cgroup: Option<u64>,
 }
 
 fn read_events(dir: &Path) -> Vec<Ev> {
@@ -61,6 +62,7 @@ fn read_events(dir: &Path) -> Vec<Ev> {
                 let dport = b.column_by_name("dport").unwrap().as_primitive::<UInt16Type>().clone();
                 let seq = b.column_by_name("tcp_seq").unwrap().as_primitive::<UInt32Type>().clone();
                 let len = b.column_by_name("payload_len").unwrap().as_primitive::<UInt32Type>().clone();
+                let cgroup = b.column_by_name("cgroup").unwrap().as_primitive::<UInt64Type>().clone();
                 let opt = |a: &arrow::array::StringArray, i: usize| (!a.is_null(i)).then(|| a.value(i).to_owned());
                 for i in 0..b.num_rows() {
                     out.push(Ev {
@@ -73,6 +75,7 @@ fn read_events(dir: &Path) -> Vec<Ev> {
                         len: len.value(i),
                         reason: opt(reason, i),
                         location: opt(location, i),
+                        cgroup: (!cgroup.is_null(i)).then(|| cgroup.value(i)),
                     });
                 }
             }
@@ -591,5 +594,81 @@ fn issue4_tcp_bulk_past_four_gib_every_tracked_byte() {
     assert!(ambiguous < 256, "{ambiguous} ambiguous");
     assert!((complete + ambiguous) * 100 >= BYTES / stride * 99, "{path}");
     hops_add_up(path);
+    drop(lab);
+}
+
+/// A cgroup (v2) made for a test, removed when dropped (after its processes have exited).
+struct TestCgroup(std::path::PathBuf);
+
+impl TestCgroup {
+    /// Under the cgroup2 mount (`/sys/fs/cgroup`, or `/sys/fs/cgroup/unified` on a hybrid
+    /// host).
+    fn new(name: &str) -> Self {
+        let mounts = std::fs::read_to_string("/proc/mounts").unwrap();
+        let root = mounts
+            .lines()
+            .map(|l| l.split_whitespace().collect::<Vec<_>>())
+            .find(|f| f.len() > 2 && f[2] == "cgroup2")
+            .map(|f| f[1].to_owned())
+            .expect("a cgroup2 mount");
+        let dir = Path::new(&root).join(format!("{name}-{}", std::process::id()));
+        std::fs::create_dir(&dir).unwrap();
+        Self(dir)
+    }
+
+    /// The cgroup id: the inode of its directory.
+    fn id(&self) -> u64 {
+        std::os::unix::fs::MetadataExt::ino(&std::fs::metadata(&self.0).unwrap())
+    }
+}
+
+impl Drop for TestCgroup {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir(&self.0);
+    }
+}
+
+/// Packets inside the stack carry their socket's cgroup: an application moved into a cgroup
+/// of the test's own sends datagrams, and every one of them has that cgroup's id at the
+/// sender's stack hooks (and none at TC, which does not read it).
+#[test]
+fn issue4_packets_carry_their_sockets_cgroup() {
+    let Some(_serial) = kernel_test("issue4_packets_carry_their_sockets_cgroup") else { return };
+    let tmp = tempfile::tempdir().unwrap();
+    let lab = Lab::two_hosts().unwrap();
+    let (a, b) = (lab.hosts[0].clone(), lab.hosts[1].clone());
+    let cg = TestCgroup::new("netlat-test");
+    const N: usize = 50;
+    let dst = SocketAddrV4::new(b.addr, 6107);
+    captured_pair(&lab, tmp.path(), &["-q", "--layers", "socket", "udp and port 6107"], || {
+        let sink = lab::traffic::UdpSink::start(&b.netns, dst).unwrap();
+        // The sender joins the cgroup before it makes its socket.
+        let send = format!(
+            "import socket\ns = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\n\
+             for i in range({N}): s.sendto(i.to_bytes(8, 'big') + bytes(92), ('{}', 6107))",
+            b.addr
+        );
+        // Moved from here (`ip netns exec` mounts its own /sys): the shell waits for a line,
+        // then becomes the sender, which keeps the cgroup.
+        let mut child = Command::new("sh")
+            .args(["-c", "read go && exec ip netns exec \"$0\" python3 -c \"$1\"", &a.netns, &send])
+            .stdin(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        std::fs::write(cg.0.join("cgroup.procs"), child.id().to_string()).unwrap();
+        child.stdin.take().unwrap().write_all(b"go\n").unwrap();
+        assert!(child.wait().unwrap().success(), "sender");
+        assert_eq!(sink.finish().unwrap().len(), N);
+    });
+    let evs = read_events(tmp.path());
+    for p in ["a:udp_send", "a:net_dev_queue", "a:net_dev_start_xmit"] {
+        let rows = at(&evs, p, 6107);
+        assert_eq!(rows.len(), N, "{p}");
+        assert!(rows.iter().all(|e| e.cgroup == Some(cg.id())), "{p}: {:?} for cgroup {}", rows[0], cg.id());
+    }
+    // TC does not read the socket; the receiver's packets have no socket at netif_receive_skb.
+    assert!(at(&evs, "a:tc_egress", 6107).iter().all(|e| e.cgroup.is_none()));
+    assert!(at(&evs, "b:netif_receive_skb", 6107).iter().all(|e| e.cgroup.is_none()));
+    eprintln!("cgroup {} ({}) on every datagram at a's stack hooks", cg.id(), cg.0.display());
     drop(lab);
 }

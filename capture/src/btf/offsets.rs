@@ -72,6 +72,9 @@ specs! {
     skb_cb: "sk_buff.cb";
     sk_protocol: "sock.sk_protocol";
     task_pid: "task_struct.pid";
+    sk_cgroup: "sock.sk_cgrp_data.cgroup", optional;
+    cgroup_kn: "cgroup.kn", optional;
+    kn_id: "kernfs_node.id", optional;
 }
 
 /// Reads every offset from `btf`. A missing required field is an error naming
@@ -138,6 +141,10 @@ pub fn stack_config(btf: &Btf, netns: u32, hooks: u32) -> Result<capture_common:
         tcp_copied_seq: o.tcp_copied_seq,
         tcp_rcv_nxt: o.tcp_rcv_nxt,
         task_pid: o.task_pid,
+        sk_cgroup: o.sk_cgroup,
+        cgroup_kn: o.cgroup_kn,
+        kn_id: o.kn_id,
+        _pad: 0,
     })
 }
 
