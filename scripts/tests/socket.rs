@@ -197,6 +197,10 @@ fn request_response(
     });
     let mut c = run_in(&a.netns, || TcpStream::connect(addr)).unwrap().unwrap();
     c.set_nodelay(true).unwrap();
+    if nap.is_some() {
+        // The server's first read then blocks for its data (it is woken by it).
+        std::thread::sleep(Duration::from_millis(200));
+    }
     let mut times = Vec::with_capacity(n);
     let mut ack = [0u8; 1];
     for i in 0..n {
@@ -317,10 +321,14 @@ fn issue4_reader_asleep_shows_as_scheduling_not_network() {
         let (start, end) = t.slept.unwrap();
         assert!(start + NAP.as_nanos() as i64 <= e.ts && e.ts <= end.max(t.read.1), "wakeup at {} for {t:?}", e.ts);
     }
-    // The first read blocked for its data: its thread was followed from the read call's
-    // entry, so its wakeup and switch-in are the kernel's, after the data was ready, not
-    // stand-ins 1 ns apart (before the thread's first read returned it was not followed).
-    let first = |p: &str| at(&evs, p, 6102).into_iter().find(|e| e.seq == isn).unwrap_or_else(|| panic!("{p}")).ts;
+    // The first read blocked for its data (the client waited before its first write): its
+    // thread was followed from the read call's entry, so its wakeup and switch-in are the
+    // kernel's, after the data was ready, not stand-ins 1 ns apart (which a thread gets
+    // when it was running as the data came; before, every first read got those).
+    let first = |p: &str| {
+        let rows = at(&evs, p, 6102);
+        rows.iter().find(|e| e.seq == isn).unwrap_or_else(|| panic!("no {p} row from {isn}: {:?}", &rows[..2])).ts
+    };
     let (ready, woken, on_cpu) = (first("b:sk_data_ready"), first("b:sched_wakeup"), first("b:sched_switch"));
     eprintln!("first read: data ready, +{} ns woken, +{} ns on a CPU", woken - ready, on_cpu - woken);
     assert!(woken - ready >= 50 && on_cpu - woken >= 50, "ready {ready}, woken {woken}, on a CPU {on_cpu}");
