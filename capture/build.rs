@@ -8,6 +8,11 @@ use anyhow::{anyhow, Context as _};
 const NIGHTLY: &str = "nightly-2026-05-19";
 
 fn main() -> anyhow::Result<()> {
+    // Cargo shares this script's output between checkouts using one target folder (the
+    // scripts' default) and reruns it only when the files it named last time change, which
+    // may be another checkout's: the object would be that checkout's. scripts/test and
+    // .ci/run name the checkout here, so a change of checkout reruns it.
+    println!("cargo:rerun-if-env-changed=NETLAT_CHECKOUT");
     let meta = cargo_metadata::MetadataCommand::new().no_deps().exec().context("MetadataCommand::exec")?;
     let pkg = meta
         .packages
