@@ -233,6 +233,13 @@ struct Combos {
     flows: Vec<Flow>,
 }
 
+impl Combos {
+    /// Each point's map into the reference time base (`None`: it is the reference).
+    fn clock_maps<'a>(&self, alignment: &'a Alignment) -> Vec<Option<&'a sync::map::Piecewise>> {
+        self.points.iter().map(|p| alignment.map(&p.host)).collect()
+    }
+}
+
 fn combos(df: &DataFrame) -> PolarsResult<Combos> {
     let s = |n: &str| -> PolarsResult<StringChunked> { Ok(df.column(n)?.str()?.clone()) };
     let (host, ifname, hook, saddr, daddr) = (s("host")?, s("ifname")?, s("hook")?, s("saddr")?, s("daddr")?);
@@ -467,7 +474,7 @@ fn seq_knots(
         .select([col("combo"), col("ts_ns"), col("tcp_seq")])
         .collect()?;
     let (combo, ts, seq) = (df.column("combo")?.idx()?, df.column("ts_ns")?.i64()?, df.column("tcp_seq")?.u32()?);
-    let maps: Vec<Option<&sync::map::Piecewise>> = c.points.iter().map(|p| alignment.map(&p.host)).collect();
+    let maps = c.clock_maps(alignment);
     Ok(combo
         .into_no_null_iter()
         .zip(ts.into_no_null_iter())
@@ -526,7 +533,7 @@ fn append_rows(
     let start = rows.len();
     let events = id.into_no_null_iter().zip(ts.into_no_null_iter()).zip(combo.into_no_null_iter());
     let row = |pkt_id, ts, k: usize| Row { pkt_id, ts, point: c.point[k], flow: c.flow[k] };
-    let maps: Vec<Option<&sync::map::Piecewise>> = c.points.iter().map(|p| alignment.map(&p.host)).collect();
+    let maps = c.clock_maps(alignment);
     match stride {
         None => rows.extend(events.map(|((pkt_id, ts), k)| row(pkt_id, ts, k as usize))),
         Some((stride, trajectories)) => {

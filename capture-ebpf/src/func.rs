@@ -9,7 +9,7 @@
 //! checked at attach); kprobes share one program and find their slot by function address.
 
 use aya_ebpf::{
-    helpers::{bpf_get_current_pid_tgid, generated::bpf_get_func_arg, generated::bpf_get_func_ip},
+    helpers::generated::{bpf_get_func_arg, bpf_get_func_ip},
     macros::{fentry, fexit, kprobe, kretprobe, map, raw_tracepoint},
     maps::LruHashMap,
     programs::{FEntryContext, FExitContext, ProbeContext, RawTracePointContext, RetProbeContext},
@@ -20,7 +20,7 @@ use capture_common::{
     func::{at, FuncConfig, FuncSlot},
 };
 
-use crate::stack::{kread, stack_packet};
+use crate::stack::{kread, stack_packet, tid};
 
 /// The slots; `EbpfLoader::override_global("FUNCS", ..)` replaces it.
 #[unsafe(no_mangle)]
@@ -147,7 +147,7 @@ static RET_ARGS: LruHashMap<u64, u64> = LruHashMap::with_max_entries(4096, 0);
 
 #[inline(always)]
 fn ret_key(i: usize) -> u64 {
-    (bpf_get_current_pid_tgid() & 0xffff_ffff) << 8 | i as u64
+    u64::from(tid()) << 8 | i as u64
 }
 
 /// Every kprobe given as data: the slot is found by the function's address. A kretprobe's

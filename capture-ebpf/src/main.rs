@@ -336,23 +336,41 @@ pub(crate) fn emit<B: PacketBuf>(buf: &B, info: &PacketInfo, id: u64, hook: u8, 
     }
     if let Some((skb, sk)) = skb {
         let cgroup = stack::cgroup(stack::stack(), skb, sk);
-        let Some(mut entry) = EVENTS.reserve::<StackEvent>(0) else {
-            return count(hook, stat::RINGBUF_FULL);
-        };
-        let e = entry.as_mut_ptr();
-        // SAFETY: the reservation is exactly one StackEvent; every field is set.
-        unsafe {
-            fill(&raw mut (*e).event, info, id, buf.frame_len(), hook, ifindex);
-            (*e).cgroup = cgroup;
-        }
-        entry.submit(wakeup_flags());
-        return count(hook, stat::SUBMITTED);
+        return write_stack_event(buf, info, id, hook, ifindex, cgroup, None);
     }
     let Some(mut entry) = EVENTS.reserve::<PacketEvent>(0) else {
         return count(hook, stat::RINGBUF_FULL);
     };
     // SAFETY: the reservation is exactly one PacketEvent.
     unsafe { fill(entry.as_mut_ptr(), info, id, buf.frame_len(), hook, ifindex) };
+    entry.submit(wakeup_flags());
+    count(hook, stat::SUBMITTED);
+}
+
+/// Writes a [`StackEvent`] of a selected packet with its socket's `cgroup`, stamped now or
+/// at `ts`.
+#[inline(always)]
+pub(crate) fn write_stack_event<B: PacketBuf>(
+    buf: &B,
+    info: &PacketInfo,
+    id: u64,
+    hook: u8,
+    ifindex: u32,
+    cgroup: u64,
+    ts: Option<u64>,
+) {
+    let Some(mut entry) = EVENTS.reserve::<StackEvent>(0) else {
+        return count(hook, stat::RINGBUF_FULL);
+    };
+    let e = entry.as_mut_ptr();
+    // SAFETY: the reservation is exactly one StackEvent; fill sets every other field.
+    unsafe {
+        fill(&raw mut (*e).event, info, id, buf.frame_len(), hook, ifindex);
+        if let Some(ts) = ts {
+            (*e).event.ts_ns = ts;
+        }
+        (*e).cgroup = cgroup;
+    }
     entry.submit(wakeup_flags());
     count(hook, stat::SUBMITTED);
 }

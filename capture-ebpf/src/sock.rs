@@ -7,7 +7,7 @@
 //! analyzer tracks bytes at fixed sequence positions through packets and sockets alike.
 
 use aya_ebpf::{
-    helpers::{bpf_get_current_cgroup_id, bpf_get_current_pid_tgid},
+    helpers::bpf_get_current_cgroup_id,
     macros::{btf_tracepoint, map, tracepoint},
     maps::LruHashMap,
     programs::{BtfTracePointContext, TracePointContext},
@@ -21,7 +21,7 @@ use capture_common::{
 
 use crate::{
     cfg, count,
-    stack::{cpu, kread, now, our_sock, stack},
+    stack::{cpu, kread, now, our_sock, stack, tid},
     wakeup_flags, EVENTS, SCRATCH,
 };
 
@@ -179,11 +179,6 @@ fn emit(st: &StackConfig, sk: *const u8, h: u8, recv: bool, ts: u64, seq: u32, l
     count(h, stat::SUBMITTED);
 }
 
-#[inline(always)]
-fn tid() -> u32 {
-    bpf_get_current_pid_tgid() as u32
-}
-
 /// `tcp:tcp_sendmsg_locked(sk, msg, skb, size_goal)`: the application's bytes reach TCP.
 /// It fires once per skb the send fills; the first one of a send is its start, kept until
 /// the call returns ([`netlat_sock_send`]) and says how many bytes it took: bytes that
@@ -200,8 +195,9 @@ pub fn netlat_tcp_sendmsg(ctx: BtfTracePointContext) -> i32 {
 #[btf_tracepoint(function = "sock_send_length")]
 pub fn netlat_sock_send(ctx: BtfTracePointContext) -> i32 {
     let sk = ctx.arg::<*const u8>(0);
-    if stack().on(hook::UDP_SEND) {
-        crate::udp::sent(stack(), sk);
+    let st = stack();
+    if st.on(hook::UDP_SEND) {
+        crate::udp::sent(st, sk);
     }
     let key = sk as u64;
     // SAFETY: the value is copied out at once.

@@ -445,14 +445,14 @@ static COPIED: LruHashMap<u32, PacketEvent> = LruHashMap::with_max_entries(4096,
 fn keep_copied<B: PacketBuf>(buf: &B) {
     let h = hook::SKB_COPY_DATAGRAM;
     let Some((info, id)) = identify(buf, h, 0, false) else { return };
-    keep(&COPIED, bpf_get_current_pid_tgid() as u32, buf, info, id, h, 0);
+    keep(&COPIED, tid(), buf, info, id, h, 0);
 }
 
 /// At `sock_recv_length(sk, ret, flags)`: records the datagram this thread's receive call
 /// copied, if `sk` is a socket of this namespace and the call consumed it (not a peek).
 #[inline(always)]
 pub(crate) fn copied(st: &StackConfig, sk: *const u8, ret: i32, peek: bool) {
-    let tid = bpf_get_current_pid_tgid() as u32;
+    let tid = tid();
     // SAFETY: copied out at once.
     let Some(ev) = (unsafe { COPIED.get(tid) }).copied() else { return };
     let _ = COPIED.remove(tid);
@@ -506,6 +506,12 @@ fn drop_packet<B: PacketBuf>(buf: &B, ifindex: u32, reason: u32, location: u64) 
 pub(crate) fn cpu() -> u16 {
     // SAFETY: no arguments.
     unsafe { bpf_get_smp_processor_id() as u16 }
+}
+
+/// The current thread's id.
+#[inline(always)]
+pub(crate) fn tid() -> u32 {
+    bpf_get_current_pid_tgid() as u32
 }
 
 /// Now, CLOCK_MONOTONIC.

@@ -16,15 +16,15 @@ use aya_ebpf::{
     programs::TracePointContext,
 };
 use capture_common::{
-    abi::{hook, stat, StackEvent},
+    abi::{hook, stat},
     offsets::StackConfig,
     parse::{PacketBuf, PacketInfo},
 };
 
 use crate::{
-    count, fill,
-    stack::{kread, now},
-    wakeup_flags, EVENTS,
+    count,
+    stack::{kread, now, tid},
+    write_stack_event,
 };
 
 const IPPROTO_UDP: u16 = 17;
@@ -42,11 +42,6 @@ struct SendCall {
 /// By thread id, from the call's entry to its exit.
 #[map]
 static SEND_CALLS: LruHashMap<u32, SendCall> = LruHashMap::with_max_entries(8192, 0);
-
-#[inline(always)]
-fn tid() -> u32 {
-    aya_ebpf::helpers::bpf_get_current_pid_tgid() as u32
-}
 
 /// `syscalls:sys_enter_{sendto,sendmsg,sendmmsg,write,writev}`.
 #[tracepoint]
@@ -101,16 +96,5 @@ pub(crate) fn emit<B: PacketBuf>(buf: &B, info: &PacketInfo, id: u64, ifindex: u
     let h = hook::UDP_SEND;
     count(h, stat::SEEN);
     count(h, stat::SELECTED);
-    let Some(mut entry) = EVENTS.reserve::<StackEvent>(0) else {
-        return count(h, stat::RINGBUF_FULL);
-    };
-    let e = entry.as_mut_ptr();
-    // SAFETY: the reservation is exactly one StackEvent; fill sets every other field.
-    unsafe {
-        fill(&raw mut (*e).event, info, id, buf.frame_len(), h, ifindex);
-        (*e).event.ts_ns = ts;
-        (*e).cgroup = cgroup;
-    }
-    entry.submit(wakeup_flags());
-    count(h, stat::SUBMITTED);
+    write_stack_event(buf, info, id, h, ifindex, cgroup, Some(ts));
 }

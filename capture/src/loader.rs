@@ -127,8 +127,6 @@ pub struct Scope {
     points: HashMap<u32, PointContext>,
     /// Names of the kernel's drop reasons, by value.
     pub drop_reasons: HashMap<u32, String>,
-    /// Hook names by hook id (the slots' are their probes' names).
-    pub hook_names: Vec<String>,
     /// Probes given as data that the kernel refused at load or attach, one sentence each.
     pub warnings: Vec<String>,
     /// Attached interfaces, for the run metadata.
@@ -254,7 +252,6 @@ impl Scope {
             stats,
             points,
             drop_reasons,
-            hook_names: funcs.hook_names(),
             warnings,
             ifaces: Vec::new(),
             qdiscs_added: Vec::new(),
@@ -380,8 +377,8 @@ impl Drop for Scope {
     }
 }
 
-/// Point contexts of all scopes, by scope index, and the kernel's names for drop reasons
-/// and code addresses.
+/// Point contexts of all scopes, by scope index, the kernel's names for drop reasons and
+/// code addresses, and the hook names.
 pub struct Points(
     pub Vec<HashMap<u32, PointContext>>,
     pub HashMap<u32, String>,
@@ -390,11 +387,16 @@ pub struct Points(
 );
 
 impl Points {
-    /// Snapshot of the scopes' interface tables.
-    pub fn of(scopes: &[Scope]) -> Self {
+    /// Snapshot of the scopes' interface tables, with the hooks' names (`hook_names`, by
+    /// hook id: [`crate::funcs::Plan::hook_names`]).
+    pub fn of(scopes: &[Scope], hook_names: Vec<String>) -> Self {
         let reasons = scopes.iter().find(|s| !s.drop_reasons.is_empty()).map(|s| s.drop_reasons.clone());
-        let names = scopes.first().map_or_else(|| crate::funcs::Plan::default().hook_names(), |s| s.hook_names.clone());
-        Self(scopes.iter().map(|s| s.points.clone()).collect(), reasons.unwrap_or_default(), Default::default(), names)
+        Self(
+            scopes.iter().map(|s| s.points.clone()).collect(),
+            reasons.unwrap_or_default(),
+            Default::default(),
+            hook_names,
+        )
     }
 
     /// From interface tables alone (benchmarks and tests: no drop reasons).
@@ -413,8 +415,8 @@ impl PointLookup for Points {
     fn symbol(&self, addr: u64) -> String {
         self.2.get_or_init(Kallsyms::read).symbol(addr)
     }
-    fn hook_names(&self) -> Vec<String> {
-        self.3.clone()
+    fn hook_name(&self, h: usize) -> &str {
+        self.3.get(h).map_or("unknown", String::as_str)
     }
 }
 

@@ -388,8 +388,7 @@ fn main() -> ExitCode {
         eprintln!("{w}");
     }
     opts.hooks.tracepoints = probes::tracepoint_mask(&opts.probes);
-    let names = opts.hooks.names().into_iter().chain(opts.funcs.probes.iter().map(|p| p.name.clone()));
-    opts.config.insert("hooks".into(), names.collect::<Vec<_>>().join(","));
+    opts.config.insert("hooks".into(), opts.hook_names().join(","));
     match run::run(opts) {
         Ok(summary) => {
             if !quiet {

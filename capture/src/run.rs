@@ -87,6 +87,13 @@ pub struct Options {
     pub funcs: crate::funcs::Plan,
 }
 
+impl Options {
+    /// Names of the hooks recorded: netlat's own, then the probes given as data.
+    pub fn hook_names(&self) -> Vec<String> {
+        self.hooks.names().into_iter().chain(self.funcs.probes.iter().map(|p| p.name.clone())).collect()
+    }
+}
+
 /// Why a run failed.
 #[derive(Debug, thiserror::Error)]
 pub enum RunError {
@@ -298,7 +305,8 @@ pub fn run(mut opts: Options) -> Result<Summary, RunError> {
     let (tx, rx) = mpsc::sync_channel::<Batch>(opts.queue_batches.max(1));
     let tally = Arc::new(Tally::default());
     let writer = {
-        let (host, points, tally, delay) = (opts.host.clone(), Points::of(&scopes), tally.clone(), opts.writer_delay);
+        let (host, points, tally, delay) =
+            (opts.host.clone(), Points::of(&scopes, opts.funcs.hook_names()), tally.clone(), opts.writer_delay);
         let snap = opts.kernel.snaplen > 0;
         std::thread::Builder::new()
             .name("netlat-writer".into())
@@ -311,12 +319,7 @@ pub fn run(mut opts: Options) -> Result<Summary, RunError> {
         "netlat-capture: ready: {} on {} ({}), writing {}/{prefix}-*.events.parquet",
         run_id,
         names.join(", "),
-        opts.hooks
-            .names()
-            .into_iter()
-            .chain(opts.funcs.probes.iter().map(|p| p.name.clone()))
-            .collect::<Vec<_>>()
-            .join(", "),
+        opts.hook_names().join(", "),
         opts.dir.display()
     );
     if let Some(f) = &opts.ready_file {

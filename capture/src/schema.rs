@@ -107,9 +107,9 @@ pub trait PointLookup {
     fn symbol(&self, addr: u64) -> String {
         format!("{addr:#x}")
     }
-    /// Hook names by hook id (probes given as data name their slots at run time).
-    fn hook_names(&self) -> Vec<String> {
-        hook::NAMES.iter().map(|n| (*n).to_owned()).collect()
+    /// Name of hook `h` (probes given as data name their slots at run time).
+    fn hook_name(&self, h: usize) -> &str {
+        hook::NAMES.get(h).copied().unwrap_or("unknown")
     }
 }
 
@@ -270,7 +270,7 @@ impl TextColumns {
             Ok(Arc::new(DictionaryArray::<Int32Type>::try_new(Int32Array::from(keys), values)?))
         };
         let addrs: ArrayRef = Arc::new(addrs.finish());
-        let hooks = StringArray::from_iter_values(points.hook_names().into_iter().chain(["unknown".to_owned()]));
+        let hooks = StringArray::from_iter_values((0..hook::COUNT).map(|h| points.hook_name(h)).chain(["unknown"]));
         Ok(Self {
             host: dict(vec![0; n], Arc::new(StringArray::from(vec![host])))?,
             ifname: dict(if_k, Arc::new(ifnames.finish()))?,

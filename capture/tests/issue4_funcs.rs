@@ -68,7 +68,9 @@ fn issue4_probes_given_as_data_load_or_say_why_not() {
         let w = warned("k_rcv").expect("no kprobes here: k_rcv cannot attach");
         assert!(w.contains("ip_rcv"), "{w}");
     }
-    assert_eq!(scope.hook_names[usize::from(capture_common::abi::hook::FUNC) + 5], "f_core");
+    use capture::schema::PointLookup;
+    let points = capture::loader::Points::of(std::slice::from_ref(&scope), plan.hook_names());
+    assert_eq!(points.hook_name(usize::from(capture_common::abi::hook::FUNC) + 5), "f_core");
 }
 
 /// `--list-probes` says of an available probe given as data that it would not be
