@@ -165,29 +165,32 @@ fn issue2_two_namespaces_every_packet_once_at_each_point() {
     assert!(wire.iter().all(|d| *d > 0), "a:tc_egress -> b:xdp must be positive");
     assert!(stack.iter().all(|d| *d >= 0), "b:xdp -> b:tc_ingress must not be negative");
 
-    // TCP: each request segment (payload 200) once at each point, below the RTT.
-    let mut min_rtt = rtts.iter().min().unwrap().as_nanos() as i64;
-    let max_rtt = rtts.iter().max().unwrap().as_nanos() as i64;
+    // TCP: each request segment (payload 200) once at each point, its one-way delay below
+    // the round trip its own client timed (a bound that holds for every request: the
+    // median one-way delay through veth is sometimes above the fastest exchange's RTT).
     let mut req: BTreeMap<u32, Vec<&Ev>> = BTreeMap::new();
     for e in evs.iter().filter(|e| e.proto == 6 && e.dport == 6002 && e.payload_len > 0) {
         req.entry(e.seq).or_default().push(e);
     }
     assert_eq!(req.len(), TCP, "one data segment per request");
-    let mut tcp_lat = Vec::new();
+    // (time sent, one-way delay), in the order the client sent the requests.
+    let mut sent = Vec::new();
     for (seq, obs) in &req {
         assert_eq!(obs.len(), 3, "seq {seq}: {obs:?}");
         assert!(obs.iter().all(|e| e.pkt_id == obs[0].pkt_id), "seq {seq}: ids differ");
         let ts = |p: &str| obs.iter().find(|e| point(e) == p).unwrap().ts;
-        let one_way = ts("b:tc_ingress") - ts("a:tc_egress");
-        assert!(one_way > 0 && one_way < max_rtt, "seq {seq}: one-way {one_way} ns, max RTT {max_rtt} ns");
-        tcp_lat.push(one_way);
+        sent.push((ts("a:tc_egress"), ts("b:tc_ingress") - ts("a:tc_egress")));
+    }
+    sent.sort();
+    for (i, ((_, one_way), rtt)) in sent.iter().zip(&rtts).enumerate() {
+        let rtt = rtt.as_nanos() as i64;
+        assert!(*one_way > 0 && *one_way < rtt, "request {i}: one-way {one_way} ns, its RTT {rtt} ns");
     }
     duckdb_reads(&tmp.path().join("b"), &evs.iter().filter(|e| e.host == "b").count());
 
-    // The median one-way delay is below the smallest RTT the client saw.
-    min_rtt = min_rtt.max(1);
+    let mut tcp_lat: Vec<i64> = sent.iter().map(|(_, d)| *d).collect();
+    let min_rtt = rtts.iter().min().unwrap().as_nanos();
     let p50 = percentile(&mut tcp_lat, 0.5);
-    assert!(p50 < min_rtt, "median one-way {p50} ns vs min RTT {min_rtt} ns");
     eprintln!(
         "udp a:tc_egress->b:xdp p50 {} ns, p99 {} ns; tcp one-way p50 {p50} ns; min RTT {min_rtt} ns",
         percentile(&mut wire, 0.5),
