@@ -54,11 +54,16 @@ pub mod hook {
     /// return): a packet event, written when the datagram reaches the device layer
     /// (`net:net_dev_queue`) in the sending thread, with the call's time.
     pub const UDP_SEND: u8 = 19;
+    /// The application's receive call returned this UDP datagram (`sock:sock_recv_length`):
+    /// a packet event with the datagram's identity, read from the head of the socket's
+    /// receive queues when it was last seen there (`sock:sk_data_ready`, or the previous
+    /// read's return), written when a read consumed it.
+    pub const UDP_RECV: u8 = 20;
     /// The first of [`FUNC_SLOTS`] hooks for probe points given as data (`conf/probes.yaml`
     /// entries that are not one of the hooks above: fentry/fexit, kprobe/kretprobe, and
     /// tracepoints with a packet argument). Slot `i` is hook `FUNC + i`; its name is the
     /// catalog probe's, given by the capture at run time (see [`crate::func`]).
-    pub const FUNC: u8 = 20;
+    pub const FUNC: u8 = 21;
     /// Number of hooks for probe points given as data.
     pub const FUNC_SLOTS: usize = 8;
     /// Number of hooks; sizes the per-hook statistics.
@@ -86,6 +91,7 @@ pub mod hook {
         "sched_wakeup",
         "sched_switch",
         "udp_send",
+        "udp_recv",
         "func0",
         "func1",
         "func2",

@@ -90,9 +90,15 @@ pub struct KernelOffsets {
     pub cgroup_kn: u16,
     /// `kernfs_node.id` (`u64`): the cgroup id (the inode of its cgroupfs directory).
     pub kn_id: u16,
+    /// `sock.sk_receive_queue` (`struct sk_buff_head`, whose first member points at the
+    /// first queued skb, or back at the head when empty).
+    pub sk_receive_queue: u16,
+    /// `udp_sock.reader_queue` (`struct sk_buff_head`): datagrams UDP moved out of
+    /// `sk_receive_queue` for its reader; [`NONE`] on kernels before 4.13.
+    pub udp_reader_queue: u16,
 }
 
-const _: () = assert!(core::mem::size_of::<KernelOffsets>() == 68);
+const _: () = assert!(core::mem::size_of::<KernelOffsets>() == 72);
 
 #[cfg(feature = "user")]
 mod pod {
@@ -167,6 +173,10 @@ pub struct StackConfig {
     pub cgroup_kn: u16,
     /// `kernfs_node.id` ([`NONE`]: as above).
     pub kn_id: u16,
+    /// `sock.sk_receive_queue` ([`NONE`]: no `udp_recv`).
+    pub sk_receive_queue: u16,
+    /// `udp_sock.reader_queue` ([`NONE`]: the kernel has only `sk_receive_queue`).
+    pub udp_reader_queue: u16,
     /// Explicit padding.
     pub _pad: u16,
 }
@@ -179,7 +189,7 @@ impl StackConfig {
     }
 }
 
-const _: () = assert!(core::mem::size_of::<StackConfig>() == 68);
+const _: () = assert!(core::mem::size_of::<StackConfig>() == 72);
 const _: () = assert!(crate::abi::hook::COUNT <= 32);
 
 #[cfg(feature = "user")]

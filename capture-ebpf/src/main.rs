@@ -89,6 +89,8 @@ pub(crate) static STACK: StackConfig = StackConfig {
     sk_cgroup: 0,
     cgroup_kn: 0,
     kn_id: 0,
+    sk_receive_queue: 0,
+    udp_reader_queue: 0,
     _pad: 0,
 };
 

@@ -219,6 +219,9 @@ pub fn netlat_sock_send(ctx: BtfTracePointContext) -> i32 {
 pub fn netlat_sk_data_ready(ctx: BtfTracePointContext) -> i32 {
     let sk = ctx.arg::<*const u8>(0);
     let st = stack();
+    if st.on(hook::UDP_RECV) {
+        crate::udp::ready(st, sk);
+    }
     if !our_tcp(st, sk) {
         return 0;
     }
@@ -254,6 +257,9 @@ pub fn netlat_sock_recv(ctx: BtfTracePointContext) -> i32 {
     let st = stack();
     if st.on(hook::SKB_COPY_DATAGRAM) {
         crate::stack::copied(st, sk, ret, flags & MSG_PEEK != 0);
+    }
+    if st.on(hook::UDP_RECV) {
+        crate::udp::received(st, sk, ret, flags & MSG_PEEK != 0);
     }
     if ret <= 0 || flags & MSG_PEEK != 0 || !our_tcp(st, sk) {
         return 0;

@@ -448,6 +448,27 @@ fn keep_copied<B: PacketBuf>(buf: &B) {
     keep(&COPIED, tid(), buf, info, id, h, 0);
 }
 
+/// Remembers the datagram of the `sk_buff` at `skb`, queued on the UDP socket `sk`, as
+/// the one `sk`'s next read returns ([`crate::udp::keep`]), if the capture selects it.
+#[inline(always)]
+pub(crate) fn keep_next_read(st: &StackConfig, sk: *const u8, skb: *const u8) -> bool {
+    let Some((buf, ip_only)) = skb_buf(st, skb) else { return false };
+    if ip_only {
+        match ethertype(&buf) {
+            Some(ethertype) => keep_next(&IpOnly { ip: buf, ethertype }, sk, skb),
+            None => false,
+        }
+    } else {
+        keep_next(&buf, sk, skb)
+    }
+}
+
+#[inline(always)]
+fn keep_next<B: PacketBuf>(buf: &B, sk: *const u8, skb: *const u8) -> bool {
+    let Some((info, id)) = identify(buf, hook::UDP_RECV, 0, false) else { return false };
+    crate::udp::keep(info, id, buf.frame_len(), sk, skb)
+}
+
 /// At `sock_recv_length(sk, ret, flags)`: records the datagram this thread's receive call
 /// copied, if `sk` is a socket of this namespace and the call consumed it (not a peek).
 #[inline(always)]

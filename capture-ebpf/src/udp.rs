@@ -1,5 +1,7 @@
-//! UDP's socket layer on the send side (`udp_send`): when the application's send call
-//! began, for each datagram, with the datagram's identity.
+//! UDP's socket layer: when the application's send call began (`udp_send`) and when its
+//! receive call returned (`udp_recv`), for each datagram, with the datagram's identity.
+//!
+//! ## Send
 //!
 //! No tracepoint sees a UDP datagram between the send call and the device layer, and the
 //! socket tracepoint `sock_send_length` fires when the call returns, after the datagram
@@ -9,22 +11,35 @@
 //! reaches `net_dev_queue` during the call takes it (the rest of an IP-fragmented
 //! datagram does not). For the later datagrams of a `sendmmsg`, their send begins when the
 //! previous one's returns (`sock_send_length`).
+//!
+//! ## Receive
+//!
+//! The kernel copies a linear UDP datagram to the application with no tracepoint that
+//! sees its skb, and by the time `sock_recv_length` fires the datagram is gone from the
+//! socket. What a read returns, though, is the head of the socket's receive queues (UDP
+//! moves `sk_receive_queue` into its own `reader_queue` and reads from there). So each
+//! socket's head is remembered ([`NEXT_READ`]): when it gets one while nothing is
+//! remembered (`sk_data_ready`, which fires at least when an empty queue gets a datagram)
+//! and after every read (the new head). A read that returns while the remembered datagram
+//! is no longer at the head consumed it: that is its `udp_recv`, stamped then. The rule
+//! corrects itself at every read, so a datagram missed (queued before the capture began,
+//! or taken by another thread reading the same socket) costs that row only.
 
 use aya_ebpf::{
     macros::{map, tracepoint},
-    maps::LruHashMap,
+    maps::{LruHashMap, PerCpuArray},
     programs::TracePointContext,
 };
 use capture_common::{
-    abi::{hook, stat},
-    offsets::StackConfig,
+    abi::{hook, stat, PacketEvent, StackEvent},
+    offsets::{StackConfig, NONE},
     parse::{PacketBuf, PacketInfo},
 };
 
 use crate::{
-    count,
-    stack::{kread, now, tid},
-    write_stack_event,
+    count, fill,
+    stack::{cgroup, cpu, kread, now, our_sock, tid},
+    wakeup_flags, write_stack_event, EVENTS,
 };
 
 const IPPROTO_UDP: u16 = 17;
@@ -97,4 +112,131 @@ pub(crate) fn emit<B: PacketBuf>(buf: &B, info: &PacketInfo, id: u64, ifindex: u
     count(h, stat::SEEN);
     count(h, stat::SELECTED);
     write_stack_event(buf, info, id, h, ifindex, cgroup, Some(ts));
+}
+
+/// The datagram a UDP socket's next read returns, as last seen at the head of its queues.
+#[derive(Clone, Copy)]
+#[repr(C)]
+struct NextRead {
+    /// Its `sk_buff`, to tell whether a read consumed it.
+    skb: u64,
+    /// Its event, written (stamped anew) when a read consumed it.
+    ev: PacketEvent,
+}
+
+/// By `struct sock *`.
+#[map]
+static NEXT_READ: LruHashMap<u64, NextRead> = LruHashMap::with_max_entries(8192, 0);
+
+/// Where a [`NextRead`] is built (too large for the BPF stack with the parser).
+#[map]
+static NEXT_SCRATCH: PerCpuArray<NextRead> = PerCpuArray::with_max_entries(1, 0);
+
+#[inline(always)]
+fn is_udp(st: &StackConfig, sk: *const u8) -> bool {
+    kread::<u16>(sk, st.sk_protocol) == Some(IPPROTO_UDP)
+}
+
+/// The first skb of the queue at `sk + off` (`struct sk_buff_head`, whose `next` is its
+/// first member and points back at the head when the queue is empty).
+#[inline(always)]
+fn first(sk: *const u8, off: u16) -> Option<*const u8> {
+    let skb = kread::<*const u8>(sk, off)?;
+    (!skb.is_null() && skb != sk.wrapping_add(usize::from(off))).then_some(skb)
+}
+
+/// The datagram UDP socket `sk`'s next read returns: the head of its `reader_queue`, else
+/// of its `sk_receive_queue` (which a reader moves over whole when the first is empty).
+#[inline(always)]
+fn head(st: &StackConfig, sk: *const u8) -> Option<*const u8> {
+    if st.sk_receive_queue == NONE {
+        return None;
+    }
+    if st.udp_reader_queue != NONE {
+        if let Some(skb) = first(sk, st.udp_reader_queue) {
+            return Some(skb);
+        }
+    }
+    first(sk, st.sk_receive_queue)
+}
+
+/// Stores the event of the selected datagram of `skb` (parsed by
+/// [`crate::stack::keep_next_read`]) as socket `sk`'s next read.
+#[inline(always)]
+pub(crate) fn keep(info: &PacketInfo, id: u64, frame_len: u32, sk: *const u8, skb: *const u8) -> bool {
+    let Some(n) = NEXT_SCRATCH.get_ptr_mut(0) else { return false };
+    // SAFETY: per-CPU slot, filled whole, then copied into the map.
+    unsafe {
+        fill(&raw mut (*n).ev, info, id, frame_len, hook::UDP_RECV, 0);
+        (*n).skb = skb as u64;
+        NEXT_READ.insert(sk as u64, &*n, 0).is_ok()
+    }
+}
+
+/// At `sk_data_ready(sk)`: a UDP socket of this namespace with no next read known has one
+/// now (a reader waiting on an empty queue reads this datagram).
+#[inline(always)]
+pub(crate) fn ready(st: &StackConfig, sk: *const u8) {
+    // SAFETY: only tested for presence.
+    if !is_udp(st, sk) || unsafe { NEXT_READ.get(sk as u64) }.is_some() || !our_sock(st, sk) {
+        return;
+    }
+    if let Some(skb) = head(st, sk) {
+        crate::stack::keep_next_read(st, sk, skb);
+    }
+}
+
+/// At `sock_recv_length(sk, ret, flags)`: a read of UDP socket `sk` returned `ret` bytes.
+/// If the remembered datagram left the head, this read consumed it: it is written as
+/// `udp_recv`, stamped now, when its length and port agree with the read and the socket
+/// (a remembered datagram of a closed socket whose memory a new one reuses does not).
+/// Then the new head is remembered.
+#[inline(always)]
+pub(crate) fn received(st: &StackConfig, sk: *const u8, ret: i32, peek: bool) {
+    if peek || !is_udp(st, sk) || !our_sock(st, sk) {
+        return;
+    }
+    let key = sk as u64;
+    let next = head(st, sk);
+    if let Some(n) = NEXT_READ.get_ptr(key) {
+        // SAFETY: a value of the map; read in place (a copy does not fit the BPF stack
+        // beside the parser's).
+        let (skb, len, port) = unsafe { ((*n).skb, (*n).ev.payload_len, (*n).ev.dport) };
+        if next == Some(skb as *const u8) {
+            // Not consumed by this call (it failed, or read the error queue).
+            return;
+        }
+        if ret >= 0 && ret as u32 <= len && kread::<u16>(sk, st.sk_num) == Some(port) {
+            // SAFETY: as above.
+            write_read(unsafe { &(*n).ev }, cgroup(st, core::ptr::null(), sk));
+        }
+    }
+    let kept = match next {
+        Some(skb) => crate::stack::keep_next_read(st, sk, skb),
+        None => false,
+    };
+    if !kept {
+        let _ = NEXT_READ.remove(key);
+    }
+}
+
+/// Writes a datagram's `udp_recv` event, stamped now, with its socket's cgroup.
+#[inline(always)]
+fn write_read(ev: &PacketEvent, cgroup: u64) {
+    let h = hook::UDP_RECV;
+    count(h, stat::SEEN);
+    count(h, stat::SELECTED);
+    let Some(mut entry) = EVENTS.reserve::<StackEvent>(0) else {
+        return count(h, stat::RINGBUF_FULL);
+    };
+    let e = entry.as_mut_ptr();
+    // SAFETY: the reservation is exactly one StackEvent; every field is set.
+    unsafe {
+        core::ptr::copy_nonoverlapping(ev, &raw mut (*e).event, 1);
+        (*e).event.ts_ns = now();
+        (*e).event.cpu = cpu();
+        (*e).cgroup = cgroup;
+    }
+    entry.submit(wakeup_flags());
+    count(h, stat::SUBMITTED);
 }

@@ -130,7 +130,8 @@ pub struct ProbeMeta {
 
 /// Probes whose events take their time from another probe: (probe, the stamping probe).
 /// Without the stamping probe the program pair cannot load, so the probe is unavailable too.
-pub const NEEDS: [(&str, &str); 2] = [("sock_send", "tcp_sendmsg"), ("udp_send", "net_dev_queue")];
+pub const NEEDS: [(&str, &str); 3] =
+    [("sock_send", "tcp_sendmsg"), ("udp_send", "net_dev_queue"), ("udp_recv", "sk_data_ready")];
 
 /// Every probe of `preset` with its availability.
 pub fn describe(catalog: &Catalog, preset: Preset, kernel: &mut impl Kernel) -> Vec<ProbeMeta> {
@@ -511,6 +512,32 @@ mod tests {
         // Not below the socket preset.
         let rows = describe(&Catalog::builtin(), Preset::Stack, &mut Fake);
         assert_eq!(tracepoint_mask(&rows) & 1 << hook::UDP_SEND, 0);
+    }
+
+    /// Lacks sock:sk_data_ready, where udp_recv learns an empty socket's next datagram.
+    struct NoDataReady;
+
+    impl Kernel for NoDataReady {
+        fn check(&mut self, p: &Probe) -> Availability {
+            match p.target.as_str() {
+                "sock:sk_data_ready" => Availability::Unavailable("no such tracepoint".into()),
+                _ => Availability::Available("x".into()),
+            }
+        }
+    }
+
+    #[test]
+    fn udp_recv_is_unavailable_without_sk_data_ready() {
+        use capture_common::abi::hook;
+        let rows = describe(&Catalog::builtin(), Preset::Socket, &mut NoDataReady);
+        let udp = rows.iter().find(|r| r.name == "udp_recv").expect("udp_recv in the socket preset");
+        assert!(!udp.available);
+        assert!(udp.detail.starts_with("needs sk_data_ready (tracepoint sock:sk_data_ready)"), "{}", udp.detail);
+        assert_eq!(tracepoint_mask(&rows) & 1 << hook::UDP_RECV, 0);
+        let rows = describe(&Catalog::builtin(), Preset::Socket, &mut Fake);
+        assert_ne!(tracepoint_mask(&rows) & 1 << hook::UDP_RECV, 0);
+        let rows = describe(&Catalog::builtin(), Preset::Stack, &mut Fake);
+        assert_eq!(tracepoint_mask(&rows) & 1 << hook::UDP_RECV, 0);
     }
 
     #[test]

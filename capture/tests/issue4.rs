@@ -45,6 +45,8 @@ fn pahole_member(layout: &str, member: &str) -> Option<(u32, u32, String)> {
     lines.iter().zip(&hidden).filter(|(_, h)| !**h).find_map(|(l, _)| {
         let (code, comment) = l.split_once("/*")?;
         let code = code.trim().strip_suffix(';')?;
+        // `struct sk_buff_head reader_queue __attribute__((__aligned__(64)))`
+        let code = code.split(" __attribute__").next()?.trim_end();
         let (ty, name) = code.rsplit_once(|c: char| c.is_whitespace() || c == '*')?;
         let name = name.split('[').next()?;
         if name != member || code.ends_with('}') {
@@ -77,11 +79,13 @@ fn pahole_path(path: &str) -> Option<(u32, u32)> {
 fn pahole_layout_parsing() {
     let layout = "struct s {\n\tunion {\n\t\tstruct {\n\t\t\tint a; /* 8 4 */\n\t\t}; /* 8 4 */\n\t}; /* 8 4 */\n\
                   \tstruct {\n\t\tint b; /* 0 4 */\n\t} inner; /* 12 4 */\n\tint b; /* 16 4 */\n\
-                  \tstruct sock_common * p; /* 24 8 */\n};\n";
+                  \tstruct sock_common * p; /* 24 8 */\n\
+                  \tstruct sk_buff_head q __attribute__((__aligned__(64))); /* 64 24 */\n};\n";
     assert_eq!(pahole_member(layout, "a"), Some((8, 4, "int".into())));
     assert_eq!(pahole_member(layout, "b"), Some((16, 4, "int".into())));
     assert_eq!(pahole_member(layout, "p"), Some((24, 8, "struct sock_common".into())));
     assert_eq!(pahole_member(layout, "inner").map(|m| m.0), Some(12));
+    assert_eq!(pahole_member(layout, "q"), Some((64, 24, "struct sk_buff_head".into())));
     assert_eq!(pahole_member(layout, "c"), None);
 }
 

@@ -75,6 +75,8 @@ specs! {
     sk_cgroup: "sock.sk_cgrp_data.cgroup", optional;
     cgroup_kn: "cgroup.kn", optional;
     kn_id: "kernfs_node.id", optional;
+    sk_receive_queue: "sock.sk_receive_queue", optional;
+    udp_reader_queue: "udp_sock.reader_queue", optional;
 }
 
 /// Reads every offset from `btf`. A missing required field is an error naming
@@ -144,6 +146,8 @@ pub fn stack_config(btf: &Btf, netns: u32, hooks: u32) -> Result<capture_common:
         sk_cgroup: o.sk_cgroup,
         cgroup_kn: o.cgroup_kn,
         kn_id: o.kn_id,
+        sk_receive_queue: o.sk_receive_queue,
+        udp_reader_queue: o.udp_reader_queue,
         _pad: 0,
     })
 }
