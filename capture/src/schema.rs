@@ -116,6 +116,32 @@ pub trait PointLookup {
 /// The text columns of the `events` table (Utf8 in [`events_schema`]).
 pub const TEXT_COLUMNS: [&str; 5] = ["host", "ifname", "hook", "saddr", "daddr"];
 
+/// Columns written without min/max statistics: each row group holds their values' whole
+/// spread (one host, the interfaces, hooks and addresses of the flows; CPU numbers,
+/// lengths, flags; per-packet counters and hashes), so their statistics cannot prune a
+/// row group, and computing them costs the writer a comparison per row and column.
+/// `ts_ns`, `netns`, `proto` and the ports keep theirs.
+pub const UNPRUNABLE: [&str; 18] = [
+    "host",
+    "ifname",
+    "hook",
+    "saddr",
+    "daddr",
+    "ifindex",
+    "cpu",
+    "family",
+    "ip_id",
+    "tcp_seq",
+    "tcp_ack",
+    "tcp_flags",
+    "payload_len",
+    "wire_len",
+    "pkt_id",
+    "flags",
+    "vlan",
+    "vni",
+];
+
 /// Schema of the batches [`to_batch`] builds: [`events_schema`] with the [`TEXT_COLUMNS`] as
 /// dictionaries of strings (Int32 keys), since each holds a handful of distinct values per
 /// batch: building them costs a key per row instead of a string copy. The files keep the
@@ -267,7 +293,11 @@ impl TextColumns {
             dst_k.push(d);
         }
         let dict = |keys: Vec<i32>, values: ArrayRef| -> Result<ArrayRef, ArrowError> {
-            Ok(Arc::new(DictionaryArray::<Int32Type>::try_new(Int32Array::from(keys), values)?))
+            // Every key was handed out by the builder of `values`: the check `try_new` makes
+            // (a pass over the keys) cannot fail.
+            debug_assert!(keys.iter().all(|k| (0..values.len() as i32).contains(k)));
+            // SAFETY: as above, every key indexes `values`.
+            Ok(Arc::new(unsafe { DictionaryArray::<Int32Type>::new_unchecked(Int32Array::from(keys), values) }))
         };
         let addrs: ArrayRef = Arc::new(addrs.finish());
         let hooks = StringArray::from_iter_values((0..hook::COUNT).map(|h| points.hook_name(h)).chain(["unknown"]));
