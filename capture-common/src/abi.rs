@@ -65,7 +65,7 @@ pub mod hook {
     /// catalog probe's, given by the capture at run time (see [`crate::func`]).
     pub const FUNC: u8 = 21;
     /// Number of hooks for probe points given as data.
-    pub const FUNC_SLOTS: usize = 8;
+    pub const FUNC_SLOTS: usize = 10;
     /// Number of hooks; sizes the per-hook statistics.
     pub const COUNT: usize = FUNC as usize + FUNC_SLOTS;
     /// Names used in Parquet and on the command line, indexed by hook id (the catalog's
@@ -100,6 +100,8 @@ pub mod hook {
         "func5",
         "func6",
         "func7",
+        "func8",
+        "func9",
     ];
     /// Whether `h` is a hook for a probe point given as data (a [`FUNC`] slot).
     pub const fn is_func(h: u8) -> bool {

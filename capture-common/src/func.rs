@@ -1,6 +1,6 @@
 //! Probe points given as data: catalog entries (`conf/probes.yaml`) that are not one of
 //! netlat's own hooks — fentry/fexit and kprobe/kretprobe on any kernel function, and any
-//! tracepoint with a packet argument. Each gets a slot (hook [`hook::FUNC`]` + slot`); the
+//! tracepoint with a packet or TCP socket argument. Each gets a slot (hook [`hook::FUNC`]` + slot`); the
 //! loader describes the slots in a [`FuncConfig`] global, read-only for the programs, so a
 //! program knows at verification time which argument holds the packet and how.
 //!
@@ -19,6 +19,16 @@ pub mod arg {
     /// A `void *` token that is the skb unless its low bit is set (virtio-net's
     /// `virtqueue_add_outbuf`: bit 0 marks an XDP frame, bit 1 an orphaned skb).
     pub const SKB_TOKEN: u8 = 3;
+    /// `struct sock *` (a TCP socket: the slot records byte ranges, see [`super::FuncSlot`]).
+    pub const SOCK: u8 = 4;
+    /// `struct socket *` (its `sk` is the sock).
+    pub const SOCKET: u8 = 5;
+
+    /// Whether `kind` is a socket argument.
+    #[inline(always)]
+    pub const fn is_sock(kind: u8) -> bool {
+        kind == SOCK || kind == SOCKET
+    }
 }
 
 /// When a slot's program runs ([`FuncSlot::at`]).
@@ -31,6 +41,12 @@ pub mod at {
 }
 
 /// One slot.
+///
+/// A slot with a packet argument records the packet, as the stack tracepoints do. A slot
+/// with a socket argument records, for a TCP socket, the bytes of the application's send
+/// (`send` = 1) or receive call it ran in: at the entry, it stamps the call, whose bytes
+/// are known when the call returns (`sock:sock_send_length` / `sock_recv_length`); at a
+/// return, it records the bytes of the call the thread last completed on that socket.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct FuncSlot {
@@ -44,8 +60,10 @@ pub struct FuncSlot {
     pub arg: u8,
     /// One of [`at`].
     pub at: u8,
+    /// Socket arguments: 1 for the send direction, 0 for the receive direction.
+    pub send: u8,
     /// Explicit padding.
-    pub _pad: [u8; 5],
+    pub _pad: [u8; 4],
 }
 
 const _: () = assert!(core::mem::size_of::<FuncSlot>() == 16);
@@ -62,8 +80,22 @@ const _: () = assert!(core::mem::size_of::<FuncConfig>() == 16 * FUNC_SLOTS);
 
 impl FuncConfig {
     /// An empty configuration (no slot in use), as a `const` for the kernel object.
-    pub const EMPTY: FuncConfig =
-        FuncConfig { slots: [FuncSlot { ip: 0, kind: arg::UNUSED, arg: 0, at: at::ENTRY, _pad: [0; 5] }; FUNC_SLOTS] };
+    pub const EMPTY: FuncConfig = FuncConfig {
+        slots: [FuncSlot { ip: 0, kind: arg::UNUSED, arg: 0, at: at::ENTRY, send: 0, _pad: [0; 4] }; FUNC_SLOTS],
+    };
+
+    /// Whether any slot has a socket argument.
+    #[inline(always)]
+    pub fn any_sock(&self) -> bool {
+        let mut i = 0;
+        while i < FUNC_SLOTS {
+            if arg::is_sock(self.slots[i].kind) {
+                return true;
+            }
+            i += 1;
+        }
+        false
+    }
 
     /// The slot serving a kprobe (`at` = `at`) at function address `ip`, if any: the first
     /// in slot order (the loader never gives one function two slots of the same `at`).
@@ -108,8 +140,8 @@ mod tests {
     #[test]
     fn kprobe_slot_matches_address_and_when() {
         let mut c = FuncConfig::EMPTY;
-        c.slots[2] = FuncSlot { ip: 0x1000, kind: arg::SKB, arg: 1, at: at::ENTRY, _pad: [0; 5] };
-        c.slots[5] = FuncSlot { ip: 0x1000, kind: arg::SKB, arg: 1, at: at::RETURN, _pad: [0; 5] };
+        c.slots[2] = FuncSlot { ip: 0x1000, kind: arg::SKB, arg: 1, at: at::ENTRY, send: 0, _pad: [0; 4] };
+        c.slots[5] = FuncSlot { ip: 0x1000, kind: arg::SKB, arg: 1, at: at::RETURN, send: 0, _pad: [0; 4] };
         assert_eq!(c.kprobe_slot(0x1000, at::ENTRY), Some(2));
         assert_eq!(c.kprobe_slot(0x1000, at::RETURN), Some(5));
         assert_eq!(c.kprobe_slot(0x2000, at::ENTRY), None);

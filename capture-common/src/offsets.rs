@@ -96,9 +96,11 @@ pub struct KernelOffsets {
     /// `udp_sock.reader_queue` (`struct sk_buff_head`): datagrams UDP moved out of
     /// `sk_receive_queue` for its reader; [`NONE`] on kernels before 4.13.
     pub udp_reader_queue: u16,
+    /// `socket.sk` (`struct sock *`): the sock of a `struct socket`.
+    pub socket_sk: u16,
 }
 
-const _: () = assert!(core::mem::size_of::<KernelOffsets>() == 72);
+const _: () = assert!(core::mem::size_of::<KernelOffsets>() == 74);
 
 #[cfg(feature = "user")]
 mod pod {
@@ -177,8 +179,8 @@ pub struct StackConfig {
     pub sk_receive_queue: u16,
     /// `udp_sock.reader_queue` ([`NONE`]: the kernel has only `sk_receive_queue`).
     pub udp_reader_queue: u16,
-    /// Explicit padding.
-    pub _pad: u16,
+    /// `socket.sk` (probes given as data with a `struct socket *` argument).
+    pub socket_sk: u16,
 }
 
 impl StackConfig {

@@ -1,8 +1,9 @@
 //! Probe points given as data (`conf/probes.yaml` entries that are not netlat's own
 //! hooks): fentry/fexit and kprobe/kretprobe on kernel functions, and any tracepoint with
-//! a packet argument. Each has a slot in the `FUNCS` global (see `capture_common::func`)
-//! and records its packets as hook `FUNC + slot`, through the same code as the stack
-//! tracepoints (`stack::stack_packet`: namespace, parser, filter, sampling, identity).
+//! a packet or socket argument. Each has a slot in the `FUNCS` global (see
+//! `capture_common::func`) and records as hook `FUNC + slot`: packets through the same code
+//! as the stack tracepoints (`stack::stack_packet`: namespace, parser, filter, sampling,
+//! identity), TCP sockets' bytes through the socket layer's (`sock::probe_fired`).
 //!
 //! fentry/fexit and tracepoints load one program per slot (the kernel binds a tracing
 //! program to its target at load, a raw tracepoint program reads its arguments at offsets
@@ -17,10 +18,10 @@ use aya_ebpf::{
 };
 use capture_common::{
     abi::hook,
-    func::{at, FuncConfig, FuncSlot},
+    func::{arg, at, FuncConfig, FuncSlot},
 };
 
-use crate::stack::{kread, stack_packet, tid};
+use crate::stack::{kread, stack, stack_packet, tid};
 
 /// The slots; `EbpfLoader::override_global("FUNCS", ..)` replaces it.
 #[unsafe(no_mangle)]
@@ -28,7 +29,7 @@ static FUNCS: FuncConfig = FuncConfig::EMPTY;
 
 /// The slots, read through a volatile pointer like `crate::cfg` (the loader rewrites them).
 #[inline(always)]
-fn funcs() -> &'static FuncConfig {
+pub(crate) fn funcs() -> &'static FuncConfig {
     let p: *const FuncConfig = &FUNCS;
     // SAFETY: reads a valid pointer to a static back from the stack.
     unsafe { &*core::ptr::read_volatile(&p) }
@@ -40,10 +41,20 @@ fn slot(i: usize) -> &'static FuncSlot {
     &funcs().slots[i]
 }
 
-/// Records the packet that argument value `v` of slot `i` names.
+/// Records the packet, or the TCP socket's call, that argument value `v` of slot `i` names.
 #[inline(always)]
 fn record(i: usize, v: u64) {
     let s = slot(i);
+    if arg::is_sock(s.kind) {
+        let sk = match s.kind {
+            arg::SOCKET => kread::<u64>(v as *const u8, stack().socket_sk).unwrap_or(0),
+            _ => v,
+        };
+        if sk != 0 {
+            crate::sock::probe_fired(i, sk as *const u8, s.at, s.send != 0);
+        }
+        return;
+    }
     let deref = |p: u64| kread::<u64>(p as *const u8, 0);
     if let Some(skb) = FuncConfig::skb(s.kind, v, deref) {
         stack_packet(skb as *const u8, hook::FUNC + i as u8);
@@ -118,6 +129,8 @@ slot_programs!(4, netlat_func_tp4, netlat_fentry4, netlat_fexit4);
 slot_programs!(5, netlat_func_tp5, netlat_fentry5, netlat_fexit5);
 slot_programs!(6, netlat_func_tp6, netlat_fentry6, netlat_fexit6);
 slot_programs!(7, netlat_func_tp7, netlat_fentry7, netlat_fexit7);
+slot_programs!(8, netlat_func_tp8, netlat_fentry8, netlat_fexit8);
+slot_programs!(9, netlat_func_tp9, netlat_fentry9, netlat_fexit9);
 
 /// A kprobe's argument `n` (registers, in the x86-64 kernel calling convention), read
 /// with the helper: LLVM turns a `match` of direct loads into one load at a computed

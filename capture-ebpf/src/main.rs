@@ -91,7 +91,7 @@ pub(crate) static STACK: StackConfig = StackConfig {
     kn_id: 0,
     sk_receive_queue: 0,
     udp_reader_queue: 0,
-    _pad: 0,
+    socket_sk: 0,
 };
 
 /// Events for user space; its size is set at load time.

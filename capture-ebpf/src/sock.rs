@@ -15,6 +15,7 @@ use aya_ebpf::{
 use capture_common::{
     abi::{hook, stat, SockEvent},
     filter,
+    func::{arg, at},
     offsets::{StackConfig, NONE},
     parse::{PacketInfo, IPPROTO_TCP},
 };
@@ -201,16 +202,127 @@ pub fn netlat_sock_send(ctx: BtfTracePointContext) -> i32 {
     }
     let key = sk as u64;
     // SAFETY: the value is copied out at once.
-    let Some(start) = (unsafe { SEND_START.get(key) }).copied() else { return 0 };
-    let _ = SEND_START.remove(key);
+    let start = (unsafe { SEND_START.get(key) }).copied();
+    if start.is_some() {
+        let _ = SEND_START.remove(key);
+    } else if !crate::func::funcs().any_sock() {
+        return 0;
+    }
     let ret = ctx.arg::<u64>(1) as i32;
-    let st = stack();
     if ret <= 0 || !our_tcp(st, sk) {
+        call_failed(true);
         return 0;
     }
     let Some(end) = kread::<u32>(sk, st.tcp_write_seq) else { return 0 };
-    emit(st, sk, hook::SOCK_SEND, false, start, end.wrapping_sub(ret as u32), ret as u32, tid());
+    let (seq, tid) = (end.wrapping_sub(ret as u32), tid());
+    if let Some(start) = start {
+        emit(st, sk, hook::SOCK_SEND, false, start, seq, ret as u32, tid);
+    }
+    call_done(sk, true, seq, ret as u32, tid);
     0
+}
+
+/// A send or receive call on a TCP socket, by thread: when a socket probe given as data
+/// stamped it at its entry, or the call itself once it returned.
+#[derive(Clone, Copy)]
+#[repr(C)]
+struct Call {
+    sk: u64,
+    /// Entry stamps: when; completed calls: the first byte's sequence number.
+    ts_or_seq: u64,
+    /// Completed calls: bytes; entry stamps: unused.
+    len: u32,
+    /// 1: a send.
+    send: u32,
+}
+
+/// Entry stamps of socket probes given as data, by `tid << 8 | slot`, until the call
+/// they ran in returns.
+#[map]
+static PROBE_MARKS: LruHashMap<u64, Call> = LruHashMap::with_max_entries(8192, 0);
+
+/// The TCP call each thread completed last, for socket probes given as data at a
+/// function's return (which fires after `sock_send_length` / `sock_recv_length`).
+#[map]
+static LAST_CALL: LruHashMap<u32, Call> = LruHashMap::with_max_entries(8192, 0);
+
+#[inline(always)]
+fn mark_key(tid: u32, slot: usize) -> u64 {
+    u64::from(tid) << 8 | slot as u64
+}
+
+/// A socket probe given as data (slot `slot`, socket `sk`, in the `send` or receive
+/// direction) fired `when` (a [`at`] value). At an entry, the call in progress is stamped
+/// now (the first firing in a call counts, as `tcp_sendmsg_locked` does for `sock_send`)
+/// and written when it returns ([`call_done`]). At a return, the bytes of the call the
+/// thread completed last on `sk`, in that direction, are written now.
+#[inline(always)]
+pub(crate) fn probe_fired(slot: usize, sk: *const u8, when: u8, send: bool) {
+    let st = stack();
+    if !our_tcp(st, sk) {
+        return;
+    }
+    let tid = tid();
+    if when == at::ENTRY {
+        let mark = Call { sk: sk as u64, ts_or_seq: now(), len: 0, send: u32::from(send) };
+        let _ = PROBE_MARKS.insert(mark_key(tid, slot), mark, BPF_NOEXIST);
+        return;
+    }
+    // SAFETY: copied out at once.
+    let Some(c) = (unsafe { LAST_CALL.get(tid) }).copied() else { return };
+    if c.sk == sk as u64 && c.send == u32::from(send) {
+        emit(st, sk, hook::FUNC + slot as u8, !send, now(), c.ts_or_seq as u32, c.len, tid);
+    }
+}
+
+/// A send (`send`) or receive call of this thread returned no TCP bytes (an error, a peek,
+/// not TCP): entry stamps of its socket probes must not pass to the thread's next call.
+#[inline(always)]
+fn call_failed(send: bool) {
+    let f = crate::func::funcs();
+    if !f.any_sock() {
+        return;
+    }
+    let tid = tid();
+    let mut i = 0;
+    while i < hook::FUNC_SLOTS {
+        let s = &f.slots[i];
+        if arg::is_sock(s.kind) && s.at == at::ENTRY && (s.send != 0) == send {
+            let _ = PROBE_MARKS.remove(mark_key(tid, i));
+        }
+        i += 1;
+    }
+}
+
+/// A send (`send`) or receive call of this thread on the TCP socket `sk` returned the
+/// bytes `[seq, seq + len)`: socket probes given as data that stamped it at an entry write
+/// them now, with their stamps; probes at a return will find them in [`LAST_CALL`].
+///
+/// A function of its own (a BPF subprogram with its own stack frame): inlined into the
+/// read program beside its other events, the frame passed 512 bytes.
+#[inline(never)]
+fn call_done(sk: *const u8, send: bool, seq: u32, len: u32, tid: u32) {
+    let f = crate::func::funcs();
+    if !f.any_sock() {
+        return;
+    }
+    let st = stack();
+    let _ = LAST_CALL.insert(tid, Call { sk: sk as u64, ts_or_seq: u64::from(seq), len, send: u32::from(send) }, 0);
+    let mut i = 0;
+    while i < hook::FUNC_SLOTS {
+        let s = &f.slots[i];
+        if arg::is_sock(s.kind) && s.at == at::ENTRY && (s.send != 0) == send {
+            let key = mark_key(tid, i);
+            // SAFETY: copied out at once.
+            if let Some(m) = (unsafe { PROBE_MARKS.get(key) }).copied() {
+                let _ = PROBE_MARKS.remove(key);
+                if m.sk == sk as u64 {
+                    emit(st, sk, hook::FUNC + i as u8, !send, m.ts_or_seq, seq, len, tid);
+                }
+            }
+        }
+        i += 1;
+    }
 }
 
 /// `sock:sk_data_ready(sk)`: TCP made `[last rcv_nxt, rcv_nxt)` readable and woke the
@@ -262,10 +374,12 @@ pub fn netlat_sock_recv(ctx: BtfTracePointContext) -> i32 {
         crate::udp::received(st, sk, ret, flags & MSG_PEEK != 0);
     }
     if ret <= 0 || flags & MSG_PEEK != 0 || !our_tcp(st, sk) {
+        call_failed(false);
         return 0;
     }
     let Some(end) = kread::<u32>(sk, st.tcp_copied_seq) else { return 0 };
     let (t, tid, seq, len) = (now(), tid(), end.wrapping_sub(ret as u32), ret as u32);
+    call_done(sk, false, seq, len, tid);
     let key = sk as u64;
     // SAFETY: copied out at once.
     let ready = unsafe { READY.get(key) }.copied();

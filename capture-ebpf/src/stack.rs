@@ -451,7 +451,8 @@ fn keep_copied<B: PacketBuf>(buf: &B) {
 /// Remembers the datagram of the `sk_buff` at `skb`, queued on the UDP socket `sk`, as
 /// the one `sk`'s next read returns ([`crate::udp::keep`]), if the capture selects it.
 #[inline(always)]
-pub(crate) fn keep_next_read(st: &StackConfig, sk: *const u8, skb: *const u8) -> bool {
+pub(crate) fn keep_next_read(sk: *const u8, skb: *const u8) -> bool {
+    let st = stack();
     let Some((buf, ip_only)) = skb_buf(st, skb) else { return false };
     if ip_only {
         match ethertype(&buf) {

@@ -182,7 +182,7 @@ pub(crate) fn ready(st: &StackConfig, sk: *const u8) {
         return;
     }
     if let Some(skb) = head(st, sk) {
-        crate::stack::keep_next_read(st, sk, skb);
+        crate::stack::keep_next_read(sk, skb);
     }
 }
 
@@ -212,7 +212,7 @@ pub(crate) fn received(st: &StackConfig, sk: *const u8, ret: i32, peek: bool) {
         }
     }
     let kept = match next {
-        Some(skb) => crate::stack::keep_next_read(st, sk, skb),
+        Some(skb) => crate::stack::keep_next_read(sk, skb),
         None => false,
     };
     if !kept {

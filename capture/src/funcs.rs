@@ -1,8 +1,11 @@
 //! Probe points given as data: the catalog entries (`conf/probes.yaml`, `--probes FILE`)
 //! that are not one of netlat's own hooks. fentry/fexit and kprobe/kretprobe on any kernel
-//! function, and any tracepoint, whose `arg` is the packet (`skb`, `pskb`, `skb_token`),
-//! each get one of [`hook::FUNC_SLOTS`] slots: hook `FUNC + slot`, named after the probe
-//! in the events and the metadata. The kernel side is `capture-ebpf/src/func.rs`.
+//! function, and any tracepoint, whose `arg` is the packet (`skb`, `pskb`, `skb_token`) or a
+//! socket (`sock`, `socket`; with `dir: send` or `recv`), each get one of
+//! [`hook::FUNC_SLOTS`] slots: hook `FUNC + slot`, named after the probe in the events and
+//! the metadata. A packet probe records packets; a socket probe records the TCP bytes of
+//! the application's send or receive call it ran in (see `capture_common::func::FuncSlot`).
+//! The kernel side is `capture-ebpf/src/func.rs`.
 //!
 //! Which entries get a slot is decided once, from the availability rows
 //! ([`crate::probes::describe`]), so every namespace's programs use the same slots.
@@ -15,7 +18,7 @@ use capture_common::{
     abi::hook,
     func::{arg, at, FuncConfig, FuncSlot},
 };
-use conf::probes::{Arg, Catalog, Kind, Probe};
+use conf::probes::{Arg, Catalog, Dir, Kind, Probe};
 
 use crate::probes::{ProbeMeta, RECORDED, STAMPS};
 
@@ -28,8 +31,10 @@ pub struct FuncProbe {
     pub kind: Kind,
     /// Kernel function, or `SYSTEM:EVENT`.
     pub target: String,
-    /// The packet argument.
+    /// The packet or socket argument.
     pub arg: Arg,
+    /// Its direction (a socket probe's calls: sends or receives).
+    pub dir: Dir,
     /// Its slot (hook `FUNC + slot`).
     pub slot: usize,
 }
@@ -62,6 +67,7 @@ pub fn plan(catalog: &Catalog, rows: &[ProbeMeta]) -> Plan {
                     kind: p.kind,
                     target: p.target.clone(),
                     arg: a,
+                    dir: p.dir,
                     slot,
                 });
             }
@@ -75,13 +81,15 @@ pub fn plan(catalog: &Catalog, rows: &[ProbeMeta]) -> Plan {
 fn slot_for(p: &Probe, taken: &[FuncProbe]) -> Result<Arg, String> {
     let a = match p.arg {
         Some(a @ (Arg::Skb(_) | Arg::Pskb(_) | Arg::SkbToken(_))) => a,
+        Some(a @ (Arg::Sock(_) | Arg::Socket(_))) if matches!(p.dir, Dir::Send | Dir::Recv) => a,
         Some(a @ (Arg::Sock(_) | Arg::Socket(_))) => {
             return Err(format!(
-                "its argument is a socket ({a}); probes given as data record packets (skb, pskb or \
-                 skb_token), and the socket layer is recorded by sock_send, sk_data_ready and sock_recv"
+                "its argument is a socket ({a}) but its dir is {}: a socket probe records the bytes of \
+                 the send or receive calls it runs in, so it needs `dir: send` or `dir: recv`",
+                p.dir
             ))
         }
-        None => return Err("it names no packet argument (`arg: {skb: N}`)".into()),
+        None => return Err("it names no packet or socket argument (`arg: {skb: N}`, `arg: {sock: N}`)".into()),
     };
     if matches!(p.kind, Kind::Xdp | Kind::Tc) {
         return Err(format!("{} is one of netlat's own hooks under another name", p.target));
@@ -130,6 +138,12 @@ impl Plan {
         self.probes.iter().fold(0, |m, p| m | 1 << (usize::from(hook::FUNC) + p.slot))
     }
 
+    /// Whether a slot has a socket argument (the socket layer's call tracepoints, where
+    /// its bytes are known, must then be loaded).
+    pub fn any_sock(&self) -> bool {
+        self.probes.iter().any(|p| matches!(p.arg, Arg::Sock(_) | Arg::Socket(_)))
+    }
+
     /// The programs' view of the slots; kprobes need their function's address (`address`
     /// looks it up, as in `/proc/kallsyms`).
     pub fn config(&self, address: impl Fn(&str) -> Option<u64>) -> Result<FuncConfig, String> {
@@ -139,14 +153,16 @@ impl Plan {
                 Arg::Skb(i) => (arg::SKB, i),
                 Arg::Pskb(i) => (arg::PSKB, i),
                 Arg::SkbToken(i) => (arg::SKB_TOKEN, i),
-                Arg::Sock(_) | Arg::Socket(_) => unreachable!("plan() gives sockets no slot"),
+                Arg::Sock(i) => (arg::SOCK, i),
+                Arg::Socket(i) => (arg::SOCKET, i),
             };
             let ip = match p.kind {
                 Kind::Kprobe | Kind::Kretprobe => address(&p.target)
                     .ok_or_else(|| format!("probe {}: {} has no address in /proc/kallsyms", p.name, p.target))?,
                 _ => 0,
             };
-            c.slots[p.slot] = FuncSlot { ip, kind, arg: i, at: when(p.kind), _pad: [0; 5] };
+            let send = u8::from(arg::is_sock(kind) && p.dir == Dir::Send);
+            c.slots[p.slot] = FuncSlot { ip, kind, arg: i, at: when(p.kind), send, _pad: [0; 4] };
         }
         Ok(c)
     }
@@ -250,6 +266,7 @@ mod tests {
   - {name: kr_rcv, layer: tcp, dir: recv, kind: kretprobe, target: tcp_v4_rcv, arg: {skb: 0}, presets: [all]}
   - {name: f_core, layer: ip, dir: recv, kind: fentry, target: __netif_receive_skb_core, arg: {pskb: 0}, presets: [all]}
   - {name: f_send, layer: socket, dir: send, kind: fentry, target: sock_sendmsg, arg: {socket: 0}, presets: [all]}
+  - {name: t_nodir, layer: socket, dir: none, kind: tracepoint, target: \"sock:sock_recv_length\", arg: {sock: 0}, presets: [all]}
   - {name: f_gone, layer: ip, dir: recv, kind: fentry, target: ip_rcv, arg: {skb: 0}, presets: [all]}
 ";
 
@@ -259,17 +276,19 @@ mod tests {
         let rows: Vec<ProbeMeta> = c.probes.iter().map(|p| row(&p.name, p.name != "f_gone")).collect();
         let plan = plan(&c, &rows);
         let got: Vec<(&str, usize)> = plan.probes.iter().map(|p| (p.name.as_str(), p.slot)).collect();
-        assert_eq!(got, [("my_queue", 0), ("k_rcv", 1), ("kr_rcv", 2), ("f_core", 3)]);
+        assert_eq!(got, [("my_queue", 0), ("k_rcv", 1), ("kr_rcv", 2), ("f_core", 3), ("f_send", 4)]);
         let left: Vec<&str> = plan.left_out.iter().map(|(n, _)| n.as_str()).collect();
-        assert_eq!(left, ["k_rcv_again", "f_send"]);
+        assert_eq!(left, ["k_rcv_again", "t_nodir"]);
         assert_eq!(plan.left_out[0].1, "tcp_v4_rcv is recorded by k_rcv (kprobe) already");
-        assert!(plan.left_out[1].1.contains("socket"), "{:?}", plan.left_out);
+        assert!(plan.left_out[1].1.contains("its dir is none"), "{:?}", plan.left_out);
+        assert!(plan.any_sock());
         let names = plan.hook_names();
         assert_eq!(names[usize::from(hook::FUNC)], "my_queue");
         assert_eq!(names[usize::from(hook::FUNC) + 3], "f_core");
-        assert_eq!(names[usize::from(hook::FUNC) + 4], "func4");
+        assert_eq!(names[usize::from(hook::FUNC) + 4], "f_send");
+        assert_eq!(names[usize::from(hook::FUNC) + 5], "func5");
         assert_eq!(names[usize::from(hook::NET_DEV_QUEUE)], "net_dev_queue");
-        assert_eq!(plan.mask(), 0b1111 << hook::FUNC);
+        assert_eq!(plan.mask(), 0b11111 << hook::FUNC);
     }
 
     #[test]
@@ -278,19 +297,20 @@ mod tests {
         let rows: Vec<ProbeMeta> = c.probes.iter().map(|p| row(&p.name, true)).collect();
         let plan = plan(&c, &rows);
         let cfg = plan.config(|f| (f == "tcp_v4_rcv").then_some(0xffff_ffff_8100_0000)).unwrap();
-        assert_eq!(cfg.slots[0], FuncSlot { ip: 0, kind: arg::SKB, arg: 0, at: at::ENTRY, _pad: [0; 5] });
+        assert_eq!(cfg.slots[0], FuncSlot { ip: 0, kind: arg::SKB, arg: 0, at: at::ENTRY, send: 0, _pad: [0; 4] });
         assert_eq!(cfg.slots[1].ip, 0xffff_ffff_8100_0000);
         assert_eq!((cfg.slots[2].ip, cfg.slots[2].at), (0xffff_ffff_8100_0000, at::RETURN));
         assert_eq!((cfg.slots[3].kind, cfg.slots[3].ip), (arg::PSKB, 0));
-        assert_eq!((cfg.slots[4].kind, cfg.slots[4].at), (arg::SKB, at::ENTRY), "f_gone");
-        assert_eq!(cfg.slots[5].kind, arg::UNUSED);
+        assert_eq!((cfg.slots[4].kind, cfg.slots[4].arg, cfg.slots[4].send), (arg::SOCKET, 0, 1), "f_send");
+        assert_eq!((cfg.slots[5].kind, cfg.slots[5].at), (arg::SKB, at::ENTRY), "f_gone");
+        assert_eq!(cfg.slots[6].kind, arg::UNUSED);
         assert_eq!(cfg.kprobe_slot(0xffff_ffff_8100_0000, at::ENTRY), Some(1));
         let err = plan.config(|_| None).unwrap_err();
         assert_eq!(err, "probe k_rcv: tcp_v4_rcv has no address in /proc/kallsyms");
     }
 
     #[test]
-    fn the_builtin_catalog_fits_its_packet_functions_in_the_slots() {
+    fn the_builtin_catalog_fits_its_functions_in_the_slots() {
         // Where fentry and kprobes both work: each function once, by its fentry entry.
         let c = Catalog::builtin();
         let rows: Vec<ProbeMeta> = c.probes.iter().map(|p| row(&p.name, true)).collect();
@@ -298,8 +318,7 @@ mod tests {
         assert_eq!(fentry.probes.len(), hook::FUNC_SLOTS);
         assert!(fentry.probes.iter().all(|p| p.kind == Kind::Fentry), "{:?}", fentry.probes);
         for (name, why) in &fentry.left_out {
-            let socket = why.starts_with("its argument is a socket");
-            assert!(socket || why.contains("(fentry) already"), "{name}: {why}");
+            assert!(why.contains("(fentry) already"), "{name}: {why}");
         }
         // Where only kprobes work, they take the slots.
         let rows: Vec<ProbeMeta> = c.probes.iter().map(|p| row(&p.name, !p.name.starts_with("fentry_"))).collect();
@@ -311,7 +330,7 @@ mod tests {
     #[test]
     fn slots_run_out_with_a_reason_naming_them() {
         let mut yaml = String::from("probes:\n");
-        for i in 0..10 {
+        for i in 0..hook::FUNC_SLOTS + 2 {
             yaml.push_str(&format!(
                 "  - {{name: t{i}, layer: ip, dir: recv, kind: tracepoint, target: \"net:netif_rx\", arg: {{skb: 0}}, presets: [all]}}\n"
             ));
@@ -321,6 +340,6 @@ mod tests {
         let plan = plan(&c, &rows);
         assert_eq!(plan.probes.len(), hook::FUNC_SLOTS);
         assert_eq!(plan.left_out.len(), 2);
-        assert!(plan.left_out[0].1.starts_with("all 8 slots for probes given as data are taken (t0, t1,"));
+        assert!(plan.left_out[0].1.starts_with("all 10 slots for probes given as data are taken (t0, t1,"));
     }
 }

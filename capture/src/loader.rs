@@ -208,7 +208,9 @@ impl Scope {
             let kernel_btf = aya::Btf::from_sys_fs().map_err(|e| load_err(&netns)(e.into()))?;
             warnings = crate::funcs::attach(&mut ebpf, funcs, &kernel_btf);
             for (name, tp, hooks) in TRACEPOINTS {
-                if !hooks.iter().any(|h| tracepoints & (1 << h) != 0) {
+                // Socket probes given as data learn their calls' bytes where the calls return.
+                let calls = funcs.any_sock() && matches!(name, "netlat_sock_send" | "netlat_sock_recv");
+                if !calls && !hooks.iter().any(|h| tracepoints & (1 << h) != 0) {
                     continue;
                 }
                 let p: &mut BtfTracePoint = program(&mut ebpf, name).map_err(load_err(&netns))?;

@@ -722,6 +722,68 @@ fn issue4_udp_recv_stamped_inside_the_application_receive() {
     drop(lab);
 }
 
+/// Socket probes given as data (regression test for issue 4's probes with a socket
+/// argument, which were listed and not recorded): tracepoints whose argument is the socket,
+/// one in the send direction (`tcp:tcp_sendmsg_locked`) and one in the receive direction
+/// (`tcp:tcp_rcv_space_adjust`, inside `tcp_recvmsg`), record each write and read of a TCP
+/// exchange with the bytes `sock_send` and `sock_recv` record, stamped inside the
+/// application's own call, and the analyzer follows every tracked byte through them.
+#[test]
+fn issue4_socket_probes_given_as_data_record_each_calls_bytes() {
+    let Some(_serial) = kernel_test("issue4_socket_probes_given_as_data_record_each_calls_bytes") else { return };
+    let tmp = tempfile::tempdir().unwrap();
+    let lab = Lab::two_hosts().unwrap();
+    let file = tmp.path().join("probes.yaml");
+    let builtin = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../conf/probes.yaml")).unwrap();
+    let extra = r#"
+  - {name: my_send, layer: socket, dir: send, kind: tracepoint, target: "tcp:tcp_sendmsg_locked",
+     arg: {sock: 0}, presets: [socket, all]}
+  - {name: my_recv, layer: socket, dir: recv, kind: tracepoint, target: "tcp:tcp_rcv_space_adjust",
+     arg: {sock: 0}, presets: [socket, all]}
+"#;
+    std::fs::write(&file, builtin + extra).unwrap();
+    const N: usize = 100;
+    const SIZE: usize = 100;
+    let args = ["-q", "--layers", "socket", "--probes", file.to_str().unwrap(), "tcp and port 6109"];
+    let times = captured_pair(&lab, tmp.path(), &args, || request_response(&lab, 6109, N, SIZE, None, |_| 0x5a));
+    let evs = read_events(tmp.path());
+
+    // Send: one row per write, the bytes of sock_send's, stamped inside the write (where
+    // sock_send is stamped: the same tracepoint).
+    let (sends, mine) = (at(&evs, "a:sock_send", 6109), at(&evs, "a:my_send", 6109));
+    assert_eq!((sends.len(), mine.len()), (N, N), "{mine:?}");
+    for (i, ((s, m), t)) in sends.iter().zip(&mine).zip(&times).enumerate() {
+        assert_eq!((m.seq, m.len), (s.seq, s.len), "write {i}");
+        assert!(t.write.0 <= m.ts && m.ts <= t.write.1, "write {i}: my_send at {} outside {:?}", m.ts, t.write);
+        assert!((m.ts - s.ts).abs() < 100_000, "write {i}: my_send {} vs sock_send {}", m.ts, s.ts);
+        assert_eq!(m.cgroup, s.cgroup, "the writing thread's cgroup");
+    }
+    // Receive: the bytes of each read, stamped inside it, before the read returned.
+    let isn = sends[0].seq;
+    let (reads, mine) = (at(&evs, "b:sock_recv", 6109), at(&evs, "b:my_recv", 6109));
+    let ranges = |v: &[&Ev]| v.iter().map(|e| (e.seq, e.len)).collect::<Vec<_>>();
+    assert_eq!(ranges(&mine), ranges(&reads), "one my_recv per read, with its bytes");
+    assert_eq!(mine.iter().map(|e| u64::from(e.len)).sum::<u64>(), (N * SIZE) as u64);
+    for (m, r) in mine.iter().zip(&reads) {
+        let i = m.seq.wrapping_sub(isn) as usize / SIZE;
+        let t = &times[i];
+        assert!(t.read.0 <= m.ts && m.ts <= r.ts && r.ts <= t.read.1, "read of message {i}: {m:?} {r:?} {:?}", t.read);
+    }
+
+    // The analyzer follows every tracked byte through both.
+    let v = analyze(tmp.path(), &["--filter", "tcp and dst port 6109", "--tcp-stride", "4"]);
+    let paths = v["paths"].as_array().unwrap();
+    assert_eq!(paths.len(), 1, "{v}");
+    let stations = short_stations(&paths[0]);
+    for p in ["a:sock_send", "a:my_send", "b:my_recv", "b:sock_recv"] {
+        assert!(stations.iter().any(|s| s == p), "{p} in {stations:?}");
+    }
+    assert_eq!(paths[0]["complete"].as_u64().unwrap(), (N * SIZE / 4) as u64, "{}", paths[0]);
+    let hops = hops_add_up(&paths[0]);
+    eprintln!("socket probes given as data: layers (mean ns): {hops:?}");
+    drop(lab);
+}
+
 /// A TCP flow of 5 GiB reuses a quarter of its 32-bit sequence numbers: every tracked byte
 /// (one per MiB) is still followed from the sender's `send()` to the receiver's `recv()`
 /// (each 32-bit position told apart by when it was seen), except those TCP retransmitted.

@@ -77,6 +77,7 @@ specs! {
     kn_id: "kernfs_node.id", optional;
     sk_receive_queue: "sock.sk_receive_queue", optional;
     udp_reader_queue: "udp_sock.reader_queue", optional;
+    socket_sk: "socket.sk";
 }
 
 /// Reads every offset from `btf`. A missing required field is an error naming
@@ -148,7 +149,7 @@ pub fn stack_config(btf: &Btf, netns: u32, hooks: u32) -> Result<capture_common:
         kn_id: o.kn_id,
         sk_receive_queue: o.sk_receive_queue,
         udp_reader_queue: o.udp_reader_queue,
-        _pad: 0,
+        socket_sk: o.socket_sk,
     })
 }
 
