@@ -391,16 +391,7 @@ pub fn netlat_sock_recv(ctx: BtfTracePointContext) -> i32 {
         emit(st, sk, hook::SOCK_RECV, true, t, seq, len, tid);
     }
     if st.on(hook::SCHED_WAKEUP) || st.on(hook::SCHED_SWITCH) {
-        let _ = READERS.insert(tid, 1u8, 0);
-        // Not before the data was there (the thread may have been awake all along), never
-        // after the read.
-        // A stamp that equals the one before it is moved 1 ns later, so that the layers
-        // keep their order where the analyzer sorts by time.
-        let base = ready.map_or(t, |r| r.ts).min(t);
-        // SAFETY: copied out at once.
-        let woken = unsafe { WOKEN.get(tid) }.copied().unwrap_or(0).clamp((base + 1).min(t), t);
-        // SAFETY: copied out at once.
-        let on_cpu = unsafe { ON_CPU.get(tid) }.copied().unwrap_or(0).clamp((woken + 1).min(t), t);
+        let (woken, on_cpu) = sched_stamps(tid, ready.map_or(t, |r| r.ts), t);
         if st.on(hook::SCHED_WAKEUP) {
             emit(st, sk, hook::SCHED_WAKEUP, true, woken, seq, len, tid);
         }
@@ -409,6 +400,22 @@ pub fn netlat_sock_recv(ctx: BtfTracePointContext) -> i32 {
         }
     }
     0
+}
+
+/// When thread `tid`, whose read returned at `t` data that was ready at `ready`, was woken
+/// and when it got a CPU for it; the thread is followed from now on ([`READERS`]). Not
+/// before the data was there (the thread may have been awake all along), never after the
+/// read; a stamp that equals the one before it is moved 1 ns later, so that the layers keep
+/// their order where the analyzer sorts by time.
+#[inline(always)]
+pub(crate) fn sched_stamps(tid: u32, ready: u64, t: u64) -> (u64, u64) {
+    let _ = READERS.insert(tid, 1u8, 0);
+    let base = ready.min(t);
+    // SAFETY: copied out at once.
+    let woken = unsafe { WOKEN.get(tid) }.copied().unwrap_or(0).clamp((base + 1).min(t), t);
+    // SAFETY: copied out at once.
+    let on_cpu = unsafe { ON_CPU.get(tid) }.copied().unwrap_or(0).clamp((woken + 1).min(t), t);
+    (woken, on_cpu)
 }
 
 /// `tcp:tcp_retransmit_skb(sk, skb, err)`: the bytes `[seq, end_seq)` of the skb's TCP

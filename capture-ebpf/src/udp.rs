@@ -120,6 +120,10 @@ pub(crate) fn emit<B: PacketBuf>(buf: &B, info: &PacketInfo, id: u64, ifindex: u
 struct NextRead {
     /// Its `sk_buff`, to tell whether a read consumed it.
     skb: u64,
+    /// When it became the next read's: it came to an empty socket (`sk_data_ready`), or
+    /// the previous read returned (the reader was running then). The scheduler stamps of
+    /// its read are not earlier.
+    ready: u64,
     /// Its event, written (stamped anew) when a read consumed it.
     ev: PacketEvent,
 }
@@ -169,6 +173,7 @@ pub(crate) fn keep(info: &PacketInfo, id: u64, frame_len: u32, sk: *const u8, sk
     unsafe {
         fill(&raw mut (*n).ev, info, id, frame_len, hook::UDP_RECV, 0);
         (*n).skb = skb as u64;
+        (*n).ready = (*n).ev.ts_ns;
         NEXT_READ.insert(sk as u64, &*n, 0).is_ok()
     }
 }
@@ -208,7 +213,7 @@ pub(crate) fn received(st: &StackConfig, sk: *const u8, ret: i32, peek: bool) {
         }
         if ret >= 0 && ret as u32 <= len && kread::<u16>(sk, st.sk_num) == Some(port) {
             // SAFETY: as above.
-            write_read(unsafe { &(*n).ev }, cgroup(st, core::ptr::null(), sk));
+            write_read(unsafe { &*n }, cgroup(st, core::ptr::null(), sk));
         }
     }
     let kept = match next {
@@ -220,10 +225,31 @@ pub(crate) fn received(st: &StackConfig, sk: *const u8, ret: i32, peek: bool) {
     }
 }
 
-/// Writes a datagram's `udp_recv` event, stamped now, with its socket's cgroup.
+/// Writes a datagram's `udp_recv` event, stamped now, with its socket's cgroup; with the
+/// scheduler hooks, also when the reading thread was woken and got a CPU for it (as for
+/// TCP reads, `sock::sched_stamps`), as packet events of the datagram.
+///
+/// A function of its own (a BPF subprogram with its own stack frame): inlined into the
+/// read program beside the parser and the TCP events, the frame passed 512 bytes.
+#[inline(never)]
+fn write_read(n: &NextRead, cgroup: u64) {
+    let st = crate::stack::stack();
+    let t = now();
+    if st.on(hook::SCHED_WAKEUP) || st.on(hook::SCHED_SWITCH) {
+        let (woken, on_cpu) = crate::sock::sched_stamps(tid(), n.ready, t);
+        if st.on(hook::SCHED_WAKEUP) {
+            write_datagram(&n.ev, hook::SCHED_WAKEUP, woken, cgroup);
+        }
+        if st.on(hook::SCHED_SWITCH) {
+            write_datagram(&n.ev, hook::SCHED_SWITCH, on_cpu, cgroup);
+        }
+    }
+    write_datagram(&n.ev, hook::UDP_RECV, t, cgroup);
+}
+
+/// Writes the datagram of `ev` at hook `h`, stamped `ts`.
 #[inline(always)]
-fn write_read(ev: &PacketEvent, cgroup: u64) {
-    let h = hook::UDP_RECV;
+fn write_datagram(ev: &PacketEvent, h: u8, ts: u64, cgroup: u64) {
     count(h, stat::SEEN);
     count(h, stat::SELECTED);
     let Some(mut entry) = EVENTS.reserve::<StackEvent>(0) else {
@@ -233,7 +259,8 @@ fn write_read(ev: &PacketEvent, cgroup: u64) {
     // SAFETY: the reservation is exactly one StackEvent; every field is set.
     unsafe {
         core::ptr::copy_nonoverlapping(ev, &raw mut (*e).event, 1);
-        (*e).event.ts_ns = now();
+        (*e).event.ts_ns = ts;
+        (*e).event.hook = h;
         (*e).event.cpu = cpu();
         (*e).cgroup = cgroup;
     }

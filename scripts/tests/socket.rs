@@ -462,17 +462,19 @@ fn issue4_nftables_drop_and_retransmission_attributed() {
     for p in v["paths"].as_array().unwrap() {
         assert!(!short_stations(p).iter().any(|s| s.ends_with("kfree_skb") || s.ends_with("tcp_retransmit")), "{p}");
     }
-    // UDP: the path ends at the application's read (`udp_recv`); datagram 7, dropped by
-    // netfilter's input hook after TC ingress, is the one lost, on that last hop.
+    // UDP: the path ends at the application's read (`udp_recv`, after the reader's
+    // scheduling); datagram 7, dropped by netfilter's input hook after TC ingress, is the
+    // one lost, on the hop after TC ingress.
     let v = analyze(tmp.path(), &["--filter", "udp and dst port 6104"]);
     let path = &v["paths"][0];
     let stations = short_stations(path);
-    assert_eq!(stations[stations.len() - 2..], ["b:tc_ingress", "b:udp_recv"], "{path}");
+    let tail = ["b:tc_ingress", "b:sched_wakeup", "b:sched_switch", "b:udp_recv"];
+    assert_eq!(stations[stations.len() - 4..], tail, "{path}");
     assert_eq!((path["complete"].as_u64(), path["lost"].as_u64()), (Some(N as u64 - 1), Some(1)), "{path}");
     let hops = path["hops"].as_array().unwrap();
     let lost: Vec<u64> = hops.iter().map(|h| h["lost"].as_u64().unwrap()).collect();
     assert_eq!(lost.iter().sum::<u64>(), 1, "{path}");
-    assert_eq!(lost.last(), Some(&1), "lost between tc_ingress and the read: {path}");
+    assert_eq!(lost[lost.len() - 3], 1, "lost between tc_ingress and the reader: {path}");
     drop(lab);
 }
 
@@ -719,6 +721,106 @@ fn issue4_udp_recv_stamped_inside_the_application_receive() {
         q(&lo, 0.5),
         q(&hi, 0.5)
     );
+    drop(lab);
+}
+
+/// UDP reads and the scheduler (`--layers all`): a UDP server that naps before each read
+/// (its request waits queued meanwhile) shows the wait as scheduling, not network: each
+/// read's `sched_wakeup` row, a packet row of the datagram it returned, lies between the
+/// end of the nap and the read's return, and the analyzer's arrival-to-wakeup hop is the
+/// wait the applications timed. The first read blocked for its datagram, which woke it.
+#[test]
+fn issue4_udp_reader_asleep_shows_as_scheduling_not_network() {
+    let Some(_serial) = kernel_test("issue4_udp_reader_asleep_shows_as_scheduling_not_network") else { return };
+    let tmp = tempfile::tempdir().unwrap();
+    let lab = Lab::two_hosts().unwrap();
+    let (a, b) = (lab.hosts[0].clone(), lab.hosts[1].clone());
+    const N: usize = 60;
+    const NAP: Duration = Duration::from_millis(3);
+    let dst = SocketAddrV4::new(b.addr, 6110);
+    // Per request: (write before, write after), (nap start, nap end), (read before, after).
+    let times = captured(&lab, tmp.path(), "udp and port 6110", || {
+        let rx = run_in(&b.netns, || std::net::UdpSocket::bind(dst)).unwrap().unwrap();
+        rx.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        let server = std::thread::spawn(move || {
+            let mut buf = [0u8; 256];
+            let mut out = Vec::new();
+            for i in 0..N {
+                let slept = (i > 0).then(|| {
+                    let t = mono_ns();
+                    std::thread::sleep(NAP);
+                    (t, mono_ns())
+                });
+                let r0 = mono_ns();
+                let (n, peer) = rx.recv_from(&mut buf).unwrap();
+                let r1 = mono_ns();
+                assert_eq!(u64::from_be_bytes(buf[..8].try_into().unwrap()), i as u64);
+                assert_eq!(n, 100);
+                rx.send_to(&[1], peer).unwrap();
+                out.push((slept, (r0, r1)));
+            }
+            out
+        });
+        let tx = run_in(&a.netns, || std::net::UdpSocket::bind("0.0.0.0:0")).unwrap().unwrap();
+        tx.connect(dst).unwrap();
+        // The server's first read then blocks for its datagram (it is woken by it).
+        std::thread::sleep(Duration::from_millis(200));
+        let mut writes = Vec::new();
+        let mut ack = [0u8; 1];
+        for i in 0..N {
+            let mut buf = [0x5au8; 100];
+            buf[..8].copy_from_slice(&(i as u64).to_be_bytes());
+            let t0 = mono_ns();
+            tx.send(&buf).unwrap();
+            writes.push((t0, mono_ns()));
+            tx.recv(&mut ack).unwrap();
+        }
+        writes.into_iter().zip(server.join().unwrap()).collect::<Vec<_>>()
+    });
+    let evs = read_events(tmp.path());
+    // Request i by identity: the sender's datagrams in send order.
+    let sent = at(&evs, "a:udp_send", 6110);
+    assert_eq!(sent.len(), N);
+    let number: std::collections::HashMap<u64, usize> = sent.iter().enumerate().map(|(i, e)| (e.pkt_id, i)).collect();
+    let first_row = |p: &str| at(&evs, p, 6110).into_iter().find(|e| number[&e.pkt_id] == 0).map(|e| e.ts);
+    let wakes = at(&evs, "b:sched_wakeup", 6110);
+    assert_eq!(wakes.len(), N, "{wakes:?}");
+    for e in &wakes {
+        let (_, (slept, read)) = &times[number[&e.pkt_id]];
+        if let Some((start, end)) = slept {
+            let nap = NAP.as_nanos() as i64;
+            assert!(start + nap <= e.ts && e.ts <= (*end).max(read.1), "wakeup at {} for {slept:?} {read:?}", e.ts);
+        }
+    }
+    // The first read blocked for its datagram: woken after it came, on a CPU after that.
+    let (came, woken, on_cpu, read) =
+        (first_row("b:tc_ingress"), first_row("b:sched_wakeup"), first_row("b:sched_switch"), first_row("b:udp_recv"));
+    let (came, woken, on_cpu, read) = (came.unwrap(), woken.unwrap(), on_cpu.unwrap(), read.unwrap());
+    eprintln!(
+        "first read: arrived, +{} ns woken, +{} ns on a CPU, +{} ns read",
+        woken - came,
+        on_cpu - woken,
+        read - on_cpu
+    );
+    assert!(came < woken && woken < on_cpu && on_cpu <= read && read <= times[0].1 .1 .1);
+
+    let v = analyze(tmp.path(), &["--filter", "udp and dst port 6110"]);
+    let path = &v["paths"][0];
+    let stations = short_stations(path);
+    let tail = ["b:tc_ingress", "b:sched_wakeup", "b:sched_switch", "b:udp_recv"];
+    assert_eq!(stations[stations.len() - 4..], tail, "{path}");
+    assert_eq!(path["complete"].as_u64().unwrap(), N as u64, "{path}");
+    let hops = hops_add_up(path);
+    let mean = |h: &str| hops.iter().find(|(n, _)| n == h).unwrap_or_else(|| panic!("no {h} in {hops:?}")).1;
+    let waited = mean("b:tc_ingress -> b:sched_wakeup");
+    // Ground truth: a request arrived at the earliest when its send began and at the latest
+    // shortly (< 0.2 ms: one veth hop) after it returned; the server woke when its nap
+    // ended (the first: when its request came, within its send and read).
+    let nap = NAP.as_nanos() as i64;
+    let lo: i64 = times[1..].iter().map(|(w, (s, _))| s.unwrap().0 + nap - w.1 - 200_000).sum::<i64>() / N as i64;
+    let hi: i64 = times.iter().map(|(w, (s, r))| s.map_or(r.1, |s| s.1.max(r.1)) - w.0).sum::<i64>() / N as i64;
+    eprintln!("layers (mean ns): {hops:?}; arrival to wakeup within [{lo}, {hi}] ns by the applications' clocks");
+    assert!(lo <= waited && waited <= hi, "arrival to wakeup {waited} ns, not within [{lo}, {hi}]");
     drop(lab);
 }
 
