@@ -255,6 +255,8 @@ pub struct DropEvent {
     pub _pad: u32,
     /// Kernel address of the code that freed the packet (symbolized in user space).
     pub location: u64,
+    /// cgroup id of the packet's socket, as in [`StackEvent`].
+    pub cgroup: u64,
 }
 
 /// TCP bytes seen at a socket-level hook ([`hook::is_socket`]): no packet, a byte range.
@@ -453,7 +455,7 @@ impl Default for CaptureConfig {
 
 const _: () = assert!(core::mem::size_of::<PacketEvent>() == 96);
 const _: () = assert!(core::mem::size_of::<SyncStamp>() == 72);
-const _: () = assert!(core::mem::size_of::<DropEvent>() == 112);
+const _: () = assert!(core::mem::size_of::<DropEvent>() == 120);
 const _: () = assert!(core::mem::size_of::<StackEvent>() == 104);
 const _: () = assert!(core::mem::size_of::<SockEvent>() == 80);
 const _: () = assert!(core::mem::size_of::<PacketHead>() == 96 + 8 + MAX_SNAPLEN);

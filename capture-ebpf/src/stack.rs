@@ -12,7 +12,7 @@ use aya_ebpf::{
     programs::BtfTracePointContext,
 };
 use capture_common::{
-    abi::{hook, stat, DropEvent, PacketEvent, MAX_SNAPLEN},
+    abi::{hook, stat, DropEvent, StackEvent, MAX_SNAPLEN},
     offsets::{StackConfig, NONE},
     parse::{PacketBuf, PacketInfo},
 };
@@ -180,18 +180,44 @@ pub(crate) fn stack_packet(skb: *const u8, hook: u8) {
 /// The cgroup (v2) id of the packet's socket (`sk`, else the skb's own), 0 where there is
 /// none (a packet forwarded, or received before TCP or UDP found its socket) or the kernel
 /// keeps none.
+///
+/// Read without a branch per pointer (a failed read, as from a null pointer, gives 0, and
+/// so does every read after it): the drop program ran out of the verifier's budget with
+/// one per pointer.
 #[inline(always)]
 pub(crate) fn cgroup(st: &StackConfig, skb: *const u8, sk: *const u8) -> u64 {
     if st.kn_id == NONE {
         return 0;
     }
-    let sk = if sk.is_null() { kread::<*const u8>(skb, st.skb_sk).unwrap_or(core::ptr::null()) } else { sk };
-    if sk.is_null() {
+    let sk = if sk.is_null() { read_or_zero(skb as u64, st.skb_sk) } else { sk as u64 };
+    sock_cgroup(st, sk)
+}
+
+/// The cgroup (v2) id of the socket at `sk` (0: none), with no branch at all.
+#[inline(always)]
+fn sock_cgroup(st: &StackConfig, sk: u64) -> u64 {
+    if st.kn_id == NONE {
         return 0;
     }
-    let Some(cg) = kread::<*const u8>(sk, st.sk_cgroup).filter(|p| !p.is_null()) else { return 0 };
-    let Some(kn) = kread::<*const u8>(cg, st.cgroup_kn).filter(|p| !p.is_null()) else { return 0 };
-    kread::<u64>(kn, st.kn_id).unwrap_or(0)
+    let cg = read_or_zero(sk, st.sk_cgroup);
+    let kn = read_or_zero(cg, st.cgroup_kn);
+    read_or_zero(kn, st.kn_id)
+}
+
+/// The u64 at kernel address `base + off`; 0 if it cannot be read (the helper zeroes its
+/// destination on failure, so no branch is needed).
+#[inline(always)]
+fn read_or_zero(base: u64, off: u16) -> u64 {
+    let mut v = 0u64;
+    // SAFETY: writes 8 bytes into `v`; the helper checks the source address.
+    unsafe {
+        aya_ebpf::helpers::generated::bpf_probe_read_kernel(
+            (&raw mut v).cast(),
+            8,
+            base.wrapping_add(u64::from(off)) as *const core::ffi::c_void,
+        )
+    };
+    v
 }
 
 /// Ethertype of an IP packet from its version nibble.
@@ -242,28 +268,31 @@ fn queue<B: PacketBuf>(buf: &B, ifindex: u32, sent: u64, skb: *const u8) {
 /// it on (veth hands it to its peer, whose namespace and device it then carries), so
 /// `net_dev_xmit` reports what was remembered instead of reading the skb.
 #[map]
-static IN_XMIT: LruHashMap<u64, PacketEvent> = LruHashMap::with_max_entries(4096, 0);
+static IN_XMIT: LruHashMap<u64, StackEvent> = LruHashMap::with_max_entries(4096, 0);
 
 /// Where a remembered event is built (too large for the BPF stack with the parser).
 #[map]
-static KEEP_SCRATCH: PerCpuArray<PacketEvent> = PerCpuArray::with_max_entries(1, 0);
+static KEEP_SCRATCH: PerCpuArray<StackEvent> = PerCpuArray::with_max_entries(1, 0);
 
-/// Remembers the event of a selected packet at `hook` in `map` under `key`, for a later
-/// tracepoint that can no longer read the packet ([`emit_kept`]).
+/// Remembers the event of a selected packet at `hook` in `map` under `key`, with its
+/// socket's `cgroup` as known now, for a later tracepoint that can no longer read the
+/// packet ([`emit_kept`]).
 #[inline(always)]
 fn keep<K, B: PacketBuf>(
-    map: &LruHashMap<K, PacketEvent>,
+    map: &LruHashMap<K, StackEvent>,
     key: K,
     buf: &B,
     info: &PacketInfo,
     id: u64,
     hook: u8,
     ifindex: u32,
+    cgroup: u64,
 ) {
     if let Some(ev) = KEEP_SCRATCH.get_ptr_mut(0) {
         // SAFETY: per-CPU slot, filled whole, then copied into the map.
         unsafe {
-            fill(ev, info, id, buf.frame_len(), hook, ifindex);
+            fill(&raw mut (*ev).event, info, id, buf.frame_len(), hook, ifindex);
+            (*ev).cgroup = cgroup;
             let _ = map.insert(key, &*ev, 0);
         }
     }
@@ -272,16 +301,18 @@ fn keep<K, B: PacketBuf>(
 /// Writes a remembered event (its hook's counters: `seen` and `selected` too unless
 /// they were counted when it was kept).
 #[inline(always)]
-fn emit_kept(ev: PacketEvent, counted: bool) {
-    let h = ev.hook;
+fn emit_kept(ev: &StackEvent, counted: bool) {
+    let h = ev.event.hook;
     if !counted {
         count(h, stat::SEEN);
         count(h, stat::SELECTED);
     }
-    let Some(mut entry) = EVENTS.reserve::<PacketEvent>(0) else {
+    let Some(mut entry) = EVENTS.reserve::<StackEvent>(0) else {
         return count(h, stat::RINGBUF_FULL);
     };
-    entry.write(ev);
+    let e = entry.as_mut_ptr();
+    // SAFETY: the reservation is exactly one StackEvent, copied whole from `ev`.
+    unsafe { core::ptr::copy_nonoverlapping(ev, e, 1) };
     entry.submit(wakeup_flags());
     count(h, stat::SUBMITTED);
 }
@@ -309,7 +340,8 @@ fn start_xmit<B: PacketBuf>(buf: &B, skb: u64, ifindex: u32) {
     let h = if st.on(hook::NET_DEV_START_XMIT) { hook::NET_DEV_START_XMIT } else { hook::NET_DEV_XMIT };
     let Some((info, id)) = select(buf, h, ifindex) else { return };
     if st.on(hook::NET_DEV_XMIT) {
-        keep(&IN_XMIT, skb, buf, info, id, hook::NET_DEV_XMIT, ifindex);
+        let cg = cgroup(st, skb as *const u8, core::ptr::null());
+        keep(&IN_XMIT, skb, buf, info, id, hook::NET_DEV_XMIT, ifindex, cg);
     }
     if h == hook::NET_DEV_START_XMIT {
         emit(buf, info, id, h, ifindex, Some((skb as *const u8, core::ptr::null())));
@@ -327,10 +359,10 @@ pub fn netlat_net_dev_xmit(ctx: BtfTracePointContext) -> i32 {
     if rc != 0 {
         return 0;
     }
-    ev.ts_ns = now();
-    ev.cpu = cpu();
+    ev.event.ts_ns = now();
+    ev.event.cpu = cpu();
     // Without start_xmit's own events, start_xmit counted the selection under this hook.
-    emit_kept(ev, !stack().on(hook::NET_DEV_START_XMIT));
+    emit_kept(&ev, !stack().on(hook::NET_DEV_START_XMIT));
     0
 }
 
@@ -439,13 +471,14 @@ pub fn netlat_skb_copy_datagram(ctx: BtfTracePointContext) -> i32 {
 
 /// Datagrams copied to an application, by thread, until its receive call returns.
 #[map]
-static COPIED: LruHashMap<u32, PacketEvent> = LruHashMap::with_max_entries(4096, 0);
+static COPIED: LruHashMap<u32, StackEvent> = LruHashMap::with_max_entries(4096, 0);
 
 #[inline(always)]
 fn keep_copied<B: PacketBuf>(buf: &B) {
     let h = hook::SKB_COPY_DATAGRAM;
     let Some((info, id)) = identify(buf, h, 0, false) else { return };
-    keep(&COPIED, tid(), buf, info, id, h, 0);
+    // The socket, hence the cgroup, is known when the receive call returns (`copied`).
+    keep(&COPIED, tid(), buf, info, id, h, 0, 0);
 }
 
 /// Remembers the datagram of the `sk_buff` at `skb`, queued on the UDP socket `sk`, as
@@ -475,13 +508,16 @@ fn keep_next<B: PacketBuf>(buf: &B, sk: *const u8, skb: *const u8) -> bool {
 #[inline(always)]
 pub(crate) fn copied(st: &StackConfig, sk: *const u8, ret: i32, peek: bool) {
     let tid = tid();
-    // SAFETY: copied out at once.
-    let Some(ev) = (unsafe { COPIED.get(tid) }).copied() else { return };
-    let _ = COPIED.remove(tid);
-    if ret < 0 || peek || !our_sock(st, sk) {
-        return;
+    let Some(ev) = COPIED.get_ptr_mut(tid) else { return };
+    if ret >= 0 && !peek && our_sock(st, sk) {
+        // SAFETY: this thread's own entry, used in place (a copy does not fit the read
+        // program's stack) before it is removed.
+        unsafe {
+            (*ev).cgroup = cgroup(st, core::ptr::null(), sk);
+            emit_kept(&*ev, false);
+        }
     }
-    emit_kept(ev, false);
+    let _ = COPIED.remove(tid);
 }
 
 /// `skb:kfree_skb(skb, location, reason, rx_sk)`: a packet dropped, with the reason.
@@ -493,19 +529,22 @@ pub fn netlat_kfree_skb(ctx: BtfTracePointContext) -> i32 {
         return 0;
     }
     let (skb, location, rx_sk) = (ctx.arg::<*const u8>(0), ctx.arg::<u64>(1), ctx.arg::<*const u8>(3));
+    // The owner's cgroup, read before the parser without branches (after it, on every
+    // parsed path, it took this program past the verifier's budget): drops are few.
+    let cg = sock_cgroup(st, read_or_zero(skb as u64, st.skb_sk));
     let Some((buf, ifindex, ip_only)) = our_packet(st, skb, rx_sk) else { return 0 };
     if ip_only {
         if let Some(ethertype) = ethertype(&buf) {
-            drop_packet(&IpOnly { ip: buf, ethertype }, ifindex, reason, location);
+            drop_packet(&IpOnly { ip: buf, ethertype }, ifindex, reason, location, cg);
         }
     } else {
-        drop_packet(&buf, ifindex, reason, location);
+        drop_packet(&buf, ifindex, reason, location, cg);
     }
     0
 }
 
 #[inline(always)]
-fn drop_packet<B: PacketBuf>(buf: &B, ifindex: u32, reason: u32, location: u64) {
+fn drop_packet<B: PacketBuf>(buf: &B, ifindex: u32, reason: u32, location: u64, cg: u64) {
     let h = hook::KFREE_SKB;
     let Some((info, id)) = select(buf, h, ifindex) else { return };
     let Some(mut entry) = EVENTS.reserve::<DropEvent>(0) else {
@@ -518,6 +557,7 @@ fn drop_packet<B: PacketBuf>(buf: &B, ifindex: u32, reason: u32, location: u64) 
         (*d).reason = reason;
         (*d)._pad = 0;
         (*d).location = location;
+        (*d).cgroup = cg;
     }
     entry.submit(wakeup_flags());
     count(h, stat::SUBMITTED);

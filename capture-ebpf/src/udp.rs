@@ -216,12 +216,18 @@ pub(crate) fn received(st: &StackConfig, sk: *const u8, ret: i32, peek: bool) {
             write_read(unsafe { &*n }, cgroup(st, core::ptr::null(), sk));
         }
     }
-    let kept = match next {
-        Some(skb) => crate::stack::keep_next_read(sk, skb),
-        None => false,
-    };
-    if !kept {
+    let mut next = next;
+    if next.is_none() {
         let _ = NEXT_READ.remove(key);
+        // A datagram that came since the head was read may have found the entry still
+        // there at its data-ready, and left it: look again now that it is gone (if it comes
+        // later still, its data-ready finds no entry).
+        next = head(st, sk);
+    }
+    if let Some(skb) = next {
+        if !crate::stack::keep_next_read(sk, skb) {
+            let _ = NEXT_READ.remove(key);
+        }
     }
 }
 

@@ -184,7 +184,9 @@ fn decode(item: &[u8]) -> Option<(PacketEvent, Option<Vec<u8>>, schema::Extra)> 
         }
         n if n == size_of::<DropEvent>() => {
             let d: DropEvent = unsafe { std::ptr::read_unaligned(item.as_ptr().cast()) };
-            Some((d.event, None, schema::Extra { reason: Some(d.reason), location: d.location, ..Default::default() }))
+            let extra =
+                schema::Extra { reason: Some(d.reason), location: d.location, cgroup: d.cgroup, ..Default::default() };
+            Some((d.event, None, extra))
         }
         n if n == size_of::<SockEvent>() => {
             let s: SockEvent = unsafe { std::ptr::read_unaligned(item.as_ptr().cast()) };

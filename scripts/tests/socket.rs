@@ -954,7 +954,8 @@ impl Drop for TestCgroup {
 
 /// Packets inside the stack carry their socket's cgroup: an application moved into a cgroup
 /// of the test's own sends datagrams, and every one of them has that cgroup's id at the
-/// sender's stack hooks (and none at TC, which does not read it).
+/// sender's stack hooks (and none at TC, which does not read it), the one netfilter drops
+/// on its way out too; the receiver's reads carry the receiving socket's.
 #[test]
 fn issue4_packets_carry_their_sockets_cgroup() {
     let Some(_serial) = kernel_test("issue4_packets_carry_their_sockets_cgroup") else { return };
@@ -964,12 +965,29 @@ fn issue4_packets_carry_their_sockets_cgroup() {
     let cg = TestCgroup::new("netlat-test");
     const N: usize = 50;
     let dst = SocketAddrV4::new(b.addr, 6107);
-    captured_pair(&lab, tmp.path(), &["-q", "--layers", "socket", "udp and port 6107"], || {
+    // Datagram 7 is dropped on its way out of a (netfilter's output hook), still the
+    // sender's socket's packet.
+    let rules = "table inet netlat_test {
+        chain output {
+            type filter hook output priority 0;
+            udp dport 6107 @th,64,64 7 drop
+        }
+    }\n";
+    let mut nft = Command::new("ip")
+        .args(["netns", "exec", &a.netns, "nft", "-f", "-"])
+        .stdin(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    nft.stdin.take().unwrap().write_all(rules.as_bytes()).unwrap();
+    assert!(nft.wait().unwrap().success(), "nft");
+    captured_pair(&lab, tmp.path(), &["-q", "--layers", "all", "udp and port 6107"], || {
         let sink = lab::traffic::UdpSink::start(&b.netns, dst).unwrap();
         // The sender joins the cgroup before it makes its socket.
         let send = format!(
             "import socket\ns = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\n\
-             for i in range({N}): s.sendto(i.to_bytes(8, 'big') + bytes(92), ('{}', 6107))",
+             for i in range({N}):\n\
+             \x20   try: s.sendto(i.to_bytes(8, 'big') + bytes(92), ('{}', 6107))\n\
+             \x20   except PermissionError: assert i == 7  # the output hook's drop\n",
             b.addr
         );
         // Moved from here (`ip netns exec` mounts its own /sys): the shell waits for a line,
@@ -982,14 +1000,23 @@ fn issue4_packets_carry_their_sockets_cgroup() {
         std::fs::write(cg.0.join("cgroup.procs"), child.id().to_string()).unwrap();
         child.stdin.take().unwrap().write_all(b"go\n").unwrap();
         assert!(child.wait().unwrap().success(), "sender");
-        assert_eq!(sink.finish().unwrap().len(), N);
+        assert_eq!(sink.finish().unwrap().len(), N - 1);
     });
     let evs = read_events(tmp.path());
-    for p in ["a:udp_send", "a:net_dev_queue", "a:net_dev_start_xmit"] {
+    for p in ["a:udp_send", "a:net_dev_queue", "a:net_dev_start_xmit", "a:net_dev_xmit"] {
         let rows = at(&evs, p, 6107);
-        assert_eq!(rows.len(), N, "{p}");
+        assert_eq!(rows.len(), N - 1, "{p}");
         assert!(rows.iter().all(|e| e.cgroup == Some(cg.id())), "{p}: {:?} for cgroup {}", rows[0], cg.id());
     }
+    let drops = at(&evs, "a:kfree_skb", 6107);
+    assert_eq!(drops.len(), 1, "{drops:?}");
+    assert_eq!((drops[0].reason.as_deref(), drops[0].cgroup), (Some("NETFILTER_DROP"), Some(cg.id())), "{drops:?}");
+    // The receiver's reads: its own socket's cgroup (it stayed where the test runs).
+    let reads = at(&evs, "b:udp_recv", 6107);
+    assert_eq!(reads.len(), N - 1);
+    let theirs = reads[0].cgroup;
+    assert!(theirs.is_some_and(|c| c != cg.id()), "{:?}", reads[0]);
+    assert!(reads.iter().all(|e| e.cgroup == theirs), "{reads:?}");
     // TC does not read the socket; the receiver's packets have no socket at netif_receive_skb.
     assert!(at(&evs, "a:tc_egress", 6107).iter().all(|e| e.cgroup.is_none()));
     assert!(at(&evs, "b:netif_receive_skb", 6107).iter().all(|e| e.cgroup.is_none()));
