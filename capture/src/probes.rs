@@ -487,14 +487,15 @@ mod tests {
         assert!(rows.iter().any(|r| r.name == "sock_send" && r.available));
     }
 
-    /// Lacks net:net_dev_queue, where udp_send's events are written.
-    struct NoDevQueue;
+    /// Lacks one tracepoint (`SYSTEM:EVENT`).
+    struct Lacks(&'static str);
 
-    impl Kernel for NoDevQueue {
+    impl Kernel for Lacks {
         fn check(&mut self, p: &Probe) -> Availability {
-            match p.target.as_str() {
-                "net:net_dev_queue" => Availability::Unavailable("no such tracepoint".into()),
-                _ => Availability::Available("x".into()),
+            if p.target == self.0 {
+                Availability::Unavailable("no such tracepoint".into())
+            } else {
+                Availability::Available("x".into())
             }
         }
     }
@@ -502,7 +503,7 @@ mod tests {
     #[test]
     fn udp_send_is_unavailable_without_net_dev_queue() {
         use capture_common::abi::hook;
-        let rows = describe(&Catalog::builtin(), Preset::Socket, &mut NoDevQueue);
+        let rows = describe(&Catalog::builtin(), Preset::Socket, &mut Lacks("net:net_dev_queue"));
         let udp = rows.iter().find(|r| r.name == "udp_send").expect("udp_send in the socket preset");
         assert!(!udp.available);
         assert!(udp.detail.starts_with("needs net_dev_queue (tracepoint net:net_dev_queue)"), "{}", udp.detail);
@@ -514,22 +515,10 @@ mod tests {
         assert_eq!(tracepoint_mask(&rows) & 1 << hook::UDP_SEND, 0);
     }
 
-    /// Lacks sock:sk_data_ready, where udp_recv learns an empty socket's next datagram.
-    struct NoDataReady;
-
-    impl Kernel for NoDataReady {
-        fn check(&mut self, p: &Probe) -> Availability {
-            match p.target.as_str() {
-                "sock:sk_data_ready" => Availability::Unavailable("no such tracepoint".into()),
-                _ => Availability::Available("x".into()),
-            }
-        }
-    }
-
     #[test]
     fn udp_recv_is_unavailable_without_sk_data_ready() {
         use capture_common::abi::hook;
-        let rows = describe(&Catalog::builtin(), Preset::Socket, &mut NoDataReady);
+        let rows = describe(&Catalog::builtin(), Preset::Socket, &mut Lacks("sock:sk_data_ready"));
         let udp = rows.iter().find(|r| r.name == "udp_recv").expect("udp_recv in the socket preset");
         assert!(!udp.available);
         assert!(udp.detail.starts_with("needs sk_data_ready (tracepoint sock:sk_data_ready)"), "{}", udp.detail);

@@ -28,6 +28,24 @@ fn mono_ns() -> i64 {
     ts.tv_sec * 1_000_000_000 + ts.tv_nsec
 }
 
+/// One `iovec` per buffer, for `sendmmsg` / `recvmmsg`.
+fn iovecs<const N: usize>(bufs: &mut [[u8; N]]) -> Vec<libc::iovec> {
+    bufs.iter_mut().map(|b| libc::iovec { iov_base: b.as_mut_ptr().cast(), iov_len: N }).collect()
+}
+
+/// One message per `iovec` (no address, no control data); `iov` must outlive their use.
+fn mmsghdrs(iov: &mut [libc::iovec]) -> Vec<libc::mmsghdr> {
+    iov.iter_mut()
+        .map(|v| {
+            // SAFETY: a zeroed mmsghdr is valid (no name, no control).
+            let mut m: libc::mmsghdr = unsafe { std::mem::zeroed() };
+            m.msg_hdr.msg_iov = v;
+            m.msg_hdr.msg_iovlen = 1;
+            m
+        })
+        .collect()
+}
+
 /// One event row.
 #[derive(Debug, Clone)]
 struct Ev {
@@ -515,18 +533,8 @@ fn issue4_udp_send_stamped_inside_the_application_send() {
         let mut batches = Vec::new();
         for j in 0..M {
             let mut bufs: Vec<[u8; SIZE]> = (0..BATCH).map(|k| datagram(N + j * BATCH + k)).collect();
-            let mut iov: Vec<libc::iovec> =
-                bufs.iter_mut().map(|b| libc::iovec { iov_base: b.as_mut_ptr().cast(), iov_len: SIZE }).collect();
-            // SAFETY: zeroed mmsghdr is valid (no name, no control); iov outlives the call.
-            let mut msgs: Vec<libc::mmsghdr> = iov
-                .iter_mut()
-                .map(|v| {
-                    let mut m: libc::mmsghdr = unsafe { std::mem::zeroed() };
-                    m.msg_hdr.msg_iov = v;
-                    m.msg_hdr.msg_iovlen = 1;
-                    m
-                })
-                .collect();
+            let mut iov = iovecs(&mut bufs);
+            let mut msgs = mmsghdrs(&mut iov);
             let t0 = mono_ns();
             // SAFETY: valid socket and message vector.
             let n =
@@ -617,18 +625,8 @@ fn issue4_udp_recv_stamped_inside_the_application_receive() {
             let mut bufs = vec![[0u8; SIZE]; BATCH];
             for _ in 0..M {
                 std::thread::sleep(nap);
-                let mut iov: Vec<libc::iovec> =
-                    bufs.iter_mut().map(|b| libc::iovec { iov_base: b.as_mut_ptr().cast(), iov_len: SIZE }).collect();
-                // SAFETY: zeroed mmsghdr is valid (no name, no control); iov outlives the call.
-                let mut msgs: Vec<libc::mmsghdr> = iov
-                    .iter_mut()
-                    .map(|v| {
-                        let mut m: libc::mmsghdr = unsafe { std::mem::zeroed() };
-                        m.msg_hdr.msg_iov = v;
-                        m.msg_hdr.msg_iovlen = 1;
-                        m
-                    })
-                    .collect();
+                let mut iov = iovecs(&mut bufs);
+                let mut msgs = mmsghdrs(&mut iov);
                 let r0 = mono_ns();
                 // SAFETY: valid socket and message vector; blocks until BATCH datagrams came.
                 let n = unsafe {
