@@ -398,8 +398,13 @@ fn issue4_tcp_bulk_every_tracked_byte_through_every_layer() {
     for p in SEND.iter().chain(&RECV) {
         assert!(stations.iter().any(|s| s == p), "{p} missing from {stations:?}");
     }
-    // Every tracked byte (positions divisible by 1024: exactly BYTES / 1024 of them).
-    assert!(path["complete"].as_u64().unwrap() * 100 >= (BYTES / 1024) as u64 * 99, "{path}");
+    // Every tracked byte (positions divisible by 1024: exactly BYTES / 1024 of them), but
+    // those TCP retransmitted: seen twice at the sender, they are ambiguous (a veth with XDP
+    // drops segments when its ring is full; CI once had 54 such positions of 4,096).
+    let (complete, ambiguous) = (path["complete"].as_u64().unwrap(), v["ambiguous"].as_u64().unwrap());
+    let retransmitted = v["retransmits"][0]["bytes"].as_u64().unwrap_or(0);
+    assert!(ambiguous <= 2 * retransmitted / 1024 + 32, "{ambiguous} ambiguous; {retransmitted} bytes retransmitted");
+    assert!((complete + ambiguous) * 100 >= (BYTES / 1024) as u64 * 99, "{path}");
     let hops = hops_add_up(path);
     eprintln!("layers (mean ns): {hops:?}");
     drop(lab);
