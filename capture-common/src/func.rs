@@ -68,6 +68,15 @@ pub struct FuncSlot {
 
 const _: () = assert!(core::mem::size_of::<FuncSlot>() == 16);
 
+impl FuncSlot {
+    /// Whether this slot stamps the calls in the `send` (else receive) direction at their
+    /// entry: a socket argument, at a function's entry or a tracepoint.
+    #[inline(always)]
+    pub fn stamps_calls(&self, send: bool) -> bool {
+        arg::is_sock(self.kind) && self.at == at::ENTRY && (self.send != 0) == send
+    }
+}
+
 /// Every slot; [`arg::UNUSED`] where none is assigned.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -147,6 +156,16 @@ mod tests {
         assert_eq!(c.kprobe_slot(0x2000, at::ENTRY), None);
         // Unused slots (ip 0) never match, even the address 0 bpf_get_func_ip gives on failure.
         assert_eq!(c.kprobe_slot(0, at::ENTRY), None);
+    }
+
+    #[test]
+    fn only_socket_slots_at_an_entry_stamp_calls_of_their_direction() {
+        let slot = |kind, at, send| FuncSlot { ip: 0, kind, arg: 0, at, send, _pad: [0; 4] };
+        assert!(slot(arg::SOCK, at::ENTRY, 1).stamps_calls(true));
+        assert!(!slot(arg::SOCK, at::ENTRY, 1).stamps_calls(false));
+        assert!(slot(arg::SOCKET, at::ENTRY, 0).stamps_calls(false));
+        assert!(!slot(arg::SOCKET, at::RETURN, 0).stamps_calls(false));
+        assert!(!slot(arg::SKB, at::ENTRY, 0).stamps_calls(false));
     }
 
     #[test]

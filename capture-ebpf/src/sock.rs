@@ -15,7 +15,7 @@ use aya_ebpf::{
 use capture_common::{
     abi::{hook, stat, SockEvent},
     filter,
-    func::{arg, at},
+    func::at,
     offsets::{StackConfig, NONE},
     parse::{PacketInfo, IPPROTO_TCP},
 };
@@ -286,8 +286,7 @@ fn call_failed(send: bool) {
     let tid = tid();
     let mut i = 0;
     while i < hook::FUNC_SLOTS {
-        let s = &f.slots[i];
-        if arg::is_sock(s.kind) && s.at == at::ENTRY && (s.send != 0) == send {
+        if f.slots[i].stamps_calls(send) {
             let _ = PROBE_MARKS.remove(mark_key(tid, i));
         }
         i += 1;
@@ -310,8 +309,7 @@ fn call_done(sk: *const u8, send: bool, seq: u32, len: u32, tid: u32) {
     let _ = LAST_CALL.insert(tid, Call { sk: sk as u64, ts_or_seq: u64::from(seq), len, send: u32::from(send) }, 0);
     let mut i = 0;
     while i < hook::FUNC_SLOTS {
-        let s = &f.slots[i];
-        if arg::is_sock(s.kind) && s.at == at::ENTRY && (s.send != 0) == send {
+        if f.slots[i].stamps_calls(send) {
             let key = mark_key(tid, i);
             // SAFETY: copied out at once.
             if let Some(m) = (unsafe { PROBE_MARKS.get(key) }).copied() {

@@ -186,6 +186,8 @@ pub(crate) fn stack_packet(skb: *const u8, hook: u8) {
 /// one per pointer.
 #[inline(always)]
 pub(crate) fn cgroup(st: &StackConfig, skb: *const u8, sk: *const u8) -> u64 {
+    // Checked here too, before the socket is read, though `sock_cgroup` checks it: without
+    // it the kprobe program of probes given as data ran out of the verifier's budget.
     if st.kn_id == NONE {
         return 0;
     }

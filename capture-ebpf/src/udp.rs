@@ -202,7 +202,7 @@ pub(crate) fn received(st: &StackConfig, sk: *const u8, ret: i32, peek: bool) {
         return;
     }
     let key = sk as u64;
-    let next = head(st, sk);
+    let mut next = head(st, sk);
     if let Some(n) = NEXT_READ.get_ptr(key) {
         // SAFETY: a value of the map; read in place (a copy does not fit the BPF stack
         // beside the parser's).
@@ -216,7 +216,6 @@ pub(crate) fn received(st: &StackConfig, sk: *const u8, ret: i32, peek: bool) {
             write_read(unsafe { &*n }, cgroup(st, core::ptr::null(), sk));
         }
     }
-    let mut next = next;
     if next.is_none() {
         let _ = NEXT_READ.remove(key);
         // A datagram that came since the head was read may have found the entry still
