@@ -20,12 +20,15 @@ pub struct CaptureDrops {
     pub ringbuf_full: u64,
     /// Lost because the writer queue was full.
     pub userspace_dropped: u64,
+    /// Not recorded because the capture could not identify them (`udp_recv`: datagrams
+    /// read that no row was written for).
+    pub unidentified: u64,
 }
 
 impl CaptureDrops {
     /// All events lost at this hook.
     pub fn lost(&self) -> u64 {
-        self.ringbuf_full + self.userspace_dropped
+        self.ringbuf_full + self.userspace_dropped + self.unidentified
     }
 }
 
@@ -48,6 +51,7 @@ pub fn read(metas: &[PathBuf]) -> Vec<CaptureDrops> {
                 selected: n("selected"),
                 ringbuf_full: n("ringbuf_full"),
                 userspace_dropped: n("userspace_dropped"),
+                unidentified: n("unidentified"),
             });
         }
     }

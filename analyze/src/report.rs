@@ -130,16 +130,20 @@ pub fn drop_lines(drops: &[CaptureDrops]) -> String {
         "report loss (packets the captures selected but could not record: capture drops, not network loss):\n",
     );
     for d in lossy {
-        let _ = writeln!(
+        let _ = write!(
             out,
-            "  {}:{}  {} of {} (kernel ring buffer full {}, writer queue full {})",
+            "  {}:{}  {} of {} (kernel ring buffer full {}, writer queue full {}",
             d.host,
             d.hook,
             d.lost(),
-            d.selected,
+            d.selected + d.unidentified,
             d.ringbuf_full,
             d.userspace_dropped
         );
+        if d.unidentified > 0 {
+            let _ = write!(out, ", reads not identified {}", d.unidentified);
+        }
+        out.push_str(")\n");
     }
     out
 }

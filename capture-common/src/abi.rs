@@ -134,11 +134,15 @@ pub mod stat {
     /// Sync probes whose timestamp was lost because the sync ring buffer
     /// was full.
     pub const SYNC_LOST: u32 = 7;
+    /// Reads that returned a datagram the capture had not identified (`udp_recv`): no row
+    /// was written for it. It was queued before the capture began, or a reader already
+    /// running took it between its enqueue and its `sk_data_ready`.
+    pub const UNIDENTIFIED: u32 = 8;
     /// Counters per hook.
-    pub const COUNT: u32 = 8;
+    pub const COUNT: u32 = 9;
     /// Column names, indexed by counter id.
     pub const NAMES: [&str; COUNT as usize] =
-        ["seen", "selected", "submitted", "ringbuf_full", "not_ip", "malformed", "sync", "sync_lost"];
+        ["seen", "selected", "submitted", "ringbuf_full", "not_ip", "malformed", "sync", "sync_lost", "unidentified"];
     /// Size of the statistics array map.
     pub const MAP_LEN: u32 = COUNT * super::hook::COUNT as u32;
 }

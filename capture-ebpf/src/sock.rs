@@ -29,6 +29,8 @@ use crate::{
 const AF_INET: u16 = 2;
 const AF_INET6: u16 = 10;
 const MSG_PEEK: i32 = 2;
+/// A read of the socket's error queue (`recvmsg` flag): it returns no datagram.
+const MSG_ERRQUEUE: i32 = 0x2000;
 /// `bpf_map_update_elem` flag: only if the key is absent.
 const BPF_NOEXIST: u64 = 1;
 
@@ -369,7 +371,7 @@ pub fn netlat_sock_recv(ctx: BtfTracePointContext) -> i32 {
         crate::stack::copied(st, sk, ret, flags & MSG_PEEK != 0);
     }
     if st.on(hook::UDP_RECV) {
-        crate::udp::received(st, sk, ret, flags & MSG_PEEK != 0);
+        crate::udp::received(st, sk, ret, flags & (MSG_PEEK | MSG_ERRQUEUE) != 0);
     }
     if ret <= 0 || flags & MSG_PEEK != 0 || !our_tcp(st, sk) {
         call_failed(false);

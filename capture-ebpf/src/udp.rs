@@ -120,6 +120,9 @@ pub(crate) fn emit<B: PacketBuf>(buf: &B, info: &PacketInfo, id: u64, ifindex: u
 struct NextRead {
     /// Its `sk_buff`, to tell whether a read consumed it.
     skb: u64,
+    /// Whether it is recorded (the capture selects it); if not, only `skb` is set, so that
+    /// its read is known for what it is.
+    recorded: u64,
     /// When it became the next read's: it came to an empty socket (`sk_data_ready`), or
     /// the previous read returned (the reader was running then). The scheduler stamps of
     /// its read are not earlier.
@@ -173,8 +176,23 @@ pub(crate) fn keep(info: &PacketInfo, id: u64, frame_len: u32, sk: *const u8, sk
     unsafe {
         fill(&raw mut (*n).ev, info, id, frame_len, hook::UDP_RECV, 0);
         (*n).skb = skb as u64;
+        (*n).recorded = 1;
         (*n).ready = (*n).ev.ts_ns;
         NEXT_READ.insert(sk as u64, &*n, 0).is_ok()
+    }
+}
+
+/// Remembers that socket `sk`'s next read returns `skb`, a datagram the capture does not
+/// record (not selected, or not parsed): its read is then neither recorded nor counted as
+/// one not identified.
+#[inline(always)]
+fn skip(sk: *const u8, skb: *const u8) {
+    let Some(n) = NEXT_SCRATCH.get_ptr_mut(0) else { return };
+    // SAFETY: per-CPU slot; only `skb` and `recorded` are read back from such an entry.
+    unsafe {
+        (*n).skb = skb as u64;
+        (*n).recorded = 0;
+        let _ = NEXT_READ.insert(sk as u64, &*n, 0);
     }
 }
 
@@ -187,7 +205,9 @@ pub(crate) fn ready(st: &StackConfig, sk: *const u8) {
         return;
     }
     if let Some(skb) = head(st, sk) {
-        crate::stack::keep_next_read(sk, skb);
+        if !crate::stack::keep_next_read(sk, skb) {
+            skip(sk, skb);
+        }
     }
 }
 
@@ -195,26 +215,40 @@ pub(crate) fn ready(st: &StackConfig, sk: *const u8) {
 /// If the remembered datagram left the head, this read consumed it: it is written as
 /// `udp_recv`, stamped now, when its length and port agree with the read and the socket
 /// (a remembered datagram of a closed socket whose memory a new one reuses does not).
-/// Then the new head is remembered.
+/// Then the new head is remembered. A read that returned a datagram nothing remembered
+/// (queued before the capture began, or taken by a reader already running between its
+/// enqueue and its `sk_data_ready`) is counted as `unidentified`.
 #[inline(always)]
-pub(crate) fn received(st: &StackConfig, sk: *const u8, ret: i32, peek: bool) {
-    if peek || !is_udp(st, sk) || !our_sock(st, sk) {
+pub(crate) fn received(st: &StackConfig, sk: *const u8, ret: i32, no_datagram: bool) {
+    if no_datagram || !is_udp(st, sk) || !our_sock(st, sk) {
         return;
     }
     let key = sk as u64;
     let mut next = head(st, sk);
+    // Whether this read returned a datagram that gets no `udp_recv` row: counted, so the
+    // analyzer reports the missing row as the capture's, not as loss in the network.
+    let mut unidentified = ret >= 0;
     if let Some(n) = NEXT_READ.get_ptr(key) {
         // SAFETY: a value of the map; read in place (a copy does not fit the BPF stack
         // beside the parser's).
-        let (skb, len, port) = unsafe { ((*n).skb, (*n).ev.payload_len, (*n).ev.dport) };
+        let (skb, recorded) = unsafe { ((*n).skb, (*n).recorded) };
         if next == Some(skb as *const u8) {
-            // Not consumed by this call (it failed, or read the error queue).
+            // Not consumed by this call (it failed).
             return;
         }
-        if ret >= 0 && ret as u32 <= len && kread::<u16>(sk, st.sk_num) == Some(port) {
+        // SAFETY: as above.
+        let (len, port) = unsafe { ((*n).ev.payload_len, (*n).ev.dport) };
+        if recorded == 0 {
+            // It consumed a datagram the capture does not record.
+            unidentified = false;
+        } else if ret >= 0 && ret as u32 <= len && kread::<u16>(sk, st.sk_num) == Some(port) {
+            unidentified = false;
             // SAFETY: as above.
             write_read(unsafe { &*n }, cgroup(st, core::ptr::null(), sk));
         }
+    }
+    if unidentified {
+        count(hook::UDP_RECV, stat::UNIDENTIFIED);
     }
     if next.is_none() {
         let _ = NEXT_READ.remove(key);
@@ -225,7 +259,7 @@ pub(crate) fn received(st: &StackConfig, sk: *const u8, ret: i32, peek: bool) {
     }
     if let Some(skb) = next {
         if !crate::stack::keep_next_read(sk, skb) {
-            let _ = NEXT_READ.remove(key);
+            skip(sk, skb);
         }
     }
 }

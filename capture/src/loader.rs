@@ -347,6 +347,7 @@ impl Scope {
             c.malformed = get(stat::MALFORMED)?;
             c.sync = get(stat::SYNC)?;
             c.sync_lost = get(stat::SYNC_LOST)?;
+            c.unidentified = get(stat::UNIDENTIFIED)?;
         }
         Ok(out)
     }

@@ -402,6 +402,12 @@ fn main() -> ExitCode {
                     total(|c| c.userspace_dropped),
                     summary.meta.display()
                 );
+                let unidentified = total(|c| c.unidentified);
+                if unidentified > 0 {
+                    eprintln!(
+                        "netlat-capture: {unidentified} datagrams read by applications were not identified at the read and have no udp_recv row (queued before the capture began, or taken by a reader already running before their data-ready)"
+                    );
+                }
             }
             ExitCode::SUCCESS
         }

@@ -51,6 +51,10 @@ pub struct HookCounts {
     pub sync: u64,
     /// Sync probe stamps lost because the sync ring buffer was full.
     pub sync_lost: u64,
+    /// Datagrams an application read that got no row here (`udp_recv`: not identified at
+    /// the read, whatever their port, as their identity is unknown). Not part of
+    /// `selected`; a row missing for this reason is the capture's loss, not the network's.
+    pub unidentified: u64,
 }
 
 /// Clock sync in this run.

@@ -431,6 +431,7 @@ pub fn run(mut opts: Options) -> Result<Summary, RunError> {
             t.malformed += c.malformed;
             t.sync += c.sync;
             t.sync_lost += c.sync_lost;
+            t.unidentified += c.unidentified;
         }
     }
     let names = opts.funcs.hook_names();

@@ -103,6 +103,20 @@ fn read_events(dir: &Path) -> Vec<Ev> {
     out
 }
 
+/// Datagrams that `host`'s applications read and its capture could not identify (no
+/// `udp_recv` row: docs/probes.md), from its run metadata.
+fn unidentified_reads(dir: &Path, host: &str) -> usize {
+    let mut n = 0;
+    for e in std::fs::read_dir(dir.join(host)).unwrap() {
+        let p = e.unwrap().path();
+        if p.to_string_lossy().ends_with(".meta.json") {
+            let v: Value = serde_json::from_slice(&std::fs::read(&p).unwrap()).unwrap();
+            n += v["counts"]["udp_recv"]["unidentified"].as_u64().expect("udp_recv's unidentified count") as usize;
+        }
+    }
+    n
+}
+
 /// Events of `host:hook` to `dport`, in time order.
 fn at<'a>(evs: &'a [Ev], point: &str, dport: u16) -> Vec<&'a Ev> {
     evs.iter().filter(|e| format!("{}:{}", e.host, e.hook) == point && e.dport == dport).collect()
@@ -504,11 +518,21 @@ fn issue4_nftables_drop_and_retransmission_attributed() {
     let stations = short_stations(path);
     let tail = ["b:tc_ingress", "b:sched_wakeup", "b:sched_switch", "b:udp_recv"];
     assert_eq!(stations[stations.len() - 4..], tail, "{path}");
-    assert_eq!((path["complete"].as_u64(), path["lost"].as_u64()), (Some(N as u64 - 1), Some(1)), "{path}");
+    // A read not identified (counted, and reported as the capture's loss) loses its rows
+    // from the reader's wakeup on, too.
+    let missing = (N - 1 - at(&evs, "b:udp_recv", 6104).len()) as u64;
+    let unidentified = unidentified_reads(tmp.path(), "b") as u64;
+    assert!(missing <= unidentified && missing <= 1, "{missing} rows missing, {unidentified} reads not identified");
+    let lost_here = 1 + missing;
+    assert_eq!(
+        (path["complete"].as_u64(), path["lost"].as_u64()),
+        (Some(N as u64 - lost_here), Some(lost_here)),
+        "{path}"
+    );
     let hops = path["hops"].as_array().unwrap();
     let lost: Vec<u64> = hops.iter().map(|h| h["lost"].as_u64().unwrap()).collect();
-    assert_eq!(lost.iter().sum::<u64>(), 1, "{path}");
-    assert_eq!(lost[lost.len() - 3], 1, "lost between tc_ingress and the reader: {path}");
+    assert_eq!(lost.iter().sum::<u64>(), lost_here, "{path}");
+    assert_eq!(lost[lost.len() - 3], lost_here, "lost between tc_ingress and the reader: {path}");
     drop(lab);
 }
 
@@ -685,8 +709,15 @@ fn issue4_udp_recv_stamped_inside_the_application_receive() {
     for (k, r0, r1) in &reads {
         assert!(window[*k].replace((*r0, *r1)).is_none(), "datagram {k} read twice");
     }
+    // One udp_recv per datagram, or a read counted as not identified (a reader already
+    // running can take a datagram before its data-ready: rare, and not silent).
     let recvs = at(&evs, "b:udp_recv", 6107);
-    assert_eq!(recvs.len(), TOTAL, "one udp_recv per datagram");
+    let missing = TOTAL - recvs.len();
+    let unidentified = unidentified_reads(tmp.path(), "b");
+    assert!(
+        missing <= unidentified && missing <= TOTAL / 100,
+        "{missing} rows missing, {unidentified} reads not identified"
+    );
     let (mut waiting, mut queued) = (0, 0);
     // Per datagram: bounds on its end-to-end latency from the applications' own clocks.
     let (mut lo, mut hi) = (Vec::new(), Vec::new());
@@ -735,6 +766,66 @@ fn issue4_udp_recv_stamped_inside_the_application_receive() {
         q(&lo, 0.5),
         q(&hi, 0.5)
     );
+    drop(lab);
+}
+
+/// A UDP read the capture cannot identify is counted, not silent (regression test for
+/// issue 4's `udp_recv` rows that went missing without a trace): three datagrams queued
+/// before the capture began, then read, then five more sent and read. The first read
+/// returns a datagram nothing saw arrive: no row, counted `unidentified` in the run
+/// metadata and reported by the analyzer as the capture's loss; the rule corrects itself at
+/// that read, so the other seven get their rows.
+#[test]
+fn issue4_udp_read_not_identified_is_counted() {
+    let Some(_serial) = kernel_test("issue4_udp_read_not_identified_is_counted") else { return };
+    let tmp = tempfile::tempdir().unwrap();
+    let lab = Lab::two_hosts().unwrap();
+    let (a, b) = (lab.hosts[0].clone(), lab.hosts[1].clone());
+    let dst = SocketAddrV4::new(b.addr, 6111);
+    let rx = run_in(&b.netns, || std::net::UdpSocket::bind(dst)).unwrap().unwrap();
+    rx.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let tx = run_in(&a.netns, || std::net::UdpSocket::bind("0.0.0.0:0")).unwrap().unwrap();
+    tx.connect(dst).unwrap();
+    let send = |i: u8| assert_eq!(tx.send(&[i; 100]).unwrap(), 100);
+    let mut buf = [0u8; 256];
+    let mut read = |i: u8| {
+        assert_eq!(rx.recv(&mut buf).unwrap(), 100);
+        assert_eq!(buf[0], i);
+    };
+    (0..3).for_each(send);
+    // The datagrams are in b's socket before the capture starts.
+    std::thread::sleep(Duration::from_millis(50));
+    captured_pair(&lab, tmp.path(), &["-q", "--layers", "socket", "udp and port 6111"], || {
+        (0..3).for_each(&mut read);
+        for i in 3..8 {
+            send(i);
+            read(i);
+        }
+    });
+    let evs = read_events(tmp.path());
+    // The count is of datagrams whatever their port (their identity is unknown): the
+    // clock-sync probes' socket can add one now and then (its reader is often running when
+    // the second probe of a pair comes).
+    let rows = at(&evs, "b:udp_recv", 6111);
+    let unidentified = unidentified_reads(tmp.path(), "b");
+    assert_eq!(rows.len(), 7, "{rows:?}");
+    assert!((1..=3).contains(&unidentified), "{unidentified} reads not identified");
+    let v = analyze(tmp.path(), &["--filter", "udp and dst port 6111"]);
+    let loss: Vec<&Value> = v["report_loss"].as_array().unwrap().iter().filter(|d| d["unidentified"] != 0).collect();
+    assert_eq!(loss.len(), 1, "{loss:?}");
+    assert_eq!((&loss[0]["host"], &loss[0]["hook"]), (&Value::from("b"), &Value::from("udp_recv")), "{loss:?}");
+    assert_eq!(loss[0]["unidentified"], unidentified, "{loss:?}");
+    let text = Command::new(bins::path("netlat-analyze"))
+        .args([tmp.path().join("a"), tmp.path().join("b")])
+        .args(["--same-clock", "--filter", "udp and dst port 6111"])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&text.stdout);
+    let line = format!(
+        "b:udp_recv  {unidentified} of {} (kernel ring buffer full 0, writer queue full 0, reads not identified {unidentified})",
+        7 + unidentified
+    );
+    assert!(text.contains(&line), "{line} not in {text}");
     drop(lab);
 }
 
@@ -1032,7 +1123,9 @@ fn issue4_packets_carry_their_sockets_cgroup() {
     assert_eq!((drops[0].reason.as_deref(), drops[0].cgroup), (Some("NETFILTER_DROP"), Some(cg.id())), "{drops:?}");
     // The receiver's reads: its own socket's cgroup (it stayed where the test runs).
     let reads = at(&evs, "b:udp_recv", 6107);
-    assert_eq!(reads.len(), N - 1);
+    let missing = N - 1 - reads.len();
+    let unidentified = unidentified_reads(tmp.path(), "b");
+    assert!(missing <= unidentified && missing <= 1, "{missing} rows missing, {unidentified} reads not identified");
     let theirs = reads[0].cgroup;
     assert!(theirs.is_some_and(|c| c != cg.id()), "{:?}", reads[0]);
     assert!(reads.iter().all(|e| e.cgroup == theirs), "{reads:?}");
