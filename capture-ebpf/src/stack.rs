@@ -206,6 +206,15 @@ fn sock_cgroup(st: &StackConfig, sk: u64) -> u64 {
     read_or_zero(kn, st.kn_id)
 }
 
+/// 1 if `x` is 0, else 0, by arithmetic only: the shift's width is hidden from LLVM, which
+/// would otherwise turn this into a comparison, and a comparison into a branch (BPF has no
+/// conditional move).
+#[inline(always)]
+fn is_zero(x: u64) -> u64 {
+    // `x | -x` has its top bit set exactly when `x` is not 0.
+    1 - ((x | x.wrapping_neg()) >> core::hint::black_box(63u64))
+}
+
 /// The u64 at kernel address `base + off`; 0 if it cannot be read (the helper zeroes its
 /// destination on failure, so no branch is needed).
 #[inline(always)]
@@ -531,9 +540,15 @@ pub fn netlat_kfree_skb(ctx: BtfTracePointContext) -> i32 {
         return 0;
     }
     let (skb, location, rx_sk) = (ctx.arg::<*const u8>(0), ctx.arg::<u64>(1), ctx.arg::<*const u8>(3));
-    // The owner's cgroup, read before the parser without branches (after it, on every
-    // parsed path, it took this program past the verifier's budget): drops are few.
-    let cg = sock_cgroup(st, read_or_zero(skb as u64, st.skb_sk));
+    // The owner's cgroup, else (a drop at a receiving socket, which does not own the skb
+    // yet) that socket's. Read before the parser without branches (after it, on every parsed
+    // path, it took this program past the verifier's budget; so did a branch on `rx_sk`
+    // before it): drops are few, so both are read.
+    let owner = sock_cgroup(st, read_or_zero(skb as u64, st.skb_sk));
+    // `rx_sk` read again as a plain number (the verifier forbids arithmetic on the typed
+    // pointer before a null check, and a check is a branch).
+    let receiver = sock_cgroup(st, read_or_zero(aya_ebpf::EbpfContext::as_ptr(&ctx) as u64, 3 * 8));
+    let cg = owner + receiver * is_zero(owner);
     let Some((buf, ifindex, ip_only)) = our_packet(st, skb, rx_sk) else { return 0 };
     if ip_only {
         if let Some(ethertype) = ethertype(&buf) {

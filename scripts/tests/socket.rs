@@ -1075,7 +1075,9 @@ impl Drop for TestCgroup {
 /// Packets inside the stack carry their socket's cgroup: an application moved into a cgroup
 /// of the test's own sends datagrams, and every one of them has that cgroup's id at the
 /// sender's stack hooks (and none at TC, which does not read it), the one netfilter drops
-/// on its way out too; the receiver's reads carry the receiving socket's.
+/// on its way out too; the receiver's reads carry the receiving socket's, and so do the
+/// datagrams dropped at a receiving socket whose buffer is full (the socket does not own
+/// them yet: `kfree_skb`'s `rx_sk`).
 #[test]
 fn issue4_packets_carry_their_sockets_cgroup() {
     let Some(_serial) = kernel_test("issue4_packets_carry_their_sockets_cgroup") else { return };
@@ -1100,15 +1102,34 @@ fn issue4_packets_carry_their_sockets_cgroup() {
         .unwrap();
     nft.stdin.take().unwrap().write_all(rules.as_bytes()).unwrap();
     assert!(nft.wait().unwrap().success(), "nft");
-    captured_pair(&lab, tmp.path(), &["-q", "--layers", "all", "udp and port 6107"], || {
+    // A socket that is never read, with the smallest receive buffer: most datagrams sent
+    // to it are dropped at it.
+    let full = SocketAddrV4::new(b.addr, 6112);
+    let unread = run_in(&b.netns, || std::net::UdpSocket::bind(full)).unwrap().unwrap();
+    let one: libc::c_int = 1;
+    // SAFETY: a valid socket and option value.
+    let r = unsafe {
+        libc::setsockopt(
+            std::os::fd::AsRawFd::as_raw_fd(&unread),
+            libc::SOL_SOCKET,
+            libc::SO_RCVBUF,
+            (&raw const one).cast(),
+            std::mem::size_of::<libc::c_int>() as u32,
+        )
+    };
+    assert_eq!(r, 0, "SO_RCVBUF: {}", std::io::Error::last_os_error());
+    const FULL: usize = 20;
+    let filter = ["-q", "--layers", "all", "udp and (port 6107 or port 6112)"];
+    captured_pair(&lab, tmp.path(), &filter, || {
         let sink = lab::traffic::UdpSink::start(&b.netns, dst).unwrap();
         // The sender joins the cgroup before it makes its socket.
         let send = format!(
             "import socket\ns = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\n\
              for i in range({N}):\n\
              \x20   try: s.sendto(i.to_bytes(8, 'big') + bytes(92), ('{}', 6107))\n\
-             \x20   except PermissionError: assert i == 7  # the output hook's drop\n",
-            b.addr
+             \x20   except PermissionError: assert i == 7  # the output hook's drop\n\
+             for i in range({FULL}): s.sendto(bytes(100), ('{}', 6112))\n",
+            b.addr, b.addr
         );
         // Moved from here (`ip netns exec` mounts its own /sys): the shell waits for a line,
         // then becomes the sender, which keeps the cgroup.
@@ -1139,9 +1160,22 @@ fn issue4_packets_carry_their_sockets_cgroup() {
     let theirs = reads[0].cgroup;
     assert!(theirs.is_some_and(|c| c != cg.id()), "{:?}", reads[0]);
     assert!(reads.iter().all(|e| e.cgroup == theirs), "{reads:?}");
+    // The datagrams the full socket dropped: its cgroup (the test's, as the receiver's), not
+    // the sender's (whose thread the receive path ran in).
+    let full_drops = at(&evs, "b:kfree_skb", 6112);
+    assert!(full_drops.len() >= FULL / 2, "{full_drops:?}");
+    for d in &full_drops {
+        assert_eq!((d.reason.as_deref(), d.cgroup), (Some("SOCKET_RCVBUFF"), theirs), "{d:?}");
+    }
+    drop(unread);
     // TC does not read the socket; the receiver's packets have no socket at netif_receive_skb.
     assert!(at(&evs, "a:tc_egress", 6107).iter().all(|e| e.cgroup.is_none()));
     assert!(at(&evs, "b:netif_receive_skb", 6107).iter().all(|e| e.cgroup.is_none()));
-    eprintln!("cgroup {} ({}) on every datagram at a's stack hooks", cg.id(), cg.0.display());
+    eprintln!(
+        "cgroup {} ({}) on every datagram at a's stack hooks; {} datagrams dropped at a full socket, with its cgroup {theirs:?}",
+        cg.id(),
+        cg.0.display(),
+        full_drops.len()
+    );
     drop(lab);
 }
