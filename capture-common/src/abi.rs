@@ -230,6 +230,9 @@ pub struct PacketHead {
     pub len: u32,
     /// Explicit padding.
     pub _pad: u32,
+    /// At the stack hooks, the cgroup id of the packet's socket, as in [`StackEvent`]; 0
+    /// at XDP and TC, or where the packet has no socket.
+    pub cgroup: u64,
     /// The first `len` bytes of the packet.
     pub data: [u8; MAX_SNAPLEN],
 }
@@ -462,7 +465,7 @@ const _: () = assert!(core::mem::size_of::<SyncStamp>() == 72);
 const _: () = assert!(core::mem::size_of::<DropEvent>() == 120);
 const _: () = assert!(core::mem::size_of::<StackEvent>() == 104);
 const _: () = assert!(core::mem::size_of::<SockEvent>() == 80);
-const _: () = assert!(core::mem::size_of::<PacketHead>() == 96 + 8 + MAX_SNAPLEN);
+const _: () = assert!(core::mem::size_of::<PacketHead>() == 96 + 16 + MAX_SNAPLEN);
 const _: () = assert!(core::mem::size_of::<FilterAtom>() == 40);
 const _: () = assert!(core::mem::size_of::<Filter>() == 40 * MAX_ATOMS * MAX_TERMS + 16);
 const _: () = assert!(core::mem::size_of::<CaptureConfig>() & 7 == 0);

@@ -334,7 +334,12 @@ pub(crate) fn try_packet<B: PacketBuf>(buf: &B, hook: u8, ifindex: u32, skb: Opt
 pub(crate) fn emit<B: PacketBuf>(buf: &B, info: &PacketInfo, id: u64, hook: u8, ifindex: u32, skb: Option<SkbRef>) {
     let snaplen = cfg().snaplen;
     if snaplen != 0 {
-        return write_head(buf, info, id, hook, ifindex, u32::from(snaplen));
+        // `skb` is a constant at each call site: no branch at run time.
+        let cgroup = match skb {
+            Some((skb, sk)) => stack::cgroup(stack::stack(), skb, sk),
+            None => 0,
+        };
+        return write_head(buf, info, id, hook, ifindex, u32::from(snaplen), cgroup);
     }
     if let Some((skb, sk)) = skb {
         let cgroup = stack::cgroup(stack::stack(), skb, sk);
@@ -406,9 +411,10 @@ pub(crate) unsafe fn fill(ev: *mut PacketEvent, info: &PacketInfo, id: u64, wire
     }
 }
 
-/// `--snaplen`: the event followed by the packet's first bytes.
+/// `--snaplen`: the event followed by the packet's first bytes (and at the stack hooks its
+/// socket's `cgroup`).
 #[inline(always)]
-fn write_head<B: PacketBuf>(buf: &B, info: &PacketInfo, id: u64, hook: u8, ifindex: u32, snaplen: u32) {
+fn write_head<B: PacketBuf>(buf: &B, info: &PacketInfo, id: u64, hook: u8, ifindex: u32, snaplen: u32, cgroup: u64) {
     let Some(mut entry) = EVENTS.reserve::<PacketHead>(0) else {
         return count(hook, stat::RINGBUF_FULL);
     };
@@ -422,6 +428,7 @@ fn write_head<B: PacketBuf>(buf: &B, info: &PacketInfo, id: u64, hook: u8, ifind
         let ok = want > 0 && buf.copy_head(&mut (*h).data, want);
         (*h).len = if ok { verifier_len(want) } else { 0 };
         (*h)._pad = 0;
+        (*h).cgroup = cgroup;
     }
     entry.submit(wakeup_flags());
     count(hook, stat::SUBMITTED);

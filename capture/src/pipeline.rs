@@ -112,8 +112,11 @@ pub fn writer_thread(
 pub struct Reader {
     /// The batch of events being filled.
     pub events: Vec<(usize, PacketEvent)>,
-    /// With `--snaplen`: the first bytes of each packet of `events`.
+    /// With `--snaplen`: the first bytes of each packet of `events` (none for the rows
+    /// that are not packets the hook saw: socket, drop and scheduler rows).
     pub heads: Vec<Vec<u8>>,
+    /// Whether `heads` is kept.
+    pub snap: bool,
     /// With the socket and drop hooks: what each event of `events` adds.
     pub extras: Vec<schema::Extra>,
     /// Whether `extras` is kept.
@@ -143,15 +146,18 @@ impl Reader {
                 }
             });
             let room = BATCH.saturating_sub(self.events.len());
-            let (events, heads, extras, keep_extra) = (&mut self.events, &mut self.heads, &mut self.extras, self.extra);
+            let (events, heads, extras) = (&mut self.events, &mut self.heads, &mut self.extras);
+            let (keep_heads, keep_extra) = (self.snap, self.extra);
             s.ring.drain(room, |item| {
                 let Some((mut e, head, extra)) = decode(item) else { return };
                 if let Some(sim) = sim {
                     e.ts_ns = sim.apply(e.ts_ns as i64) as u64;
                 }
                 events.push((i, e));
-                if let Some(h) = head {
-                    heads.push(h);
+                // One per event, empty where the record has no bytes (one value per row: a
+                // shorter column failed the batch and stopped the writer).
+                if keep_heads {
+                    heads.push(head.unwrap_or_default());
                 }
                 if keep_extra {
                     extras.push(extra);
@@ -176,7 +182,7 @@ fn decode(item: &[u8]) -> Option<(PacketEvent, Option<Vec<u8>>, schema::Extra)> 
         n if n == size_of::<PacketHead>() => {
             let h: PacketHead = unsafe { std::ptr::read_unaligned(item.as_ptr().cast()) };
             let head = h.data[..(h.len as usize).min(h.data.len())].to_vec();
-            Some((h.event, Some(head), schema::Extra::default()))
+            Some((h.event, Some(head), schema::Extra { cgroup: h.cgroup, ..Default::default() }))
         }
         n if n == size_of::<StackEvent>() => {
             let s: StackEvent = unsafe { std::ptr::read_unaligned(item.as_ptr().cast()) };

@@ -330,6 +330,7 @@ pub fn run(mut opts: Options) -> Result<Summary, RunError> {
     let mut reader = Reader {
         events: Vec::with_capacity(BATCH),
         heads: Vec::new(),
+        snap: opts.kernel.snaplen > 0,
         extras: Vec::new(),
         extra,
         stamps: Vec::new(),

@@ -1041,21 +1041,79 @@ fn issue4_tcp_bulk_past_four_gib_every_tracked_byte() {
     drop(lab);
 }
 
+/// Where cgroup v2 is mounted (`/sys/fs/cgroup`, or `/sys/fs/cgroup/unified` on a hybrid
+/// host).
+fn cgroup2_root() -> String {
+    let mounts = std::fs::read_to_string("/proc/mounts").unwrap();
+    mounts
+        .lines()
+        .map(|l| l.split_whitespace().collect::<Vec<_>>())
+        .find(|f| f.len() > 2 && f[2] == "cgroup2")
+        .map(|f| f[1].to_owned())
+        .expect("a cgroup2 mount")
+}
+
+/// The cgroup (v2) id of this test process: the inode of its cgroupfs directory.
+fn own_cgroup() -> u64 {
+    let root = cgroup2_root();
+    let own = std::fs::read_to_string("/proc/self/cgroup").unwrap();
+    let path = own.lines().find_map(|l| l.strip_prefix("0::")).expect("a cgroup v2 line");
+    let dir = Path::new(&root).join(path.trim_start_matches('/'));
+    std::os::unix::fs::MetadataExt::ino(&std::fs::metadata(dir).unwrap())
+}
+
+/// With `--snaplen`, the stack hooks' rows keep their socket's cgroup (regression test for
+/// issue 4's cgroup missing on rows with packet bytes): this process's datagrams carry its
+/// cgroup at the sender's device-layer hooks, with their first bytes; TC's rows have none.
+/// With every layer on, rows without bytes (socket, scheduler) mix with them (regression
+/// test for the writer stopping on a `head` column shorter than the batch).
+#[test]
+fn issue4_snaplen_rows_carry_their_sockets_cgroup() {
+    let Some(_serial) = kernel_test("issue4_snaplen_rows_carry_their_sockets_cgroup") else { return };
+    let tmp = tempfile::tempdir().unwrap();
+    let lab = Lab::two_hosts().unwrap();
+    let (a, b) = (lab.hosts[0].clone(), lab.hosts[1].clone());
+    const N: u64 = 30;
+    let dst = SocketAddrV4::new(b.addr, 6113);
+    captured_pair(&lab, tmp.path(), &["-q", "--layers", "all", "-s", "64", "udp and port 6113"], || {
+        let sink = lab::traffic::UdpSink::start(&b.netns, dst).unwrap();
+        lab::traffic::udp_send(&a.netns, dst, N, 1000, 100).unwrap();
+        assert_eq!(sink.finish().unwrap().len() as u64, N);
+    });
+    let evs = read_events(tmp.path());
+    let mine = own_cgroup();
+    for p in ["a:udp_send", "a:net_dev_queue", "a:net_dev_start_xmit", "a:net_dev_xmit", "b:udp_recv"] {
+        let rows = at(&evs, p, 6113);
+        assert_eq!(rows.len() as u64, N, "{p}");
+        assert!(rows.iter().all(|e| e.cgroup == Some(mine)), "{p}: {:?}, this process's cgroup {mine}", rows[0]);
+    }
+    assert!(at(&evs, "a:tc_egress", 6113).iter().all(|e| e.cgroup.is_none()));
+    // The rows have their bytes.
+    let with_bytes: usize = ["a", "b"]
+        .iter()
+        .flat_map(|h| std::fs::read_dir(tmp.path().join(h)).unwrap())
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.to_string_lossy().ends_with(".events.parquet"))
+        .flat_map(|p| ParquetRecordBatchReaderBuilder::try_new(File::open(p).unwrap()).unwrap().build().unwrap())
+        .map(|b| {
+            let b = b.unwrap();
+            let head = b.column_by_name("head").expect("a head column").as_binary::<i32>().clone();
+            (0..b.num_rows()).filter(|i| !head.is_null(*i) && head.value(*i).len() == 64).count()
+        })
+        .sum();
+    assert!(with_bytes as u64 >= 3 * N, "{with_bytes} rows with 64 bytes");
+    assert!(!at(&evs, "b:sched_switch", 6113).is_empty(), "scheduler rows (no bytes) in the batches too");
+    eprintln!("cgroup {mine} on every datagram at a's device-layer hooks with --snaplen 64");
+    drop(lab);
+}
+
 /// A cgroup (v2) made for a test, removed when dropped (after its processes have exited).
 struct TestCgroup(std::path::PathBuf);
 
 impl TestCgroup {
-    /// Under the cgroup2 mount (`/sys/fs/cgroup`, or `/sys/fs/cgroup/unified` on a hybrid
-    /// host).
+    /// Under the cgroup2 mount.
     fn new(name: &str) -> Self {
-        let mounts = std::fs::read_to_string("/proc/mounts").unwrap();
-        let root = mounts
-            .lines()
-            .map(|l| l.split_whitespace().collect::<Vec<_>>())
-            .find(|f| f.len() > 2 && f[2] == "cgroup2")
-            .map(|f| f[1].to_owned())
-            .expect("a cgroup2 mount");
-        let dir = Path::new(&root).join(format!("{name}-{}", std::process::id()));
+        let dir = Path::new(&cgroup2_root()).join(format!("{name}-{}", std::process::id()));
         std::fs::create_dir(&dir).unwrap();
         Self(dir)
     }
