@@ -71,35 +71,38 @@ pub fn writer_thread(
     delay: Duration,
     (snap, extra): (bool, bool),
 ) -> (Rings, Result<(), RingError>) {
-    let result = (|| loop {
-        tally.files.store(rings.events.finished().count() as u64, Ordering::Relaxed);
-        match rx.recv_timeout(Duration::from_millis(100)) {
-            Ok(Batch::Events(events, heads, extras)) => {
-                let heads = snap.then_some(heads.as_slice());
-                let extras = extra.then_some(extras.as_slice());
-                let batch = schema::to_batch(&host, &events, heads, extras, &points).expect("schema matches builder");
-                rings.events.write(&batch)?;
-                for (_, e) in &events {
-                    tally.written[usize::from(e.hook).min(hook::COUNT - 1)].fetch_add(1, Ordering::Relaxed);
+    let result =
+        (|| loop {
+            tally.files.store(rings.events.finished().count() as u64, Ordering::Relaxed);
+            match rx.recv_timeout(Duration::from_millis(100)) {
+                Ok(Batch::Events(events, heads, extras)) => {
+                    let heads = snap.then_some(heads.as_slice());
+                    let extras = extra.then_some(extras.as_slice());
+                    let batch = schema::to_batch(&host, &events, heads, extras, &points)
+                        .map_err(|source| RingError::Batch { table: "events", rows: events.len(), source })?;
+                    rings.events.write(&batch)?;
+                    for (_, e) in &events {
+                        tally.written[usize::from(e.hook).min(hook::COUNT - 1)].fetch_add(1, Ordering::Relaxed);
+                    }
+                    if !delay.is_zero() {
+                        std::thread::sleep(delay);
+                    }
                 }
-                if !delay.is_zero() {
-                    std::thread::sleep(delay);
+                Ok(Batch::Sync(stamps)) => {
+                    let batch = sync_table::to_sync_batch(&host, &stamps, &points)
+                        .map_err(|source| RingError::Batch { table: "sync", rows: stamps.len(), source })?;
+                    rings.sync.write(&batch)?;
+                    tally.sync_written.fetch_add(stamps.len() as u64, Ordering::Relaxed);
+                }
+                Err(RecvTimeoutError::Timeout) => {}
+                Err(RecvTimeoutError::Disconnected) => {
+                    rings.events.rotate()?;
+                    return rings.sync.rotate();
                 }
             }
-            Ok(Batch::Sync(stamps)) => {
-                let batch = sync_table::to_sync_batch(&host, &stamps, &points).expect("schema matches builder");
-                rings.sync.write(&batch)?;
-                tally.sync_written.fetch_add(stamps.len() as u64, Ordering::Relaxed);
-            }
-            Err(RecvTimeoutError::Timeout) => {}
-            Err(RecvTimeoutError::Disconnected) => {
-                rings.events.rotate()?;
-                return rings.sync.rotate();
-            }
-        }
-        rings.events.tick()?;
-        rings.sync.tick()?;
-    })();
+            rings.events.tick()?;
+            rings.sync.tick()?;
+        })();
     if result.is_err() {
         rings.events.abandon();
         rings.sync.abandon();
@@ -258,4 +261,54 @@ pub fn send(tx: &mpsc::SyncSender<Batch>, batch: Batch, lost: &mut Lost, block: 
         Batch::Sync(v) => lost.stamps += v.len() as u64,
     }
     alive
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{
+        loader::Points,
+        ring::{RingConfig, RingWriter},
+    };
+
+    /// A batch the writer cannot build (here a `head` column shorter than the rows, as the
+    /// reader once made) ends the writer with an error naming it, after the batches before
+    /// it were written: the run fails with its error (and metadata) instead of the writer
+    /// thread panicking.
+    #[test]
+    fn a_batch_that_cannot_be_built_ends_the_writer_with_an_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = |table: &'static str| RingConfig {
+            dir: dir.path().to_owned(),
+            prefix: "t".into(),
+            table,
+            max_bytes: 64 << 20,
+            max_age: Duration::from_secs(3600),
+            max_files: 0,
+            flush_every: Duration::from_secs(5),
+        };
+        let rings = Rings {
+            events: RingWriter::new(cfg("events"), schema::events_schema(true, false), Vec::new()),
+            sync: RingWriter::new(cfg("sync"), crate::sync_table::sync_schema(), Vec::new()),
+        };
+        let (tx, rx) = mpsc::sync_channel(4);
+        let ev = |hook| (0, PacketEvent { hook, ts_ns: 1, ..Default::default() });
+        tx.send(Batch::Events(vec![ev(hook::XDP)], vec![vec![0; 14]], Vec::new())).unwrap();
+        tx.send(Batch::Events(vec![ev(hook::XDP), ev(hook::XDP)], vec![vec![0; 14]], Vec::new())).unwrap();
+        drop(tx);
+        let tally = Arc::new(Tally::default());
+        let (_, result) = writer_thread(
+            rings,
+            "h".into(),
+            Points::from_tables(Vec::new()),
+            rx,
+            tally.clone(),
+            Duration::ZERO,
+            (true, false),
+        );
+        let err = result.unwrap_err();
+        assert!(matches!(err, RingError::Batch { table: "events", rows: 2, .. }), "{err}");
+        assert!(err.to_string().starts_with("building a batch of 2 rows for the events files: "), "{err}");
+        assert_eq!(tally.written[usize::from(hook::XDP)].load(Ordering::Relaxed), 1);
+    }
 }

@@ -58,6 +58,17 @@ pub enum RingError {
         /// Why.
         source: ParquetError,
     },
+    /// A batch of rows could not be built (a bug: the run stops with its files and
+    /// metadata, rather than the writer thread panicking).
+    #[error("building a batch of {rows} rows for the {table} files: {source}")]
+    Batch {
+        /// `events` or `sync`.
+        table: &'static str,
+        /// Rows in the batch.
+        rows: usize,
+        /// Why.
+        source: arrow::error::ArrowError,
+    },
 }
 
 /// Ring settings.
