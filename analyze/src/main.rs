@@ -100,9 +100,10 @@ struct Latency {
     /// recorded socket-layer hooks (--layers socket or all).
     #[arg(long, value_enum, value_name = "UNIT", default_value_t = TcpArg::Auto)]
     tcp: TcpArg,
-    /// In byte mode, track the sequence positions divisible by N (a power of two).
-    #[arg(long, value_name = "N", default_value_t = analyze::tcpbytes::DEFAULT_STRIDE)]
-    tcp_stride: u32,
+    /// In byte mode, track the sequence positions divisible by N (a power of two; default
+    /// 1024, or the stride the captures sampled TCP at with --sample, if larger).
+    #[arg(long, value_name = "N")]
+    tcp_stride: Option<u32>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -140,8 +141,8 @@ impl Latency {
             None => None,
         };
         let window_ns = nanos("--window", self.window)?;
-        if !self.tcp_stride.is_power_of_two() {
-            bail!("--tcp-stride {}: must be a power of two (1, 2, 4, ... 1024, ...)", self.tcp_stride);
+        if let Some(s) = self.tcp_stride.filter(|s| !s.is_power_of_two()) {
+            bail!("--tcp-stride {s}: must be a power of two (1, 2, 4, ... 1024, ...)");
         }
         if window_ns == Some(0) {
             bail!("--window must be longer than 0 seconds");
@@ -165,7 +166,7 @@ impl Latency {
                 TcpArg::Bytes => analyze::tcpbytes::TcpUnit::Bytes,
                 TcpArg::Packets => analyze::tcpbytes::TcpUnit::Packets,
             },
-            tcp_stride: self.tcp_stride,
+            tcp_stride: self.tcp_stride.unwrap_or(0),
         })
     }
 }
@@ -323,6 +324,21 @@ fn latency(latency: &Latency, html: Option<&ReportArgs>, export: Option<&ExportA
     opts.detail.hop_rows |= html.is_some() || export.is_some();
     let (mut inputs, loaded) = args.inputs(&mut clock)?;
     inputs.skipped.iter().for_each(warn);
+    // Captures that sampled TCP kept the bytes at their stride's multiples only: track no
+    // finer (a finer position may be in a row that was not kept).
+    let sampled = analyze::tcpbytes::capture_stride(&inputs.meta);
+    let asked = match opts.tcp_stride {
+        0 => analyze::tcpbytes::DEFAULT_STRIDE,
+        s => s,
+    };
+    if sampled > asked {
+        if opts.tcp_stride != 0 {
+            eprintln!(
+                "netlat-analyze: warning: --tcp-stride {asked}: the captures sampled TCP at every {sampled}th byte (--sample); following those"
+            );
+        }
+        opts.tcp_stride = sampled;
+    }
     let reported = inputs.skipped.len();
     let result = analyze::analyze(&mut inputs, &clock, &opts);
     // Files found unreadable only while querying.

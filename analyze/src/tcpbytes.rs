@@ -46,6 +46,20 @@ impl TcpUnit {
     }
 }
 
+/// The stride the captures of `metas` (run-metadata files) sampled TCP bytes at
+/// (`--sample`: config `tcp_sample_stride`), the largest if they differ; 0 when none did.
+/// Unreadable records count as not sampled (the clock alignment reports them).
+pub fn capture_stride(metas: &[std::path::PathBuf]) -> u32 {
+    metas
+        .iter()
+        .filter_map(|m| std::fs::read(m).ok())
+        .filter_map(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
+        .filter_map(|v| v["config"]["tcp_sample_stride"].as_str()?.parse::<u32>().ok())
+        .filter(|s| s.is_power_of_two())
+        .max()
+        .unwrap_or(0)
+}
+
 /// The tracked positions of `[seq, seq + len)`: every `p` with `p % stride == 0`, in
 /// wrapping 32-bit sequence space. `stride` is a power of two (it divides 2^32, so the
 /// rule is the same on both sides of a wrap).

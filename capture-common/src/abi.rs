@@ -443,6 +443,11 @@ pub struct CaptureConfig {
     /// Bytes of each selected packet to keep (0: none, the default: payload is private);
     /// at most [`MAX_SNAPLEN`].
     pub snaplen: u16,
+    /// TCP byte sampling: the stride minus one (0: TCP is not sampled by its bytes); see
+    /// [`crate::hash::packet_sampled`].
+    pub tcp_sample_mask: u32,
+    /// Explicit padding.
+    pub _pad: u32,
 }
 
 impl Default for CaptureConfig {
@@ -456,6 +461,8 @@ impl Default for CaptureConfig {
             vxlan_port: 4789,
             sync_port: 0,
             snaplen: 0,
+            tcp_sample_mask: 0,
+            _pad: 0,
         }
     }
 }

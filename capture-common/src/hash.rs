@@ -11,6 +11,13 @@
 //! hash-based selection): a packet is kept if a seeded hash of its identity
 //! falls in the selection range, so every observation point keeps the same
 //! packets.
+//!
+//! TCP data is not sampled by packet: the layers cut a stream into different packets
+//! (TSO and GSO at the sender, GRO at the receiver, and the socket rows are the calls' byte
+//! ranges), so packet identities differ between layers and a hash of them would keep
+//! different bytes at each. A TCP row with payload is kept when its byte range holds a
+//! position that is a multiple of the sampling stride (a power of two, in wrapping 32-bit
+//! sequence space): the positions the analyzer tracks at that stride, kept at every layer.
 
 use crate::{
     abi::ID_PAYLOAD_BYTES,
@@ -110,6 +117,44 @@ pub const fn sampled(id: u64, seed: u64, threshold: u64) -> bool {
     threshold == u64::MAX || fmix64(id ^ seed) <= threshold
 }
 
+/// Whether the TCP byte range `[seq, seq + len)` holds a tracked position: a `p` with
+/// `p & mask == 0` (`mask` is the stride minus one; `0` tracks every byte). Ranges wrap
+/// around the 32-bit sequence space as TCP's do.
+#[inline(always)]
+pub const fn range_sampled(seq: u32, len: u32, mask: u32) -> bool {
+    // The distance from `seq` to the next multiple of the stride.
+    seq.wrapping_neg() & mask < len
+}
+
+/// The sampling decision for a packet with headers `info` and identity `id`: TCP packets
+/// with payload by their byte range ([`range_sampled`], with `tcp_mask` non-zero when
+/// sampling), the rest by their identity ([`sampled`]).
+#[inline(always)]
+pub const fn packet_sampled(info: &PacketInfo, id: u64, seed: u64, threshold: u64, tcp_mask: u32) -> bool {
+    if tcp_mask != 0
+        && info.proto == crate::parse::IPPROTO_TCP
+        && info.payload_len > 0
+        && info.flags & crate::abi::flags::L4_TRUNCATED == 0
+    {
+        range_sampled(info.seq, info.payload_len, tcp_mask)
+    } else {
+        sampled(id, seed, threshold)
+    }
+}
+
+/// The stride of TCP byte sampling for keeping `1/n` (`n >= 1`): 1024 bytes per `n`
+/// (the analyzer's default stride, so an MTU segment is kept about once in `n`), rounded
+/// up to a power of two. 0 when nothing is sampled out.
+pub const fn tcp_stride_one_in(n: u64) -> u32 {
+    if n <= 1 {
+        0
+    } else if n >= 1 << 22 {
+        1 << 31
+    } else {
+        (1024 * n).next_power_of_two() as u32
+    }
+}
+
 /// Threshold that keeps a fraction `1/n` of packets (`n >= 1`).
 pub const fn threshold_one_in(n: u64) -> u64 {
     if n <= 1 {
@@ -122,6 +167,46 @@ pub const fn threshold_one_in(n: u64) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn tcp_ranges_are_kept_when_they_hold_a_multiple_of_the_stride() {
+        let mask = 1023;
+        assert!(range_sampled(1024, 1, mask));
+        assert!(range_sampled(1000, 25, mask));
+        assert!(!range_sampled(1000, 24, mask));
+        assert!(!range_sampled(1025, 1023, mask));
+        assert!(range_sampled(1025, 1024, mask));
+        assert!(!range_sampled(5, 0, mask));
+        // Across the wrap of the sequence space: 0 is a multiple.
+        assert!(range_sampled(u32::MAX - 10, 20, mask));
+        assert!(!range_sampled(u32::MAX - 10, 11, mask));
+        // Stride 1: every byte.
+        assert!(range_sampled(7, 1, 0));
+        // The same positions the analyzer tracks are in any range that is kept, whichever
+        // way a stream is cut: a range is kept exactly when it holds one of them.
+        for (seq, len) in [(0u32, 1448u32), (1448, 1448), (60_000, 65_160), (u32::MAX - 700, 1448)] {
+            let tracked = (0..len).any(|i| seq.wrapping_add(i) & mask == 0);
+            assert_eq!(range_sampled(seq, len, mask), tracked, "{seq}+{len}");
+        }
+    }
+
+    #[test]
+    fn tcp_data_is_sampled_by_range_and_the_rest_by_identity() {
+        let data = PacketInfo { proto: 6, seq: 4096, payload_len: 100, ..Default::default() };
+        let other = PacketInfo { proto: 6, seq: 4097, payload_len: 100, ..Default::default() };
+        let ack = PacketInfo { proto: 6, seq: 4096, payload_len: 0, ..Default::default() };
+        let none = 0; // a threshold that keeps no identity
+        assert!(packet_sampled(&data, 1, 0, none, 4095));
+        assert!(!packet_sampled(&other, 1, 0, u64::MAX, 4095));
+        assert!(!packet_sampled(&ack, 1, 0, none, 4095));
+        assert!(packet_sampled(&ack, 1, 0, u64::MAX, 4095));
+        // Without a stride (no sampling), TCP goes by identity like the rest.
+        assert!(packet_sampled(&other, 1, 0, u64::MAX, 0));
+        assert_eq!(tcp_stride_one_in(1), 0);
+        assert_eq!(tcp_stride_one_in(10), 16384);
+        assert_eq!(tcp_stride_one_in(16), 16384);
+        assert_eq!(tcp_stride_one_in(1 << 40), 1 << 31);
+    }
 
     #[test]
     fn id_ignores_nothing_it_should_not_and_changes_with_payload() {

@@ -53,6 +53,8 @@ static CFG: CaptureConfig = CaptureConfig {
     vxlan_port: 4789,
     sync_port: 0,
     snaplen: 0,
+    tcp_sample_mask: 0,
+    _pad: 0,
 };
 
 /// Kernel structure offsets and the namespace of this copy, for the stack tracepoints;
@@ -262,6 +264,32 @@ pub(crate) fn identify<B: PacketBuf>(
     ifindex: u32,
     counted: bool,
 ) -> Option<(&'static PacketInfo, u64)> {
+    let (info, id) = identify_unsampled(buf, hook, ifindex, counted)?;
+    if !sampled(info, id) {
+        return None;
+    }
+    if counted {
+        count(hook, stat::SELECTED);
+    }
+    Some((info, id))
+}
+
+/// Whether sampling keeps the packet with headers `info` and identity `id`.
+#[inline(always)]
+pub(crate) fn sampled(info: &PacketInfo, id: u64) -> bool {
+    let cfg = cfg();
+    hash::packet_sampled(info, id, cfg.sample_seed, cfg.sample_threshold, cfg.tcp_sample_mask)
+}
+
+/// [`identify`] up to sampling (for a hook that knows the packet's TCP range only after
+/// it: the caller samples, and counts it selected).
+#[inline(always)]
+pub(crate) fn identify_unsampled<B: PacketBuf>(
+    buf: &B,
+    hook: u8,
+    ifindex: u32,
+    counted: bool,
+) -> Option<(&'static PacketInfo, u64)> {
     let count = |h: u8, s: u32| {
         if counted {
             count(h, s)
@@ -307,10 +335,6 @@ pub(crate) fn identify<B: PacketBuf>(
     }
     let payload = hash::id_payload_head_first(&hb, buf, info);
     let id = hash::packet_id(info, &payload);
-    if !hash::sampled(id, cfg.sample_seed, cfg.sample_threshold) {
-        return None;
-    }
-    count(hook, stat::SELECTED);
     Some((info, id))
 }
 

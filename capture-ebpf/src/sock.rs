@@ -16,6 +16,7 @@ use capture_common::{
     abi::{hook, stat, SockEvent},
     filter,
     func::at,
+    hash,
     offsets::{StackConfig, NONE},
     parse::{PacketInfo, IPPROTO_TCP},
 };
@@ -153,6 +154,10 @@ fn emit(st: &StackConfig, sk: *const u8, h: u8, recv: bool, ts: u64, seq: u32, l
     }
     let cfg = cfg();
     if !filter::matches(&cfg.filter, info) || !filter::port_selected(cfg, info) {
+        return;
+    }
+    // Sampled as TCP packets are, by the bytes they hold (capture_common::hash).
+    if cfg.tcp_sample_mask != 0 && !hash::range_sampled(seq, len, cfg.tcp_sample_mask) {
         return;
     }
     count(h, stat::SELECTED);

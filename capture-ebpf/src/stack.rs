@@ -433,16 +433,17 @@ pub fn netlat_tcp_probe(ctx: BtfTracePointContext) -> i32 {
 #[inline(always)]
 fn tcp_probe<B: PacketBuf>(buf: &B, skb: *const u8, sk: *const u8, ifindex: u32) {
     let h = hook::TCP_PROBE;
-    let Some((info, id)) = select(buf, h, ifindex) else { return };
+    // Sampled by the range TCP gives (the headers give the first coalesced segment's only).
+    let Some((info, id)) = crate::identify_unsampled(buf, h, ifindex, true) else { return };
     let st = stack();
     let cb = (kread::<u32>(skb, st.skb_cb), kread::<u32>(skb, st.skb_cb + 4), kread::<u8>(skb, st.skb_cb + 12));
     let at = Some((skb, sk));
-    let (Some(seq), Some(end), Some(flags)) = cb else { return emit(buf, info, id, h, ifindex, at) };
+    let (Some(seq), Some(end), Some(flags)) = cb else { return emit_sampled(buf, info, id, h, ifindex, at) };
     // SYN and FIN take a sequence number each, but carry no data.
     let (syn, fin) = (u32::from(flags & 2 != 0), u32::from(flags & 1 != 0));
     let len = end.wrapping_sub(seq).wrapping_sub(syn + fin);
     if len > 0x10_0000 {
-        return emit(buf, info, id, h, ifindex, at);
+        return emit_sampled(buf, info, id, h, ifindex, at);
     }
     let Some(p) = crate::SCRATCH.get_ptr_mut(0) else { return };
     // SAFETY: the per-CPU slot `info` points to; `info` is not used after this.
@@ -451,7 +452,16 @@ fn tcp_probe<B: PacketBuf>(buf: &B, skb: *const u8, sk: *const u8, ifindex: u32)
         (*p).payload_len = len;
         &*p
     };
-    emit(buf, info, id, h, ifindex, at);
+    emit_sampled(buf, info, id, h, ifindex, at);
+}
+
+/// Writes a packet [`crate::identify_unsampled`] gave if sampling keeps it (counted).
+#[inline(always)]
+fn emit_sampled<B: PacketBuf>(buf: &B, info: &PacketInfo, id: u64, h: u8, ifindex: u32, at: Option<crate::SkbRef>) {
+    if crate::sampled(info, id) {
+        count(h, stat::SELECTED);
+        emit(buf, info, id, h, ifindex, at);
+    }
 }
 
 /// `skb:skb_copy_datagram_iovec(skb, len)`: a datagram is copied to the application.

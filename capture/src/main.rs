@@ -200,6 +200,8 @@ fn options(cli: Cli) -> anyhow::Result<(Options, Catalog, Preset)> {
         bail!("--sample must be at least 1");
     }
     kernel.sample_threshold = threshold_one_in(one_in);
+    let tcp_stride = capture_common::hash::tcp_stride_one_in(one_in);
+    kernel.tcp_sample_mask = tcp_stride.saturating_sub(1);
     kernel.sample_seed = cli.sample_seed.or(conf.sampling.seed).unwrap_or(0);
     let ports = cli.ports.clone().unwrap_or(conf.sampling.ports.clone());
     if ports.len() > kernel.ports.len() {
@@ -273,6 +275,7 @@ fn options(cli: Cli) -> anyhow::Result<(Options, Catalog, Preset)> {
         ("filter", filter_text.clone()),
         ("sample_one_in", one_in.to_string()),
         ("sample_seed", kernel.sample_seed.to_string()),
+        ("tcp_sample_stride", tcp_stride.to_string()),
         ("ports", format!("{ports:?}")),
         ("ringbuf_kb", ringbuf_kb.to_string()),
         ("file_size_mb", file_size_mb.to_string()),
