@@ -327,10 +327,7 @@ fn latency(latency: &Latency, html: Option<&ReportArgs>, export: Option<&ExportA
     // Captures that sampled TCP kept the bytes at their stride's multiples only: track no
     // finer (a finer position may be in a row that was not kept).
     let sampled = analyze::tcpbytes::capture_stride(&inputs.meta);
-    let asked = match opts.tcp_stride {
-        0 => analyze::tcpbytes::DEFAULT_STRIDE,
-        s => s,
-    };
+    let asked = analyze::tcpbytes::stride(opts.tcp_stride);
     if sampled > asked {
         if opts.tcp_stride != 0 {
             eprintln!(

@@ -338,10 +338,7 @@ pub fn analyze(
     let alignment = align(&c.points);
     // Byte mode reads the sequence columns of the tables that have them; a table
     // without them (not a netlat capture) keeps its TCP rows as packets.
-    let stride = match opts.tcp_stride {
-        0 => tcpbytes::DEFAULT_STRIDE,
-        s => s,
-    };
+    let stride = tcpbytes::stride(opts.tcp_stride);
     let stride = opts.tcp.bytes(c.points.iter().map(|p| p.hook.as_str())).then_some(stride);
     // Per table: its rows, and the stride when they are followed per byte.
     let tables: Vec<(LazyFrame, Option<u32>)> = raw

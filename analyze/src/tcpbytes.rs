@@ -32,6 +32,14 @@ pub enum TcpUnit {
 /// Default sampling stride: one tracked byte per KiB of each flow.
 pub const DEFAULT_STRIDE: u32 = 1024;
 
+/// The stride asked for (`Options::tcp_stride`, 0: the default).
+pub fn stride(asked: u32) -> u32 {
+    match asked {
+        0 => DEFAULT_STRIDE,
+        s => s,
+    }
+}
+
 /// Hooks whose events are byte ranges of a socket rather than packets.
 pub const SOCKET_HOOKS: [&str; 5] = ["sock_send", "sk_data_ready", "sock_recv", "sched_wakeup", "sched_switch"];
 

@@ -265,20 +265,19 @@ pub(crate) fn identify<B: PacketBuf>(
     counted: bool,
 ) -> Option<(&'static PacketInfo, u64)> {
     let (info, id) = identify_unsampled(buf, hook, ifindex, counted)?;
-    if !sampled(info, id) {
-        return None;
-    }
-    if counted {
-        count(hook, stat::SELECTED);
-    }
-    Some((info, id))
+    sample(info, id, hook, counted).then_some((info, id))
 }
 
-/// Whether sampling keeps the packet with headers `info` and identity `id`.
+/// Whether sampling keeps the packet with headers `info` and identity `id` at `hook`
+/// (counted selected if so, with `counted`).
 #[inline(always)]
-pub(crate) fn sampled(info: &PacketInfo, id: u64) -> bool {
+pub(crate) fn sample(info: &PacketInfo, id: u64, hook: u8, counted: bool) -> bool {
     let cfg = cfg();
-    hash::packet_sampled(info, id, cfg.sample_seed, cfg.sample_threshold, cfg.tcp_sample_mask)
+    let kept = hash::packet_sampled(info, id, cfg.sample_seed, cfg.sample_threshold, cfg.tcp_sample_mask);
+    if kept && counted {
+        count(hook, stat::SELECTED);
+    }
+    kept
 }
 
 /// [`identify`] up to sampling (for a hook that knows the packet's TCP range only after

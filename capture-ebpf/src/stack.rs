@@ -455,11 +455,10 @@ fn tcp_probe<B: PacketBuf>(buf: &B, skb: *const u8, sk: *const u8, ifindex: u32)
     emit_sampled(buf, info, id, h, ifindex, at);
 }
 
-/// Writes a packet [`crate::identify_unsampled`] gave if sampling keeps it (counted).
+/// Writes a packet [`crate::identify_unsampled`] gave if sampling keeps it.
 #[inline(always)]
 fn emit_sampled<B: PacketBuf>(buf: &B, info: &PacketInfo, id: u64, h: u8, ifindex: u32, at: Option<crate::SkbRef>) {
-    if crate::sampled(info, id) {
-        count(h, stat::SELECTED);
+    if crate::sample(info, id, h, true) {
         emit(buf, info, id, h, ifindex, at);
     }
 }
