@@ -117,13 +117,14 @@ pub fn page(rep: &Report<'_>, charts: Vec<Chart>) -> Page {
     let mut path_paragraphs = Vec::new();
     for p in &a.paths {
         path_paragraphs.push(format!(
-            "{}: {} — {} packets: {} complete, {} lost, {} off path.",
+            "{}: {} — {} packets: {} complete, {} lost, {} off path{}.",
             p.name,
             p.flows.join("; "),
             p.packets,
             p.complete,
             p.lost,
-            p.off_path
+            p.off_path,
+            report::crossed_note(p.crossed)
         ));
     }
     let notes: Vec<String> = report::clock_lines(rep.alignment)

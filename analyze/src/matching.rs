@@ -102,6 +102,9 @@ pub struct PathStats {
     pub lost: u64,
     /// Seen at points, or in an order, the path does not have.
     pub off_path: u64,
+    /// Counted complete or lost though seen in another order across hosts: points of two
+    /// hosts passed at once (a negative hop between them), or within the clocks' bound.
+    pub crossed: u64,
     /// First to last station, over complete packets.
     pub end_to_end: Stats,
     /// Bound of the end-to-end figures (first and last station's hosts).

@@ -243,13 +243,22 @@ fn path_rows(p: &PathStats) -> Vec<Vec<String>> {
     rows
 }
 
+/// What follows a path's packet counts when `n` of them crossed hosts out of order.
+pub fn crossed_note(n: u64) -> String {
+    match n {
+        0 => String::new(),
+        n => format!(" ({n} on the path out of order across hosts)"),
+    }
+}
+
 fn paths_text(paths: &[PathStats]) -> String {
     let mut out = String::new();
     for p in paths {
         let more = if p.flows.len() > 1 { format!(" (+{} more)", p.flows.len() - 1) } else { String::new() };
+        let crossed = crossed_note(p.crossed);
         let _ = writeln!(
             out,
-            "{}: {}{more}; {} packets: {} complete, {} lost, {} off path",
+            "{}: {}{more}; {} packets: {} complete, {} lost, {} off path{crossed}",
             p.name,
             p.flows.first().map_or("", String::as_str),
             p.packets,

@@ -109,6 +109,7 @@ impl Summary<'_> {
                     complete: pm.complete,
                     lost: pm.lost.iter().sum(),
                     off_path: pm.off_path,
+                    crossed: pm.crossed,
                     end_to_end: stats(pm.end_to_end),
                     end_to_end_bound_ns: self.bound(&first.host, &last.host),
                     hops,

@@ -196,6 +196,9 @@ pub struct PathMeasure {
     pub complete: u64,
     /// Seen off the path.
     pub off_path: u64,
+    /// Complete or lost, but seen in another order than the path's across hosts (see
+    /// [`in_path_order`]).
+    pub crossed: u64,
     /// Lost per hop.
     pub lost: Vec<u64>,
     /// Latency per hop, of packets that passed it on the path.
@@ -256,6 +259,7 @@ impl Measure {
             mine.packets += theirs.packets;
             mine.complete += theirs.complete;
             mine.off_path += theirs.off_path;
+            mine.crossed += theirs.crossed;
             for (a, b) in mine.lost.iter_mut().zip(theirs.lost) {
                 *a += b;
             }
@@ -290,10 +294,54 @@ pub fn fate(obs: &[Row], stations: &[Option<u32>]) -> Fate {
     }
 }
 
+/// `obs` in the order of the path's first `obs.len()` stations, when it was seen at exactly
+/// those and each host's observations are in the path's order, but those of different
+/// hosts interleave otherwise (`hosts`: each station's host, as a number).
+///
+/// Two hosts' points can pass a packet at once: veth hands a packet to its peer inside
+/// the sender's transmit call, and the peer's NAPI poll, already running on another CPU,
+/// can see it before the sender's `net_dev_xmit` tracepoint fires. Clocks aligned within
+/// a bound can likewise order close points of two hosts either way. Such a packet took
+/// the path; its hop across the hosts is negative.
+pub fn in_path_order(obs: &[Row], stations: &[Option<u32>], hosts: &[u32]) -> Option<Vec<Row>> {
+    if obs.len() > stations.len() {
+        return None;
+    }
+    let ordered: Vec<Row> = stations[..obs.len()]
+        .iter()
+        .map(|s| obs.iter().find(|r| Some(r.point) == *s).copied())
+        .collect::<Option<_>>()?;
+    let mut last: HashMap<u32, i64> = HashMap::new();
+    for (r, h) in ordered.iter().zip(hosts) {
+        match last.insert(*h, r.ts) {
+            Some(t) if t > r.ts => return None,
+            _ => {}
+        }
+    }
+    Some(ordered)
+}
+
 /// Second pass: hops, loss and end-to-end latency.
 pub fn measure(rows: &[Row], scope: &Scope, topo: &Topology, detail: Detail, progress: &ProgressBar) -> Measure {
     let stations: Vec<Vec<Option<u32>>> =
         topo.paths.iter().map(|p| p.stations.iter().map(|s| s.point).collect()).collect();
+    let hosts: Vec<Vec<u32>> = topo
+        .paths
+        .iter()
+        .map(|p| {
+            let mut names: Vec<&str> = Vec::new();
+            p.stations
+                .iter()
+                .map(|s| match names.iter().position(|n| *n == s.host) {
+                    Some(i) => i as u32,
+                    None => {
+                        names.push(&s.host);
+                        names.len() as u32 - 1
+                    }
+                })
+                .collect()
+        })
+        .collect();
     let mut m = Measure {
         paths: stations
             .iter()
@@ -310,7 +358,20 @@ pub fn measure(rows: &[Row], scope: &Scope, topo: &Topology, detail: Detail, pro
         }
         let flow = obs[0].flow;
         let path = topo.flow_path.get(flow as usize).copied().flatten();
-        let fate = path.map(|p| fate(obs, &stations[p as usize]));
+        let mut fate = path.map(|p| fate(obs, &stations[p as usize]));
+        let reordered = match (path, fate) {
+            (Some(p), Some(Fate::OffPath)) => in_path_order(obs, &stations[p as usize], &hosts[p as usize]),
+            _ => None,
+        };
+        let obs = match &reordered {
+            Some(r) => {
+                let p = path.expect("reordered on a path") as usize;
+                m.paths[p].crossed += 1;
+                fate = Some(self::fate(r, &stations[p]));
+                r.as_slice()
+            }
+            None => obs,
+        };
         if let (Some(p), Some(f)) = (path, fate) {
             let pm = &mut m.paths[p as usize];
             // A packet seen at one point that is not the path's first is not the path's.
@@ -375,6 +436,28 @@ mod tests {
         assert_eq!(fate(&obs, &[Some(1), Some(0)]), Fate::OffPath);
         assert_eq!(fate(&obs, &[Some(0)]), Fate::OffPath);
         assert_eq!(fate(&obs[..1], &[Some(0), Some(1)]), Fate::Lost(0));
+    }
+
+    #[test]
+    fn packets_interleaved_across_hosts_keep_to_the_path() {
+        // Host 0 passes points 0, 1, 2; host 1 sees the packet (point 3) before point 2.
+        let obs = [row(1, 0, 0), row(1, 5, 1), row(1, 6, 3), row(1, 7, 2)];
+        let stations = [Some(0), Some(1), Some(2), Some(3)];
+        let hosts = [0, 0, 0, 1];
+        assert_eq!(fate(&obs, &stations), Fate::OffPath);
+        let r = in_path_order(&obs, &stations, &hosts).unwrap();
+        assert_eq!(r.iter().map(|r| r.point).collect::<Vec<_>>(), [0, 1, 2, 3]);
+        assert_eq!(fate(&r, &stations), Fate::Complete);
+        // Lost after the third station, with the second host's first point seen early.
+        let five = [Some(0), Some(1), Some(2), Some(3), Some(4)];
+        let r = in_path_order(&obs, &five, &[0, 0, 0, 1, 1]).unwrap();
+        assert_eq!(fate(&r, &five), Fate::Lost(3));
+        // One host's own points in another order: another path.
+        let swapped = [row(1, 0, 0), row(1, 5, 2), row(1, 6, 1), row(1, 7, 3)];
+        assert_eq!(in_path_order(&swapped, &stations, &hosts), None);
+        // A point the path does not have.
+        let other = [row(1, 0, 0), row(1, 5, 1), row(1, 6, 9)];
+        assert_eq!(in_path_order(&other, &stations, &hosts), None);
     }
 
     #[test]

@@ -75,6 +75,16 @@ fn issue4_stack_tracepoints_see_each_packet_once_per_layer_in_order() {
     let receiver = ["b:xdp", "b:napi_gro_receive", "b:netif_receive_skb", "b:tc_ingress"];
     let evs = events(tmp.path(), 6001);
     assert_eq!(evs.len() as u64, N, "one identity per datagram");
+    let at = |obs: &[(String, i64)], p: &str| obs.iter().find(|(q, _)| q == p).map(|(_, t)| *t).unwrap();
+    // veth hands the packet to b inside a's transmit call: b's NAPI poll, when it is
+    // already running on the other CPU, can see it before a's net_dev_xmit fires (once in
+    // about 8000 packets in CI), never before a's net_dev_start_xmit.
+    let mut early = 0;
+    for (id, obs) in &evs {
+        let (start, xmit, xdp) = (at(obs, "a:net_dev_start_xmit"), at(obs, "a:net_dev_xmit"), at(obs, "b:xdp"));
+        assert!(xdp >= start, "packet {id:x}: b:xdp at {xdp} before a:net_dev_start_xmit at {start}");
+        early += u64::from(xdp < xmit);
+    }
     for (id, obs) in &evs {
         let mut pts: Vec<&str> = obs.iter().map(|(p, _)| p.as_str()).collect();
         pts.sort();
@@ -83,13 +93,14 @@ fn issue4_stack_tracepoints_see_each_packet_once_per_layer_in_order() {
         assert_eq!(pts, want, "packet {id:x}");
         // In the order the kernel passes them, on each host's own clock.
         for side in [&sender[..], &receiver[..]] {
-            let ts: Vec<i64> = side.iter().map(|p| obs.iter().find(|(q, _)| q == p).unwrap().1).collect();
+            let ts: Vec<i64> = side.iter().map(|p| at(obs, p)).collect();
             assert!(ts.windows(2).all(|w| w[0] <= w[1]), "packet {id:x}: {side:?} at {ts:?}");
         }
     }
 
     // The analyzer's path (one machine: one clock) runs through every layer; each hop is
-    // non-negative and the hops add up to the end-to-end figure.
+    // non-negative, but for packets b saw early (counted as crossed), and the hops add up
+    // to the end-to-end figure.
     let v = analyze(tmp.path(), "udp and port 6001");
     let path = &v["paths"][0];
     let stations: Vec<String> =
@@ -99,16 +110,19 @@ fn issue4_stack_tracepoints_see_each_packet_once_per_layer_in_order() {
     let want: Vec<String> = sender.iter().chain(&receiver).map(|s| s.to_string()).collect();
     assert_eq!(short, want, "{stations:?}");
     assert_eq!(path["complete"], N);
+    assert_eq!(path["off_path"], 0);
+    assert_eq!(path["crossed"], early, "packets seen at b:xdp before a:net_dev_xmit");
     let hops = path["hops"].as_array().unwrap();
     let mut sum = 0;
     for h in hops {
-        assert!(h["min_ns"].as_i64().unwrap() >= 0, "{h}");
+        let crossing = h["from"].as_str().unwrap().ends_with("net_dev_xmit");
+        assert!(h["min_ns"].as_i64().unwrap() >= 0 || (crossing && early > 0), "{h}");
         assert_eq!(h["count"], N);
         sum += h["mean_ns"].as_i64().unwrap();
     }
     let e2e = path["end_to_end"]["mean_ns"].as_i64().unwrap();
     assert!((sum - e2e).abs() <= hops.len() as i64, "hop means {sum} vs end to end {e2e}");
-    eprintln!("stations {stations:?}; hop means sum {sum} ns, e2e mean {e2e} ns");
+    eprintln!("stations {stations:?}; hop means sum {sum} ns, e2e mean {e2e} ns; {early} crossed");
     drop(lab);
 }
 

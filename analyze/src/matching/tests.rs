@@ -481,3 +481,30 @@ fn issue4_byte_mode_spills_by_rows_not_events() {
     assert_eq!(figs(&split.pairs), [stats("h1:eth0:tc_egress", "h2:eth0:xdp", 16_000, [30, 30, 30, 30, 30])]);
     assert_eq!(split.pairs, whole.pairs);
 }
+
+/// Regression (CI on 9c22689): veth hands a packet to its peer inside the sender's
+/// transmit call, so the peer's XDP can fire before the sender's `net_dev_xmit`. Such a
+/// packet took the path: it is complete, counted as crossed, with a negative hop.
+#[test]
+fn packets_seen_by_two_hosts_at_once_stay_on_their_path() {
+    const D: &str = "h1:eth0:net_dev_xmit";
+    let mut rows = Vec::new();
+    for i in 1..=300u64 {
+        let t = i as i64 * 100_000;
+        // A +100 D +200 B +300 C; packet 300: B 50 ns before D.
+        let d = if i == 300 { 250 } else { 100 };
+        rows.extend([(t, i, A), (t + d, i, D), (t + 200, i, B), (t + 500, i, C)]);
+    }
+    let a = analyze_same(frame(&rows)).unwrap();
+    assert_eq!(a.paths.len(), 1);
+    let p = &a.paths[0];
+    assert_eq!(p.stations, [A, D, B, C]);
+    assert_eq!((p.packets, p.complete, p.lost, p.off_path, p.crossed), (300, 300, 0, 0, 1));
+    let h: Vec<(u64, i64, i64)> = p.hops.iter().map(|h| (h.stats.count, h.stats.min_ns, h.stats.max_ns)).collect();
+    assert_eq!(h, [(300, 100, 250), (300, -50, 100), (300, 300, 300)]);
+    assert_eq!((p.end_to_end.min_ns, p.end_to_end.max_ns), (500, 500));
+    // The pairs table follows the path's order too: no B→D pair.
+    assert!(a.pairs.iter().all(|x| !(x.from == B && x.to == D)));
+    let text = crate::report::crossed_note(p.crossed);
+    assert_eq!(text, " (1 on the path out of order across hosts)");
+}
