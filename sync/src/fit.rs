@@ -68,11 +68,31 @@ pub fn envelope(fwd: &[Point], rev: &[Point]) -> Option<Line> {
         let (f, r) = band(fwd, rev, b);
         f - r
     };
-    let (mut lo, mut hi) = (-MAX_SLOPE, MAX_SLOPE);
+    let b = argmax_concave(-MAX_SLOPE, MAX_SLOPE, gap);
+    let (f, r) = band(fwd, rev, b);
+    Some(Line { a: (f + r) / 2.0, b, gap: f - r })
+}
+
+/// Where the lines that separate the samples lie: every line below each forward and above
+/// each reverse sample, with a slope within ±[`MAX_SLOPE`]. The true line is one of them
+/// (delays are not negative), so the fitted line's error at `x` is at most its distance to
+/// the farthest of them there ([`Feasible::bound_at`]). That is half the band where the
+/// band's support points surround `x`, and more elsewhere: a separating line of another
+/// slope leaves the band away from them.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Feasible {
+    /// Smallest slope of a separating line.
+    pub b_lo: f64,
+    /// Largest slope of a separating line.
+    pub b_hi: f64,
+}
+
+/// Golden-section search: where the concave `f` is largest on `[lo, hi]`.
+fn argmax_concave(mut lo: f64, mut hi: f64, f: impl Fn(f64) -> f64) -> f64 {
     const INV_PHI: f64 = 0.618_033_988_749_894_9;
     let mut m1 = hi - INV_PHI * (hi - lo);
     let mut m2 = lo + INV_PHI * (hi - lo);
-    let (mut g1, mut g2) = (gap(m1), gap(m2));
+    let (mut g1, mut g2) = (f(m1), f(m2));
     // 4e-3 shrinks below 1e-15 (0.001 ppb) in about 60 steps.
     for _ in 0..80 {
         if g1 < g2 {
@@ -80,18 +100,76 @@ pub fn envelope(fwd: &[Point], rev: &[Point]) -> Option<Line> {
             m1 = m2;
             g1 = g2;
             m2 = lo + INV_PHI * (hi - lo);
-            g2 = gap(m2);
+            g2 = f(m2);
         } else {
             hi = m2;
             m2 = m1;
             g2 = g1;
             m1 = hi - INV_PHI * (hi - lo);
-            g1 = gap(m1);
+            g1 = f(m1);
         }
     }
-    let b = (lo + hi) / 2.0;
-    let (f, r) = band(fwd, rev, b);
-    Some(Line { a: (f + r) / 2.0, b, gap: f - r })
+    (lo + hi) / 2.0
+}
+
+/// The largest value of the concave `f` on `[lo, hi]`.
+fn max_concave(lo: f64, hi: f64, f: impl Fn(f64) -> f64) -> f64 {
+    let best = f(argmax_concave(lo, hi, &f));
+    // The ends: the search narrows towards them but does not evaluate them.
+    best.max(f(lo)).max(f(hi))
+}
+
+/// The edge of `{b : ok(b)}` between `inside` (where `ok` holds) and `outside` (where it
+/// does not), on the inside.
+fn edge(mut inside: f64, mut outside: f64, ok: impl Fn(f64) -> bool) -> f64 {
+    for _ in 0..100 {
+        let m = (inside + outside) / 2.0;
+        if ok(m) {
+            inside = m;
+        } else {
+            outside = m;
+        }
+    }
+    inside
+}
+
+impl Feasible {
+    /// The slopes of the lines separating `fwd` from `rev`, from the fit `line`; `None`
+    /// when no line separates them (negative gap).
+    pub fn new(fwd: &[Point], rev: &[Point], line: &Line) -> Option<Self> {
+        if line.gap < 0.0 || fwd.is_empty() || rev.is_empty() {
+            return None;
+        }
+        let ok = |b: f64| {
+            let (f, r) = band(fwd, rev, b);
+            f >= r
+        };
+        let b_lo = if ok(-MAX_SLOPE) { -MAX_SLOPE } else { edge(line.b, -MAX_SLOPE, ok) };
+        let b_hi = if ok(MAX_SLOPE) { MAX_SLOPE } else { edge(line.b, MAX_SLOPE, ok) };
+        Some(Self { b_lo: b_lo.min(line.b), b_hi: b_hi.max(line.b) })
+    }
+
+    /// Lowest and highest value at `x0` of a separating line.
+    pub fn range_at(&self, fwd: &[Point], rev: &[Point], x0: f64) -> (f64, f64) {
+        // For a slope b, a separating line's value at x0 lies between the highest reverse
+        // and the lowest forward sample carried to x0 along b: the latter is concave in b,
+        // the former convex.
+        let hi = max_concave(self.b_lo, self.b_hi, |b| {
+            fwd.iter().map(|p| p.u - b * (p.x - x0)).fold(f64::INFINITY, f64::min)
+        });
+        let lo = -max_concave(self.b_lo, self.b_hi, |b| {
+            -rev.iter().map(|p| p.u - b * (p.x - x0)).fold(f64::NEG_INFINITY, f64::max)
+        });
+        (lo, hi)
+    }
+
+    /// The error bound at `x0` of `line` (one of the separating lines): its distance to
+    /// the farthest separating line there.
+    pub fn bound_at(&self, fwd: &[Point], rev: &[Point], line: &Line, x0: f64) -> f64 {
+        let (lo, hi) = self.range_at(fwd, rev, x0);
+        let at = line.a + line.b * x0;
+        (hi - at).max(at - lo).max(0.0)
+    }
 }
 
 #[cfg(test)]

@@ -53,8 +53,16 @@ pub struct WindowFit {
     pub offset_ns: f64,
     /// Drift of `b` against `a`, ppm.
     pub drift_ppm: f64,
-    /// Half the band between the envelopes, ns: the asymmetry bound.
+    /// Error bound over the window, ns: how far the fitted line lies, at the window's
+    /// start or end, from the farthest line that separates the samples (see
+    /// [`fit::Feasible`]); at least half the band between the envelopes (the asymmetry
+    /// bound), more where the samples leave the slope loose.
     pub bound_ns: f64,
+    /// Half the band between the envelopes, ns: the bound where the samples pin the slope.
+    pub half_band_ns: f64,
+    /// Slopes of the lines that separate the samples, ppm (for the bound beyond the
+    /// window).
+    pub drift_range_ppm: (f64, f64),
     /// Forward (`a → b`) samples used.
     pub fwd: usize,
     /// Reverse samples used.
@@ -178,13 +186,22 @@ fn fit_window(s: &[Sample], cfg: &Config) -> Option<WindowFit> {
         return None;
     }
     let line = fit::envelope(&fwd, &rev)?;
+    let (bound_ns, drift_range_ppm) = match fit::Feasible::new(&fwd, &rev, &line) {
+        Some(f) => {
+            let at = |t: i64| f.bound_at(&fwd, &rev, &line, (t - center) as f64);
+            (at(start).max(at(end)).max(line.gap / 2.0), (f.b_lo * 1e6, f.b_hi * 1e6))
+        }
+        None => (line.gap.abs() / 2.0, (line.b * 1e6, line.b * 1e6)),
+    };
     Some(WindowFit {
         start_ns: start,
         end_ns: end,
         center_ns: center,
         offset_ns: line.a,
         drift_ppm: line.b * 1e6,
-        bound_ns: line.gap.abs() / 2.0,
+        bound_ns,
+        half_band_ns: line.gap.abs() / 2.0,
+        drift_range_ppm,
         fwd: fwd.len(),
         rev: rev.len(),
         consistent: line.gap >= 0.0,
@@ -288,11 +305,15 @@ pub fn fit_edge(a: usize, b: usize, msgs: &[OneWay], cfg: &Config) -> Option<Edg
                     knots.push(Knot { t_ns: t, offset_ns: o, bound_ns: bound });
                 }
             };
-            push(start, line(f0, start), f0.bound_ns);
+            // Before the first window's samples (just after a step) and after the last
+            // one's, the bound widens by the spread of the separating lines' slopes.
+            let beyond =
+                |f: &WindowFit, dt: i64| f.bound_ns + (f.drift_range_ppm.1 - f.drift_range_ppm.0) * 1e-6 * dt as f64;
+            push(start, line(f0, start), beyond(f0, f0.start_ns - start));
             for f in &fits {
                 push(f.center_ns, f.offset_ns, f.bound_ns);
             }
-            push(end, line(fl, end), fl.bound_ns);
+            push(end, line(fl, end), beyond(fl, end - fl.end_ns));
         }
         windows.extend(fits);
         from = to;
