@@ -240,4 +240,29 @@ mod tests {
         let line = envelope(&p, &[Point { x: 0.0, u: -1.0 }]).unwrap();
         assert_eq!((line.a, line.b, line.gap), (0.0, 0.0, 2.0));
     }
+
+    #[test]
+    fn separating_lines_spread_away_from_the_support_points() {
+        // Forward samples at ±1 ms, reverse at 0: the separating lines pivot, with slopes up
+        // to ±2000 ppm (the search's limit), so the band's 1 µs at the centre grows away
+        // from it: at +2 ms they lie between -5000 ns (a = -1000, b = -2e-3) and 3000 ns
+        // (a = -1000, b = 2e-3).
+        let fwd = [Point { x: -1e6, u: 1000.0 }, Point { x: 1e6, u: 1000.0 }];
+        let rev = [Point { x: 0.0, u: -1000.0 }];
+        let line = envelope(&fwd, &rev).unwrap();
+        assert!(line.a.abs() < 1e-6 && line.b.abs() < 1e-12 && (line.gap - 2000.0).abs() < 1e-6, "{line:?}");
+        let f = Feasible::new(&fwd, &rev, &line).unwrap();
+        assert!((f.b_lo + MAX_SLOPE).abs() < 1e-12 && (f.b_hi - MAX_SLOPE).abs() < 1e-12, "{f:?}");
+        let close = |a: (f64, f64), b: (f64, f64)| (a.0 - b.0).abs() < 1e-3 && (a.1 - b.1).abs() < 1e-3;
+        assert!(close(f.range_at(&fwd, &rev, 0.0), (-1000.0, 1000.0)));
+        assert!(close(f.range_at(&fwd, &rev, 2e6), (-5000.0, 3000.0)), "{:?}", f.range_at(&fwd, &rev, 2e6));
+        assert!((f.bound_at(&fwd, &rev, &line, 0.0) - 1000.0).abs() < 1e-3);
+        assert!((f.bound_at(&fwd, &rev, &line, 2e6) - 5000.0).abs() < 1e-3);
+        // A reverse sample at +1 ms, at 0 ns, keeps every line at or above it there: slopes
+        // below -500 ppm no longer separate (a ≥ -1e6·b and a ≤ 1000 + 1e6·b).
+        let rev2 = [Point { x: 0.0, u: -1000.0 }, Point { x: 1e6, u: 0.0 }];
+        let line = envelope(&fwd, &rev2).unwrap();
+        let f = Feasible::new(&fwd, &rev2, &line).unwrap();
+        assert!((f.b_lo + 5e-4).abs() < 1e-12 && (f.b_hi - MAX_SLOPE).abs() < 1e-12, "{f:?}");
+    }
 }
