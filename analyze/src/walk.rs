@@ -311,14 +311,11 @@ pub fn in_path_order(obs: &[Row], stations: &[Option<u32>], hosts: &[u32]) -> Op
         .iter()
         .map(|s| obs.iter().find(|r| Some(r.point) == *s).copied())
         .collect::<Option<_>>()?;
-    let mut last: HashMap<u32, i64> = HashMap::new();
-    for (r, h) in ordered.iter().zip(hosts) {
-        match last.insert(*h, r.ts) {
-            Some(t) if t > r.ts => return None,
-            _ => {}
-        }
-    }
-    Some(ordered)
+    // Each host's observations in the path's order must be in time order.
+    let in_order = ordered.iter().zip(hosts).enumerate().all(|(i, (r, h))| {
+        ordered[..i].iter().zip(hosts).rev().find(|(_, g)| *g == h).is_none_or(|(q, _)| q.ts <= r.ts)
+    });
+    in_order.then_some(ordered)
 }
 
 /// Second pass: hops, loss and end-to-end latency.
