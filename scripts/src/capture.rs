@@ -47,6 +47,10 @@ impl Capture {
         cmd.arg("-w").arg(dir).arg("--ready-file").arg(&ready).args(args);
         cmd.stdin(Stdio::null()).stdout(Stdio::null()).stderr(std::fs::File::create(&stderr_path)?);
         let child = cmd.spawn()?;
+        // Tracked from the start: a lab command interrupted while the capture is still
+        // loading its programs must stop it too (it was tracked only once ready, and a
+        // SIGTERM during a slow start under load left it running).
+        crate::teardown::track_child(child.id());
         let mut cap = Self { child: Some(child), dir: dir.to_owned(), stderr_path };
         let t = Instant::now();
         while !ready.exists() {
@@ -78,6 +82,7 @@ impl Capture {
         // SAFETY: plain kill(2) on our own child.
         unsafe { libc::kill(child.id() as i32, libc::SIGKILL) };
         let status = child.wait()?;
+        crate::teardown::untrack_child(child.id());
         Ok(Finished { code: status.code(), stderr: std::fs::read_to_string(&self.stderr_path).unwrap_or_default() })
     }
 
@@ -89,6 +94,7 @@ impl Capture {
             unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
         }
         let status = child.wait()?;
+        crate::teardown::untrack_child(child.id());
         Ok(Finished { code: status.code(), stderr: std::fs::read_to_string(&self.stderr_path).unwrap_or_default() })
     }
 }
@@ -99,6 +105,7 @@ impl Drop for Capture {
             // SAFETY: as above; a test that panicked must not leave it running.
             unsafe { libc::kill(c.id() as i32, libc::SIGTERM) };
             let _ = c.wait();
+            crate::teardown::untrack_child(c.id());
         }
     }
 }

@@ -543,6 +543,10 @@ fn main() -> ExitCode {
     match r {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
+            if let Some(status) = lab::teardown::interrupted_status() {
+                eprintln!("netlat-lab: interrupted ({e:#})");
+                return ExitCode::from(status);
+            }
             eprintln!("netlat-lab: {e:#}");
             ExitCode::FAILURE
         }

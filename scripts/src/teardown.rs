@@ -18,6 +18,8 @@ use std::{
 static SIGNALLED: AtomicI32 = AtomicI32::new(0);
 static NAMESPACES: Mutex<Vec<String>> = Mutex::new(Vec::new());
 static CHILDREN: Mutex<Vec<u32>> = Mutex::new(Vec::new());
+/// Held while tearing down: a second caller waits for the first to finish.
+static TEARING: Mutex<()> = Mutex::new(());
 
 extern "C" fn on_signal(sig: libc::c_int) {
     SIGNALLED.store(sig, Ordering::SeqCst);
@@ -44,6 +46,14 @@ pub fn signalled() -> Option<i32> {
         0 => None,
         s => Some(s),
     }
+}
+
+/// After a command failed: if a signal came first (its teardown making the command's
+/// work fail), the exit status of that signal once the teardown is done, else `None`.
+pub fn interrupted_status() -> Option<u8> {
+    let sig = signalled()?;
+    teardown_all();
+    Some((128 + sig).clamp(0, 255) as u8)
 }
 
 /// [`catch_signals`], and a thread that on a signal stops the tracked
@@ -81,21 +91,34 @@ pub fn untrack_child(pid: u32) {
     CHILDREN.lock().unwrap_or_else(|e| e.into_inner()).retain(|p| *p != pid);
 }
 
-/// Stops every tracked child and deletes every tracked namespace.
+/// Stops every tracked child and deletes every tracked namespace; a call while another
+/// is under way returns when that one is done.
 pub fn teardown_all() {
+    let _one = TEARING.lock().unwrap_or_else(|e| e.into_inner());
     let children: Vec<u32> = std::mem::take(&mut *CHILDREN.lock().unwrap_or_else(|e| e.into_inner()));
     for pid in &children {
         // SAFETY: kill(2) on a child this process started.
         unsafe { libc::kill(*pid as i32, libc::SIGTERM) };
     }
     for pid in &children {
-        // Give each up to 2 s to close its files.
-        for _ in 0..40 {
+        // Give each up to 5 s (all at once) to close its files, then kill it: a capture
+        // left running outlives its lab. One killed leaves a `.partial` file that
+        // `netlat-capture recover` finishes.
+        let reaped = (0..100).any(|_| {
             // SAFETY: non-blocking reap of our own child.
-            if unsafe { libc::waitpid(*pid as i32, std::ptr::null_mut(), libc::WNOHANG) } != 0 {
-                break;
+            let done = unsafe { libc::waitpid(*pid as i32, std::ptr::null_mut(), libc::WNOHANG) } != 0;
+            if !done {
+                std::thread::sleep(Duration::from_millis(50));
             }
-            std::thread::sleep(Duration::from_millis(50));
+            done
+        });
+        if !reaped {
+            eprintln!("netlat-lab: child {pid} still running 5 s after SIGTERM: killing it");
+            // SAFETY: kill(2) and a blocking reap of our own child.
+            unsafe {
+                libc::kill(*pid as i32, libc::SIGKILL);
+                libc::waitpid(*pid as i32, std::ptr::null_mut(), 0);
+            }
         }
     }
     let names: Vec<String> = std::mem::take(&mut *NAMESPACES.lock().unwrap_or_else(|e| e.into_inner()));

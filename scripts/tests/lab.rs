@@ -213,9 +213,15 @@ fn congestion_experiment_names_the_queueing_hop() {
     assert!(!namespaces().iter().any(|ns| ns.starts_with(&format!("nl{pid}x"))), "namespaces left");
 }
 
-/// Spawns `netlat-lab ARGS`, waits until it has made namespaces, sends
-/// SIGTERM; returns its exit code and the namespaces and processes it left.
+/// Spawns `netlat-lab ARGS`, waits until it has made namespaces (and, with `child`, a
+/// child process whose command line holds it), sends SIGTERM; returns its exit code and
+/// the namespaces and processes it left.
 fn interrupt(args: &[&str], settle: Duration) -> (Option<i32>, Vec<String>, bool) {
+    interrupt_at(args, settle, None)
+}
+
+fn interrupt_at(args: &[&str], settle: Duration, child: Option<&str>) -> (Option<i32>, Vec<String>, bool) {
+    let wanted = child;
     let mut child =
         Command::new(bins::path("netlat-lab")).args(args).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
     let pid = child.id();
@@ -231,9 +237,14 @@ fn interrupt(args: &[&str], settle: Duration) -> (Option<i32>, Vec<String>, bool
         let ps = Command::new("ps").args(["-o", "pid=", "--ppid", &pid.to_string()]).output().unwrap();
         String::from_utf8_lossy(&ps.stdout).split_whitespace().map(String::from).collect()
     };
+    let cmdline = |k: &String| std::fs::read(format!("/proc/{k}/cmdline")).unwrap_or_default();
+    let found = |ks: &[String]| match wanted {
+        None => !ks.is_empty(),
+        Some(w) => ks.iter().any(|k| String::from_utf8_lossy(&cmdline(k)).contains(w)),
+    };
     let t = Instant::now();
-    while kids(pid).is_empty() && t.elapsed() < Duration::from_secs(30) {
-        std::thread::sleep(Duration::from_millis(20));
+    while !found(&kids(pid)) && t.elapsed() < Duration::from_secs(30) {
+        std::thread::sleep(Duration::from_millis(5));
     }
     let kids = kids(pid);
     assert!(!kids.is_empty(), "{args:?}: no child process to check");
@@ -260,4 +271,12 @@ fn run_and_experiments_are_torn_down_by_sigterm() {
     let (code, left, children) = interrupt(&args, Duration::from_secs(3));
     assert_eq!(code, Some(128 + 15));
     assert!(left.is_empty() && !children, "experiment left {left:?} (children: {children})");
+    // Regression (a loaded test run): a capture still loading its programs when the signal
+    // came was not yet tracked, and outlived the experiment.
+    let (code, left, children) = interrupt_at(&args, Duration::ZERO, Some("netlat-capture"));
+    assert_eq!(code, Some(128 + 15));
+    assert!(
+        left.is_empty() && !children,
+        "experiment stopped at a capture's start left {left:?} (children: {children})"
+    );
 }

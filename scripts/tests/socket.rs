@@ -678,7 +678,11 @@ fn issue4_udp_send_stamped_inside_the_application_send() {
     let path = &v["paths"][0];
     let stations = short_stations(path);
     assert_eq!(stations[0], "a:udp_send", "{path}");
-    assert_eq!(path["complete"].as_u64().unwrap(), (N + M * BATCH) as u64, "{path}");
+    // A read not identified (counted) has no udp_recv row: lost on the last hop.
+    let missing = N + M * BATCH - at(&evs, "b:udp_recv", 6106).len();
+    let unidentified = unidentified_reads(tmp.path(), "b");
+    assert!(missing <= unidentified && missing <= 1, "{missing} rows missing, {unidentified} reads not identified");
+    assert_eq!(path["complete"].as_u64().unwrap(), (N + M * BATCH - missing) as u64, "{path}");
     let hops = hops_add_up(path);
     eprintln!("udp_send to net_dev_queue: mean {in_socket} ns; layers (mean ns): {hops:?}");
     drop(lab);

@@ -26,7 +26,7 @@ use std::{
 use anyhow::{bail, Context as _};
 
 use super::{cell, stop, svg, Dirs, Hop};
-use crate::{bins, capture::Capture, netns::run_in, teardown, topology::Running};
+use crate::{bins, capture::Capture, netns::run_in, topology::Running};
 
 /// Shaping of the bulk experiment's link.
 pub const TBF: &str = "rate 50mbit burst 32kb latency 20ms";
@@ -34,9 +34,7 @@ pub const TBF: &str = "rate 50mbit burst 32kb latency 20ms";
 /// `netlat-capture --layers all` in `netns` on veth0 as `host`.
 fn capture(netns: &str, dir: &Path, host: &str, filter: &str) -> anyhow::Result<Capture> {
     let args = ["-q", "--host-name", host, "--sync-port", "0", "--layers", "all", "-i", "veth0", filter];
-    let cap = Capture::start(Some(netns), dir, &args)?;
-    teardown::track_child(cap.pid());
-    Ok(cap)
+    Capture::start(Some(netns), dir, &args)
 }
 
 /// The analyzer's path for `filter` (one flow direction): its hops in order, end to end

@@ -153,9 +153,7 @@ pub fn capture(netns: &str, dir: &Path, host: &str, ifaces: &[&str], filter: &st
         args.extend(["-i", i]);
     }
     args.push(filter);
-    let cap = Capture::start(Some(netns), dir, &args)?;
-    teardown::track_child(cap.pid());
-    Ok(cap)
+    Capture::start(Some(netns), dir, &args)
 }
 
 /// Stops captures, failing when one did not exit cleanly.
@@ -163,7 +161,6 @@ pub fn stop(caps: Vec<Capture>) -> anyhow::Result<()> {
     for c in caps {
         let pid = c.pid();
         let f = c.stop()?;
-        teardown::untrack_child(pid);
         if f.code != Some(0) {
             bail!("capture {pid} failed ({:?}): {}", f.code, f.stderr);
         }
