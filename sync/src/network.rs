@@ -179,7 +179,13 @@ pub fn estimate(hosts: &[String], stamps: &[Stamp], cfg: &Config, reference: Opt
         None => order.iter().copied().find(|h| with_data.contains(h)),
     };
 
-    // Spanning tree, narrowest bands first (Dijkstra on summed bounds).
+    // Spanning tree, narrowest bands first (Dijkstra on summed bounds). A pair's clock step
+    // counts at its size: its time is known only to between the probes around it, and a
+    // host aligned through the pair would inherit that error there (a CI run aligned b
+    // through c, whose 1 ms step the a-c and b-c pairs placed 40 ms apart, and b's latencies
+    // were 1 ms off in between). Its own bound does not say so: the step is placed, then
+    // trusted.
+    let edge_cost = |e: &EdgeFit| e.map.max_bound() + e.steps.iter().map(|s| s.size_ns.abs()).sum::<f64>();
     let n = hosts.len();
     let mut parent = vec![None; n];
     let mut cost = vec![f64::INFINITY; n];
@@ -195,7 +201,7 @@ pub fn estimate(hosts: &[String], stamps: &[Stamp], cfg: &Config, reference: Opt
                 } else {
                     continue;
                 };
-                let c = cost[h] + e.map.max_bound();
+                let c = cost[h] + edge_cost(e);
                 if c < cost[other] {
                     cost[other] = c;
                     parent[other] = Some((i, h));

@@ -24,7 +24,12 @@ fn stamps_of(msgs: &[OneWay], session: u64) -> Vec<Stamp> {
 }
 
 fn pair(clocks: &[SimClock], a: usize, b: usize, secs: i64, seed: u64) -> Vec<Stamp> {
-    let msgs = exchanges(&clocks[a], &clocks[b], secs, 3000.0, 2000.0, seed);
+    pair_with(clocks, a, b, secs, 3000.0, seed)
+}
+
+/// [`pair`] with minimum one-way delays of `d` ns.
+fn pair_with(clocks: &[SimClock], a: usize, b: usize, secs: i64, d: f64, seed: u64) -> Vec<Stamp> {
+    let msgs = exchanges(&clocks[a], &clocks[b], secs, d, 2000.0, seed);
     let remap: Vec<OneWay> = msgs
         .into_iter()
         .map(|mut w| {
@@ -106,4 +111,25 @@ fn hosts_without_sync_data_are_named_with_a_reason() {
     let none = estimate(&names, &[], &Config::default(), None);
     assert!(none.reference.is_none());
     assert!(none.hosts.iter().all(|h| h.problem.as_deref().unwrap().contains("no host has usable sync data")));
+}
+
+/// Regression (CI on 1242cd9): b was aligned through c, whose pairs with a and b bracket a
+/// 1 ms clock step, because those pairs' bands were narrower than a-b's. Where the two
+/// pairs placed the step differently, b's latencies were 1 ms off. A pair's steps now count
+/// at their size in the choice of path.
+#[test]
+fn a_host_is_not_aligned_through_a_pair_with_a_clock_step() {
+    let mut c = clocks();
+    c[2].step_ns = 1_000_000;
+    c[2].step_after_ns = 30_050_000_000;
+    let names: Vec<String> = ["a", "b", "c"].map(String::from).to_vec();
+    let mut st = pair_with(&c, 0, 1, 60, 8000.0, 7);
+    st.extend(pair_with(&c, 0, 2, 60, 1000.0, 8));
+    st.extend(pair_with(&c, 1, 2, 60, 1000.0, 9));
+    let res = estimate(&names, &st, &Config::default(), Some("a"));
+    assert!(res.edges.iter().filter(|e| !e.fit.steps.is_empty()).count() == 2, "{:?}", res.edges);
+    let b = res.hosts.iter().find(|h| h.host == "b").unwrap();
+    assert_eq!(b.via, ["a"], "{b:?}");
+    let cc = res.hosts.iter().find(|h| h.host == "c").unwrap();
+    assert_eq!(cc.via, ["a"], "{cc:?}");
 }
