@@ -118,10 +118,7 @@ fn prober_notes(metas: &[PathBuf], skipped: &mut Vec<Skipped>) -> (Vec<String>, 
     let mut notes = Vec::new();
     let mut silent = Vec::new();
     for path in metas {
-        let v: serde_json::Value = match std::fs::read(path)
-            .map_err(|e| e.to_string())
-            .and_then(|b| serde_json::from_slice(&b).map_err(|e| format!("not a run-metadata record: {e}")))
-        {
+        let v = match crate::input::read_meta(path) {
             Ok(v) => v,
             Err(e) => {
                 skipped.push(Skipped { file: path.display().to_string(), reason: e });

@@ -36,12 +36,7 @@ impl CaptureDrops {
 /// clock alignment already reports them).
 pub fn read(metas: &[PathBuf]) -> Vec<CaptureDrops> {
     let mut out = Vec::new();
-    for m in metas {
-        let Ok(v) =
-            std::fs::read(m).map_err(drop).and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).map_err(drop))
-        else {
-            continue;
-        };
+    for v in metas.iter().filter_map(|m| crate::input::read_meta(m).ok()) {
         let host = v["host"].as_str().unwrap_or("?");
         for (hook, c) in v["counts"].as_object().into_iter().flatten() {
             let n = |k: &str| c[k].as_u64().unwrap_or(0);

@@ -166,6 +166,14 @@ pub enum InputError {
     ReaderPanic(String),
 }
 
+/// The run-metadata record (`*.meta.json`) at `path`, parsed; the reason it could not be
+/// read otherwise. The clock alignment, the report-loss lines and the TCP sampling stride
+/// all read these records.
+pub fn read_meta(path: &Path) -> Result<serde_json::Value, String> {
+    let bytes = fs::read(path).map_err(|e| e.to_string())?;
+    serde_json::from_slice(&bytes).map_err(|e| format!("not a run-metadata record: {e}"))
+}
+
 /// Runs `f`, which reads a file with polars, turning a panic inside it (polars
 /// asserts on some malformed files) into the panic's message. The file-reading
 /// boundary of the analyzer: one bad file is skipped, never the end of the run.

@@ -60,8 +60,7 @@ impl TcpUnit {
 pub fn capture_stride(metas: &[std::path::PathBuf]) -> u32 {
     metas
         .iter()
-        .filter_map(|m| std::fs::read(m).ok())
-        .filter_map(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
+        .filter_map(|m| crate::input::read_meta(m).ok())
         .filter_map(|v| v["config"]["tcp_sample_stride"].as_str()?.parse::<u32>().ok())
         .filter(|s| s.is_power_of_two())
         .max()

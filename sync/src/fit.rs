@@ -51,6 +51,12 @@ fn band(fwd: &[Point], rev: &[Point], b: f64) -> (f64, f64) {
     (lo_f, hi_r)
 }
 
+/// The band's width at slope `b`: negative where no line of that slope separates them.
+fn gap(fwd: &[Point], rev: &[Point], b: f64) -> f64 {
+    let (f, r) = band(fwd, rev, b);
+    f - r
+}
+
 /// Fits the widest-margin line between `fwd` (upper bounds) and `rev`
 /// (lower bounds). Both must be non-empty; with samples at a single `x`
 /// the slope is 0.
@@ -64,11 +70,7 @@ pub fn envelope(fwd: &[Point], rev: &[Point]) -> Option<Line> {
         let (f, r) = band(fwd, rev, 0.0);
         return Some(Line { a: (f + r) / 2.0, b: 0.0, gap: f - r });
     }
-    let gap = |b: f64| {
-        let (f, r) = band(fwd, rev, b);
-        f - r
-    };
-    let b = argmax_concave(-MAX_SLOPE, MAX_SLOPE, gap);
+    let b = argmax_concave(-MAX_SLOPE, MAX_SLOPE, |b| gap(fwd, rev, b));
     let (f, r) = band(fwd, rev, b);
     Some(Line { a: (f + r) / 2.0, b, gap: f - r })
 }
@@ -140,10 +142,7 @@ impl Feasible {
         if line.gap < 0.0 || fwd.is_empty() || rev.is_empty() {
             return None;
         }
-        let ok = |b: f64| {
-            let (f, r) = band(fwd, rev, b);
-            f >= r
-        };
+        let ok = |b: f64| gap(fwd, rev, b) >= 0.0;
         let b_lo = if ok(-MAX_SLOPE) { -MAX_SLOPE } else { edge(line.b, -MAX_SLOPE, ok) };
         let b_hi = if ok(MAX_SLOPE) { MAX_SLOPE } else { edge(line.b, MAX_SLOPE, ok) };
         Some(Self { b_lo: b_lo.min(line.b), b_hi: b_hi.max(line.b) })
