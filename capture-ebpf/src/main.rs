@@ -12,6 +12,7 @@ mod func;
 mod sock;
 mod stack;
 mod udp;
+mod udp_recv;
 
 use aya_ebpf::{
     bindings::{xdp_action, TC_ACT_UNSPEC},

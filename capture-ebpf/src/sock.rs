@@ -33,7 +33,7 @@ const MSG_PEEK: i32 = 2;
 /// A read of the socket's error queue (`recvmsg` flag): it returns no datagram.
 const MSG_ERRQUEUE: i32 = 0x2000;
 /// `bpf_map_update_elem` flag: only if the key is absent.
-const BPF_NOEXIST: u64 = 1;
+pub(crate) const BPF_NOEXIST: u64 = 1;
 
 /// Entry time of a socket's running `tcp_sendmsg_locked`, by `struct sock *`.
 #[map]
@@ -141,26 +141,78 @@ fn our_tcp(st: &StackConfig, sk: *const u8) -> bool {
     kread::<u16>(sk, st.sk_protocol) == Some(u16::from(IPPROTO_TCP)) && our_sock(st, sk)
 }
 
-/// Writes a [`SockEvent`] for `len` bytes from `seq` of `sk`'s flow, if the capture's
-/// filter selects the flow.
-#[inline(always)]
-fn emit(st: &StackConfig, sk: *const u8, h: u8, recv: bool, ts: u64, seq: u32, len: u32, tid: u32) {
-    count(h, stat::SEEN);
-    let Some(info) = SCRATCH.get_ptr_mut(0) else { return };
+/// Whether a socket call's bytes are recorded: their flow, filter and sampling are looked at
+/// once per call ([`select`]) and every event of the call (its own, those of socket probes
+/// given as data, the reader's scheduling) uses the answer and the flow left in [`SCRATCH`].
+///
+/// Once, not per event: besides the repeated reads of the socket, looking again for each
+/// probe inside [`call_done`] took more stack than a BPF program has (see there).
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Flow {
+    /// Selected; the flow is in [`SCRATCH`].
+    Selected,
+    /// Not selected by the filter or the sampling.
+    Filtered,
+    /// The socket's addresses could not be read.
+    Malformed,
+}
+
+impl Flow {
+    /// Counts an event of hook `h` of this flow; true if it is to be written.
+    #[inline(always)]
+    fn count(self, h: u8) -> bool {
+        count(h, stat::SEEN);
+        match self {
+            Flow::Selected => {
+                count(h, stat::SELECTED);
+                true
+            }
+            Flow::Filtered => false,
+            Flow::Malformed => {
+                count(h, stat::MALFORMED);
+                false
+            }
+        }
+    }
+}
+
+/// Looks at `len` bytes from `seq` of `sk`'s flow (in the data's direction: the socket's
+/// own end receives if `recv`): whether the capture's filter and sampling select them,
+/// with the flow left in [`SCRATCH`] for [`emit`].
+///
+/// A subprogram of its own, with a 208-byte frame (the filter's loops): inlined into the
+/// read program, Linux 6.18.44's verifier stopped on an internal error ("verifier bug:
+/// stack slot 15, total slots 14"); called, the read program's frame is 288 bytes, and the
+/// two stay within the 512 bytes of a chain of calls.
+#[inline(never)]
+fn select(st: &StackConfig, sk: *const u8, recv: bool, seq: u32, len: u32) -> Flow {
+    let Some(info) = SCRATCH.get_ptr_mut(0) else { return Flow::Filtered };
     // SAFETY: per-CPU slot; programs do not nest on one CPU for this map.
     let info = unsafe { &mut *info };
     if flow(st, sk, recv, info).is_none() {
-        return count(h, stat::MALFORMED);
+        return Flow::Malformed;
     }
     let cfg = cfg();
     if !filter::matches(&cfg.filter, info) || !filter::port_selected(cfg, info) {
-        return;
+        return Flow::Filtered;
     }
     // Sampled as TCP packets are, by the bytes they hold (capture_common::hash).
     if cfg.tcp_sample_mask != 0 && !hash::range_sampled(seq, len, cfg.tcp_sample_mask) {
+        return Flow::Filtered;
+    }
+    Flow::Selected
+}
+
+/// Writes a [`SockEvent`] of hook `h` for `len` bytes from `seq` of the flow [`select`]
+/// looked at, if it selected them.
+#[inline(always)]
+fn emit(flow: Flow, h: u8, ts: u64, seq: u32, len: u32, tid: u32) {
+    if !flow.count(h) {
         return;
     }
-    count(h, stat::SELECTED);
+    let Some(info) = SCRATCH.get_ptr(0) else { return };
+    // SAFETY: per-CPU slot, filled by `select` in this program.
+    let info = unsafe { &*info };
     let Some(mut entry) = EVENTS.reserve::<SockEvent>(0) else {
         return count(h, stat::RINGBUF_FULL);
     };
@@ -221,11 +273,12 @@ pub fn netlat_sock_send(ctx: BtfTracePointContext) -> i32 {
         return 0;
     }
     let Some(end) = kread::<u32>(sk, st.tcp_write_seq) else { return 0 };
-    let (seq, tid) = (end.wrapping_sub(ret as u32), tid());
+    let (seq, len, tid) = (end.wrapping_sub(ret as u32), ret as u32, tid());
+    let flow = select(st, sk, false, seq, len);
     if let Some(start) = start {
-        emit(st, sk, hook::SOCK_SEND, false, start, seq, ret as u32, tid);
+        emit(flow, hook::SOCK_SEND, start, seq, len, tid);
     }
-    call_done(sk, true, seq, ret as u32, tid);
+    call_done(sk, true, seq, len, tid, flow);
     0
 }
 
@@ -278,7 +331,8 @@ pub(crate) fn probe_fired(slot: usize, sk: *const u8, when: u8, send: bool) {
     // SAFETY: copied out at once.
     let Some(c) = (unsafe { LAST_CALL.get(tid) }).copied() else { return };
     if c.sk == sk as u64 && c.send == u32::from(send) {
-        emit(st, sk, hook::FUNC + slot as u8, !send, now(), c.ts_or_seq as u32, c.len, tid);
+        let (t, seq) = (now(), c.ts_or_seq as u32);
+        emit(select(st, sk, !send, seq, c.len), hook::FUNC + slot as u8, t, seq, c.len, tid);
     }
 }
 
@@ -301,18 +355,22 @@ fn call_failed(send: bool) {
 }
 
 /// A send (`send`) or receive call of this thread on the TCP socket `sk` returned the
-/// bytes `[seq, seq + len)`: socket probes given as data that stamped it at an entry write
-/// them now, with their stamps; probes at a return will find them in [`LAST_CALL`].
+/// bytes `[seq, seq + len)` (of `flow`): socket probes given as data that stamped it at an
+/// entry write them now, with their stamps; probes at a return will find them in
+/// [`LAST_CALL`].
 ///
-/// A function of its own (a BPF subprogram with its own stack frame): inlined into the
-/// read program beside its other events, the frame passed 512 bytes.
-#[inline(never)]
-fn call_done(sk: *const u8, send: bool, seq: u32, len: u32, tid: u32) {
+/// Inlined. As a subprogram that looked at the flow itself for each probe, its 328-byte
+/// frame came on top of the send program's (608 bytes in all) and the read program's (736):
+/// past the 512 bytes a chain of BPF calls may use where the kernel gives subprograms no
+/// private stacks (before Linux 6.13, and for these programs on 6.18.44; regression tests
+/// `issue4_socket_probes_given_as_data_record_each_calls_bytes` and capture's
+/// `every_programs_chain_of_calls_fits_the_bpf_stack`).
+#[inline(always)]
+fn call_done(sk: *const u8, send: bool, seq: u32, len: u32, tid: u32, flow: Flow) {
     let f = crate::func::funcs();
     if !f.any_sock() {
         return;
     }
-    let st = stack();
     let _ = LAST_CALL.insert(tid, Call { sk: sk as u64, ts_or_seq: u64::from(seq), len, send: u32::from(send) }, 0);
     let mut i = 0;
     while i < hook::FUNC_SLOTS {
@@ -322,7 +380,7 @@ fn call_done(sk: *const u8, send: bool, seq: u32, len: u32, tid: u32) {
             if let Some(m) = (unsafe { PROBE_MARKS.get(key) }).copied() {
                 let _ = PROBE_MARKS.remove(key);
                 if m.sk == sk as u64 {
-                    emit(st, sk, hook::FUNC + i as u8, !send, m.ts_or_seq, seq, len, tid);
+                    emit(flow, hook::FUNC + i as u8, m.ts_or_seq, seq, len, tid);
                 }
             }
         }
@@ -337,7 +395,7 @@ pub fn netlat_sk_data_ready(ctx: BtfTracePointContext) -> i32 {
     let sk = ctx.arg::<*const u8>(0);
     let st = stack();
     if st.on(hook::UDP_RECV) {
-        crate::udp::ready(st, sk);
+        crate::udp_recv::ready(st, sk);
     }
     if !our_tcp(st, sk) {
         return 0;
@@ -359,7 +417,7 @@ pub fn netlat_sk_data_ready(ctx: BtfTracePointContext) -> i32 {
     let t = now();
     let _ = READY.insert(key, Ready { nxt, _pad: 0, ts: t }, 0);
     if st.on(hook::SK_DATA_READY) {
-        emit(st, sk, hook::SK_DATA_READY, true, t, from, len as u32, 0);
+        emit(select(st, sk, true, from, len as u32), hook::SK_DATA_READY, t, from, len as u32, 0);
     }
     0
 }
@@ -376,7 +434,7 @@ pub fn netlat_sock_recv(ctx: BtfTracePointContext) -> i32 {
         crate::stack::copied(st, sk, ret, flags & MSG_PEEK != 0);
     }
     if st.on(hook::UDP_RECV) {
-        crate::udp::received(st, sk, ret, flags & (MSG_PEEK | MSG_ERRQUEUE) != 0);
+        crate::udp_recv::received(st, sk, ret, flags & (MSG_PEEK | MSG_ERRQUEUE) != 0);
     }
     if ret <= 0 || flags & MSG_PEEK != 0 || !our_tcp(st, sk) {
         call_failed(false);
@@ -384,7 +442,14 @@ pub fn netlat_sock_recv(ctx: BtfTracePointContext) -> i32 {
     }
     let Some(end) = kread::<u32>(sk, st.tcp_copied_seq) else { return 0 };
     let (t, tid, seq, len) = (now(), tid(), end.wrapping_sub(ret as u32), ret as u32);
-    call_done(sk, false, seq, len, tid);
+    let sched = st.on(hook::SCHED_WAKEUP) || st.on(hook::SCHED_SWITCH);
+    // Looked at only if some event of the read may be written.
+    let flow = if st.on(hook::SOCK_RECV) || sched || crate::func::funcs().any_sock() {
+        select(st, sk, true, seq, len)
+    } else {
+        Flow::Filtered
+    };
+    call_done(sk, false, seq, len, tid, flow);
     let key = sk as u64;
     // SAFETY: copied out at once.
     let ready = unsafe { READY.get(key) }.copied();
@@ -393,15 +458,15 @@ pub fn netlat_sock_recv(ctx: BtfTracePointContext) -> i32 {
         let _ = READY.insert(key, Ready { nxt: end, _pad: 0, ts: ready.map_or(t, |r| r.ts) }, 0);
     }
     if st.on(hook::SOCK_RECV) {
-        emit(st, sk, hook::SOCK_RECV, true, t, seq, len, tid);
+        emit(flow, hook::SOCK_RECV, t, seq, len, tid);
     }
-    if st.on(hook::SCHED_WAKEUP) || st.on(hook::SCHED_SWITCH) {
+    if sched {
         let (woken, on_cpu) = sched_stamps(tid, ready.map_or(t, |r| r.ts), t);
         if st.on(hook::SCHED_WAKEUP) {
-            emit(st, sk, hook::SCHED_WAKEUP, true, woken, seq, len, tid);
+            emit(flow, hook::SCHED_WAKEUP, woken, seq, len, tid);
         }
         if st.on(hook::SCHED_SWITCH) {
-            emit(st, sk, hook::SCHED_SWITCH, true, on_cpu, seq, len, tid);
+            emit(flow, hook::SCHED_SWITCH, on_cpu, seq, len, tid);
         }
     }
     0
@@ -435,7 +500,8 @@ pub fn netlat_tcp_retransmit(ctx: BtfTracePointContext) -> i32 {
     let (Some(seq), Some(end)) = (kread::<u32>(skb, st.skb_cb), kread::<u32>(skb, st.skb_cb + 4)) else {
         return 0;
     };
-    emit(st, sk, hook::TCP_RETRANSMIT, false, now(), seq, end.wrapping_sub(seq), tid());
+    let (t, len) = (now(), end.wrapping_sub(seq));
+    emit(select(st, sk, false, seq, len), hook::TCP_RETRANSMIT, t, seq, len, tid());
     0
 }
 

@@ -502,7 +502,7 @@ fn keep_copied<B: PacketBuf>(buf: &B) {
 }
 
 /// Remembers the datagram of the `sk_buff` at `skb`, queued on the UDP socket `sk`, as
-/// the one `sk`'s next read returns ([`crate::udp::keep`]), if the capture selects it.
+/// the one `sk`'s next read returns ([`crate::udp_recv::keep`]), if the capture selects it.
 #[inline(always)]
 pub(crate) fn keep_next_read(sk: *const u8, skb: *const u8) -> bool {
     let st = stack();
@@ -520,7 +520,7 @@ pub(crate) fn keep_next_read(sk: *const u8, skb: *const u8) -> bool {
 #[inline(always)]
 fn keep_next<B: PacketBuf>(buf: &B, sk: *const u8, skb: *const u8) -> bool {
     let Some((info, id)) = identify(buf, hook::UDP_RECV, 0, false) else { return false };
-    crate::udp::keep(info, id, buf.frame_len(), sk, skb)
+    crate::udp_recv::keep(info, id, buf.frame_len(), sk, skb)
 }
 
 /// At `sock_recv_length(sk, ret, flags)`: records the datagram this thread's receive call

@@ -33,6 +33,7 @@ pub mod meta;
 pub mod netns;
 pub mod pipeline;
 pub mod preflight;
+pub mod priority;
 pub mod probes;
 pub mod qdisc;
 pub mod recover;
@@ -40,6 +41,9 @@ pub mod ring;
 pub mod ringread;
 pub mod run;
 pub mod schema;
+#[cfg(test)]
+mod stack_budget;
 pub mod sync_table;
 pub mod syncing;
 pub mod testrun;
+pub mod udp_ingress;

@@ -158,13 +158,15 @@ impl Scope {
     /// interface), recording this namespace's packets and sockets only.
     ///
     /// The probes of `funcs` (given as data) are loaded and attached too; one the kernel
-    /// refuses is a warning (in [`Scope::warnings`]), not an error.
+    /// refuses is a warning (in [`Scope::warnings`]), not an error. So is UDP's ingress
+    /// program (with `udp_recv`, unless `udp_ingress` is off) where it cannot be attached.
     pub fn load(
         netns: Netns,
         cfg: &CaptureConfig,
         ringbuf_bytes: u32,
         tracepoints: u32,
         funcs: &crate::funcs::Plan,
+        udp_ingress: bool,
     ) -> Result<Self, LoadError> {
         if EBPF_OBJ.is_empty() {
             return Err(LoadError::NoObject);
@@ -218,6 +220,11 @@ impl Scope {
                     .map_err(|e| load_err(&netns)(anyhow::Error::new(e).context(format!("tp_btf {tp}"))))?;
                 p.attach()
                     .map_err(|e| load_err(&netns)(anyhow::Error::new(e).context(format!("attaching tp_btf {tp}"))))?;
+            }
+            if udp_ingress && tracepoints & 1 << hook::UDP_RECV != 0 {
+                if let Err(w) = crate::udp_ingress::attach(&mut ebpf, &kernel_btf) {
+                    warnings.push(w);
+                }
             }
             if tracepoints & 1 << hook::UDP_SEND != 0 {
                 attach_calls(&mut ebpf, ["netlat_send_enter", "netlat_send_exit"], SEND_CALLS)
@@ -282,7 +289,7 @@ impl Scope {
                     )(e.into())
                 })?;
             }
-            let netlink = tc == TcAttach::Netlink || !tcx_supported();
+            let netlink = tc == TcAttach::Netlink || !kernel_at_least(6, 6);
             if netlink && (hooks.tc_ingress || hooks.tc_egress) {
                 // Netlink filters need a clsact qdisc. EEXIST: one was there
                 // already (someone else's), which must outlive this capture.
@@ -484,7 +491,7 @@ fn attach_calls(ebpf: &mut Ebpf, programs: [&'static str; 2], calls: [&str; 5]) 
     Ok(())
 }
 
-fn program<'a, T>(ebpf: &'a mut Ebpf, name: &str) -> Result<&'a mut T, anyhow::Error>
+pub(crate) fn program<'a, T>(ebpf: &'a mut Ebpf, name: &str) -> Result<&'a mut T, anyhow::Error>
 where
     &'a mut T: TryFrom<&'a mut aya::programs::Program, Error = aya::programs::ProgramError>,
 {
@@ -492,8 +499,9 @@ where
     Ok(p.try_into()?)
 }
 
-fn tcx_supported() -> bool {
-    aya::util::KernelVersion::current().is_ok_and(|v| v >= aya::util::KernelVersion::new(6, 6, 0))
+/// Whether the running kernel is at least `major.minor`.
+pub(crate) fn kernel_at_least(major: u8, minor: u8) -> bool {
+    aya::util::KernelVersion::current().is_ok_and(|v| v >= aya::util::KernelVersion::new(major, minor, 0))
 }
 
 /// Kernels before 5.11 charge BPF maps to RLIMIT_MEMLOCK.

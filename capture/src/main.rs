@@ -176,9 +176,20 @@ struct Cli {
     /// kernels before 6.6, instead of TCX links.
     #[arg(long, hide = true)]
     tc_netlink: bool,
+    /// Test aid: identify UDP reads at the data-ready alone, without UDP's ingress program,
+    /// as where no cgroup v2 hierarchy is mounted.
+    #[arg(long, hide = true)]
+    no_udp_ingress: bool,
     /// Test aid: the writer sleeps this long after each batch (to prove drop accounting).
     #[arg(long, value_name = "US", default_value_t = 0, hide = true)]
     writer_delay_us: u64,
+    /// Nice value of the thread that compresses and writes Parquet while it keeps up
+    /// (default: 10 above the capture's, at most 19). The host's work then preempts it, and
+    /// the queue of up to 1 M events in front of it absorbs the delay; once that queue is a
+    /// quarter full it returns to the capture's priority until it has caught up. The thread
+    /// that drains the kernel ring buffer keeps the capture's priority.
+    #[arg(long, value_name = "N", allow_hyphen_values = true, value_parser = clap::value_parser!(i32).range(-20..=19))]
+    writer_nice: Option<i32>,
     /// No live status line and no summary.
     #[arg(short, long)]
     quiet: bool,
@@ -186,6 +197,10 @@ struct Cli {
     #[arg(value_name = "FILTER", trailing_var_arg = true)]
     filter: Vec<String>,
 }
+
+/// How far the writer thread's relaxed nice value is above the capture's by default
+/// (see `capture::priority`).
+const WRITER_NICE_ABOVE: i32 = 10;
 
 fn options(cli: Cli) -> anyhow::Result<(Options, Catalog, Preset)> {
     let conf = match &cli.config {
@@ -223,6 +238,8 @@ fn options(cli: Cli) -> anyhow::Result<(Options, Catalog, Preset)> {
             other => bail!("--hooks: unknown hook {other:?} (known: xdp, tc_ingress, tc_egress)"),
         }
     }
+    let nice = cli.nice.unwrap_or_else(capture::priority::own_nice);
+    let writer_nice = cli.writer_nice.unwrap_or((nice + WRITER_NICE_ABOVE).min(19));
     let ringbuf_kb = cli.ringbuf_kb.or(conf.output.ringbuf_kb).unwrap_or(8192);
     if ringbuf_kb < 4 || !ringbuf_kb.is_power_of_two() {
         bail!("--ringbuf-kb: {ringbuf_kb} is not a power of two >= 4");
@@ -283,6 +300,7 @@ fn options(cli: Cli) -> anyhow::Result<(Options, Catalog, Preset)> {
         ("max_files", max_files.to_string()),
         ("flush_seconds", cli.flush_seconds.to_string()),
         ("tc_attach", if cli.tc_netlink { "netlink" } else { "auto" }.to_owned()),
+        ("udp_ingress", (!cli.no_udp_ingress).to_string()),
         ("vxlan_port", kernel.vxlan_port.to_string()),
         ("snaplen", kernel.snaplen.to_string()),
         ("config_file", cli.config.as_ref().map(|p| p.display().to_string()).unwrap_or_default()),
@@ -293,6 +311,7 @@ fn options(cli: Cli) -> anyhow::Result<(Options, Catalog, Preset)> {
         ("sim_clock", cli.sim_clock.clone().unwrap_or_default()),
         ("layers", layers.to_string()),
         ("nice", cli.nice.map(|n| n.to_string()).unwrap_or_default()),
+        ("writer_nice", writer_nice.to_string()),
         ("probes_file", cli.probes_file.as_ref().map(|p| p.display().to_string()).unwrap_or_default()),
     ]
     .into_iter()
@@ -309,10 +328,13 @@ fn options(cli: Cli) -> anyhow::Result<(Options, Catalog, Preset)> {
         max_files,
         flush_every: Duration::from_secs_f64(cli.flush_seconds),
         tc_attach: if cli.tc_netlink { capture::loader::TcAttach::Netlink } else { capture::loader::TcAttach::Auto },
+        udp_ingress: !cli.no_udp_ingress,
         duration,
         host,
         queue_batches: cli.queue_batches,
         writer_delay: Duration::from_micros(cli.writer_delay_us),
+        nice,
+        writer_nice,
         quiet: cli.quiet,
         ready_file: cli.ready_file,
         argv: std::env::args().collect(),
@@ -365,9 +387,8 @@ fn main() -> ExitCode {
     let quiet = cli.quiet;
     if let Some(n) = cli.nice {
         // Before any thread starts: threads inherit the nice value of the one creating them.
-        // SAFETY: setpriority on this thread; no pointers.
-        if unsafe { libc::setpriority(libc::PRIO_PROCESS as _, 0, n) } != 0 {
-            eprintln!("netlat-capture: --nice {n}: {}", std::io::Error::last_os_error());
+        if let Err(e) = capture::priority::set_own_nice(n) {
+            eprintln!("netlat-capture: --nice {n}: {e}");
             return ExitCode::from(2);
         }
     }

@@ -117,6 +117,9 @@ pub struct RunMeta {
     pub ended_realtime_ns: Option<i64>,
     /// Per hook name.
     pub counts: BTreeMap<String, HookCounts>,
+    /// Times the writer thread went back to the capture's priority because its queue
+    /// had backed up (see `--writer-nice`): how often the host's work held it up.
+    pub writer_urgent: u64,
     /// Finished event files on disk (names, oldest first).
     pub files: Vec<String>,
     /// Files removed by the `max_files` ring limit.

@@ -5,7 +5,7 @@
 //! growing memory without bound.
 
 use std::sync::{
-    atomic::{AtomicU64, Ordering},
+    atomic::{AtomicU64, AtomicUsize, Ordering},
     mpsc::{self, RecvTimeoutError, TrySendError},
     Arc,
 };
@@ -16,6 +16,7 @@ use sync::sim::SimClock;
 
 use crate::{
     loader::{Points, Scope},
+    priority::WriterPriority,
     ring::{RingError, RingWriter},
     schema, sync_table,
 };
@@ -32,6 +33,10 @@ pub struct Tally {
     pub sync_written: AtomicU64,
     /// Finished files on disk, for the live line.
     pub files: AtomicU64,
+    /// Batches handed to the writer and not yet taken (the queue's fill).
+    pub queued: AtomicUsize,
+    /// Times the writer turned urgent ([`WriterPriority::update`]).
+    pub writer_urgent: AtomicU64,
 }
 
 /// What the reader hands the writer.
@@ -61,20 +66,26 @@ pub struct Rings {
 }
 
 /// The writer thread's body: writes batches until the queue closes, then
-/// closes both rings. `(snap, extra)`: the files have the `head` and the extra columns.
+/// closes both rings. `(snap, extra)`: the files have the `head` and the extra columns;
+/// `delay`: a test aid, a sleep after each events batch.
 pub fn writer_thread(
     mut rings: Rings,
     host: String,
     points: Points,
     rx: mpsc::Receiver<Batch>,
     tally: Arc<Tally>,
-    delay: Duration,
+    (delay, mut prio): (Duration, WriterPriority),
     (snap, extra): (bool, bool),
 ) -> (Rings, Result<(), RingError>) {
+    prio.start();
     let result =
         (|| loop {
             tally.files.store(rings.events.finished().count() as u64, Ordering::Relaxed);
-            match rx.recv_timeout(Duration::from_millis(100)) {
+            let got = rx.recv_timeout(Duration::from_millis(100));
+            if got.is_ok() && prio.update(&tally.queued) {
+                tally.writer_urgent.fetch_add(1, Ordering::Relaxed);
+            }
+            match got {
                 Ok(Batch::Events(events, heads, extras)) => {
                     let heads = snap.then_some(heads.as_slice());
                     let extras = extra.then_some(extras.as_slice());
@@ -241,26 +252,57 @@ pub struct Lost {
     pub stamps: u64,
 }
 
-/// Hands a batch to the writer. Batches that do not reach it are counted,
-/// never just lost: a full queue, or a writer that stopped on an error.
-/// Returns false once the writer is gone.
-pub fn send(tx: &mpsc::SyncSender<Batch>, batch: Batch, lost: &mut Lost, block: bool) -> bool {
-    if batch.is_empty() {
-        return true;
+/// The reader's end of the writer's queue: the channel, the count of batches in it (the
+/// writer's priority follows it, `crate::priority`) and what never reached the writer.
+pub struct ToWriter<'a> {
+    tx: mpsc::SyncSender<Batch>,
+    queued: &'a AtomicUsize,
+    /// Batches' contents that did not reach the writer.
+    pub lost: Lost,
+}
+
+impl<'a> ToWriter<'a> {
+    /// The sending end `tx`, counting its batches in `queued`.
+    pub fn new(tx: mpsc::SyncSender<Batch>, queued: &'a AtomicUsize) -> Self {
+        Self { tx, queued, lost: Lost::default() }
     }
-    let sent = if block { tx.send(batch).map_err(|e| TrySendError::Disconnected(e.0)) } else { tx.try_send(batch) };
-    let (back, alive) = match sent {
-        Ok(()) => return true,
-        Err(TrySendError::Full(b)) => (b, true),
-        Err(TrySendError::Disconnected(b)) => (b, false),
-    };
-    match back {
-        Batch::Events(v, _, _) => {
-            v.iter().for_each(|(_, e)| lost.events[usize::from(e.hook).min(hook::COUNT - 1)] += 1)
+
+    /// Hands a batch to the writer, waiting for room if `block`. Batches that do not reach
+    /// it are counted in `lost`, never just lost: a full queue, or a writer that stopped on
+    /// an error. Returns false once the writer is gone.
+    pub fn send(&mut self, batch: Batch, block: bool) -> bool {
+        if batch.is_empty() {
+            return true;
         }
-        Batch::Sync(v) => lost.stamps += v.len() as u64,
+        // Counted before the send: the writer may take the batch before `send` returns.
+        self.queued.fetch_add(1, Ordering::Relaxed);
+        let sent = if block {
+            self.tx.send(batch).map_err(|e| TrySendError::Disconnected(e.0))
+        } else {
+            self.tx.try_send(batch)
+        };
+        if sent.is_err() {
+            self.queued.fetch_sub(1, Ordering::Relaxed);
+        }
+        let (back, alive) = match sent {
+            Ok(()) => return true,
+            Err(TrySendError::Full(b)) => (b, true),
+            Err(TrySendError::Disconnected(b)) => (b, false),
+        };
+        match back {
+            Batch::Events(v, _, _) => {
+                v.iter().for_each(|(_, e)| self.lost.events[usize::from(e.hook).min(hook::COUNT - 1)] += 1)
+            }
+            Batch::Sync(v) => self.lost.stamps += v.len() as u64,
+        }
+        alive
     }
-    alive
+
+    /// Closes the queue (the writer ends once it has written what is in it) and returns
+    /// what did not reach the writer.
+    pub fn close(self) -> Lost {
+        self.lost
+    }
 }
 
 #[cfg(test)]
@@ -303,12 +345,40 @@ mod tests {
             Points::from_tables(Vec::new()),
             rx,
             tally.clone(),
-            Duration::ZERO,
+            (Duration::ZERO, WriterPriority::new(0, 0, 4)),
             (true, false),
         );
         let err = result.unwrap_err();
         assert!(matches!(err, RingError::Batch { table: "events", rows: 2, .. }), "{err}");
         assert!(err.to_string().starts_with("building a batch of 2 rows for the events files: "), "{err}");
         assert_eq!(tally.written[usize::from(hook::XDP)].load(Ordering::Relaxed), 1);
+    }
+
+    /// What does not reach the writer is counted by hook (events) or as stamps, and the
+    /// queue's count covers only the batches in it: a full queue, then a writer gone.
+    #[test]
+    fn batches_that_do_not_reach_the_writer_are_counted() {
+        let (tx, rx) = mpsc::sync_channel(1);
+        let queued = AtomicUsize::new(0);
+        let mut out = ToWriter::new(tx, &queued);
+        let ev = |hook| (0, PacketEvent { hook, ts_ns: 1, ..Default::default() });
+        let events = |v| Batch::Events(v, Vec::new(), Vec::new());
+        assert!(out.send(events(Vec::new()), false), "an empty batch is not sent");
+        assert!(out.send(events(vec![ev(hook::XDP)]), false));
+        assert_eq!(queued.load(Ordering::Relaxed), 1);
+        // Full: counted, the writer still there.
+        assert!(out.send(events(vec![ev(hook::XDP), ev(hook::TC_INGRESS)]), false));
+        assert!(out.send(Batch::Sync(vec![Default::default(); 3]), false));
+        assert_eq!(queued.load(Ordering::Relaxed), 1);
+        drop(rx);
+        // Gone: counted, and said.
+        assert!(!out.send(events(vec![ev(hook::TC_EGRESS)]), true));
+        assert_eq!(queued.load(Ordering::Relaxed), 1);
+        let lost = out.close();
+        assert_eq!(lost.events[usize::from(hook::XDP)], 1);
+        assert_eq!(lost.events[usize::from(hook::TC_INGRESS)], 1);
+        assert_eq!(lost.events[usize::from(hook::TC_EGRESS)], 1);
+        assert_eq!(lost.events.iter().sum::<u64>(), 3);
+        assert_eq!(lost.stamps, 3);
     }
 }

@@ -27,7 +27,8 @@ use crate::{
     loader::{Hooks, LoadError, Points, Scope},
     meta::{HookCounts, RunMeta, SyncMeta},
     netns::{IfaceSpec, Netns},
-    pipeline::{send, writer_thread, Batch, Lost, Reader, Rings, Tally, BATCH},
+    pipeline::{writer_thread, Batch, Reader, Rings, Tally, ToWriter, BATCH},
+    priority::WriterPriority,
     ring::{RingConfig, RingError, RingWriter},
     schema::{self, SCHEMA_VERSION},
     sync_table,
@@ -60,6 +61,9 @@ pub struct Options {
     pub flush_every: Duration,
     /// How TC programs are attached.
     pub tc_attach: crate::loader::TcAttach,
+    /// With `udp_recv`, attach UDP's ingress program (docs/probes.md); off, reads are
+    /// identified at the data-ready alone, as where there is no cgroup v2 (a test aid).
+    pub udp_ingress: bool,
     /// Stop after this long.
     pub duration: Option<Duration>,
     /// Host name for files and the `host` column.
@@ -68,6 +72,10 @@ pub struct Options {
     pub queue_batches: usize,
     /// Test aid: the writer sleeps this long after each events batch.
     pub writer_delay: Duration,
+    /// The capture's nice value.
+    pub nice: i32,
+    /// The writer thread's nice value while it keeps up (see [`crate::priority`]).
+    pub writer_nice: i32,
     /// Print the live status line (TTY) and the summary.
     pub quiet: bool,
     /// Touch this file once attached (for scripts).
@@ -212,7 +220,14 @@ pub fn run(mut opts: Options) -> Result<Summary, RunError> {
         let idx = match scopes.iter().position(|s| s.netns.inode == ns.inode) {
             Some(i) => i,
             None => {
-                let scope = Scope::load(ns, &opts.kernel, opts.ringbuf_bytes, opts.hooks.tracepoints, &opts.funcs)?;
+                let scope = Scope::load(
+                    ns,
+                    &opts.kernel,
+                    opts.ringbuf_bytes,
+                    opts.hooks.tracepoints,
+                    &opts.funcs,
+                    opts.udp_ingress,
+                )?;
                 for w in &scope.warnings {
                     eprintln!("{w}");
                 }
@@ -272,6 +287,7 @@ pub fn run(mut opts: Options) -> Result<Summary, RunError> {
         started_realtime_ns: sync::clock::realtime_ns(),
         ended_realtime_ns: None,
         counts: BTreeMap::new(),
+        writer_urgent: 0,
         files: Vec::new(),
         files_deleted: Vec::new(),
         sync: sync_meta,
@@ -308,9 +324,10 @@ pub fn run(mut opts: Options) -> Result<Summary, RunError> {
         let (host, points, tally, delay) =
             (opts.host.clone(), Points::of(&scopes, opts.funcs.hook_names()), tally.clone(), opts.writer_delay);
         let snap = opts.kernel.snaplen > 0;
+        let prio = WriterPriority::new(opts.writer_nice, opts.nice, opts.queue_batches.max(1));
         std::thread::Builder::new()
             .name("netlat-writer".into())
-            .spawn(move || writer_thread(rings, host, points, rx, tally, delay, (snap, extra)))
+            .spawn(move || writer_thread(rings, host, points, rx, tally, (delay, prio), (snap, extra)))
             .expect("spawn writer")
     };
 
@@ -326,7 +343,7 @@ pub fn run(mut opts: Options) -> Result<Summary, RunError> {
         let _ = std::fs::write(f, format!("{run_id}\n"));
     }
 
-    let mut lost = Lost::default();
+    let mut out = ToWriter::new(tx, &tally.queued);
     let mut reader = Reader {
         events: Vec::with_capacity(BATCH),
         heads: Vec::new(),
@@ -372,15 +389,15 @@ pub fn run(mut opts: Options) -> Result<Summary, RunError> {
             reader.drain(&mut scopes);
             if reader.events.len() >= BATCH {
                 batch_started = Instant::now();
-                writer_alive = send(&tx, take_events(&mut reader), &mut lost, false);
+                writer_alive = out.send(take_events(&mut reader), false);
             } else {
                 break;
             }
         }
         if batch_started.elapsed() >= BATCH_AGE {
             batch_started = Instant::now();
-            writer_alive &= send(&tx, take_events(&mut reader), &mut lost, false);
-            writer_alive &= send(&tx, take_stamps(&mut reader), &mut lost, false);
+            writer_alive &= out.send(take_events(&mut reader), false);
+            writer_alive &= out.send(take_stamps(&mut reader), false);
         }
         if live && last_live.0.elapsed() >= Duration::from_secs(1) {
             let written: u64 = tally.written.iter().map(|a| a.load(Ordering::Relaxed)).sum();
@@ -392,7 +409,7 @@ pub fn run(mut opts: Options) -> Result<Summary, RunError> {
                 start.elapsed().as_secs_f64(),
                 tally.files.load(Ordering::Relaxed),
                 tally.sync_written.load(Ordering::Relaxed),
-                lost.events.iter().sum::<u64>()
+                out.lost.events.iter().sum::<u64>()
             );
             last_live = (Instant::now(), written);
         }
@@ -411,12 +428,12 @@ pub fn run(mut opts: Options) -> Result<Summary, RunError> {
     std::thread::sleep(Duration::from_millis(50));
     while reader.drain(&mut scopes) > 0 {
         if reader.events.len() >= BATCH {
-            send(&tx, take_events(&mut reader), &mut lost, true);
+            out.send(take_events(&mut reader), true);
         }
     }
-    send(&tx, take_events(&mut reader), &mut lost, true);
-    send(&tx, take_stamps(&mut reader), &mut lost, true);
-    drop(tx);
+    out.send(take_events(&mut reader), true);
+    out.send(take_stamps(&mut reader), true);
+    let lost = out.close();
     let (rings, write_result) = writer.join().expect("writer thread panicked");
 
     let mut counts = BTreeMap::new();
@@ -452,6 +469,7 @@ pub fn run(mut opts: Options) -> Result<Summary, RunError> {
     meta.files_deleted = rings.events.deleted.iter().map(name).collect();
     meta.sync.files = rings.sync.finished().map(name).collect();
     meta.sync.stamps_written = tally.sync_written.load(Ordering::Relaxed);
+    meta.writer_urgent = tally.writer_urgent.load(Ordering::Relaxed);
     meta.sync.stamps_dropped = lost.stamps;
     meta.sync.prober = prober_stats;
     meta.counts = counts.clone();

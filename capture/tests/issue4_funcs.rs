@@ -46,7 +46,7 @@ fn issue4_probes_given_as_data_load_or_say_why_not() {
         ],
         left_out: Vec::new(),
     };
-    let scope = Scope::load(Netns::current().unwrap(), &CaptureConfig::default(), 1 << 20, 0, &plan)
+    let scope = Scope::load(Netns::current().unwrap(), &CaptureConfig::default(), 1 << 20, 0, &plan, true)
         .expect("loads with probes given as data");
     for w in &scope.warnings {
         eprintln!("{w}");

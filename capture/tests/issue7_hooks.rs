@@ -85,7 +85,8 @@ fn issue7_batched_ring_reader_returns_every_event_in_order_across_wraps() {
     }
     // 64 KiB hold ~680 events: 5,000 wrap the ring seven times.
     let mut scope =
-        Scope::load(Netns::current().unwrap(), &CaptureConfig::default(), 64 << 10, 0, &Default::default()).unwrap();
+        Scope::load(Netns::current().unwrap(), &CaptureConfig::default(), 64 << 10, 0, &Default::default(), true)
+            .unwrap();
     let frames: Vec<Vec<u8>> = (0..5000).map(|i| udp4(i, 16 + (i as usize % 200))).collect();
     let mut got = Vec::new();
     let mut max = 1;
@@ -122,7 +123,8 @@ fn issue7_head_copy_parse_gives_the_whole_frame_identity() {
         return;
     }
     let mut scope =
-        Scope::load(Netns::current().unwrap(), &CaptureConfig::default(), 1 << 20, 0, &Default::default()).unwrap();
+        Scope::load(Netns::current().unwrap(), &CaptureConfig::default(), 1 << 20, 0, &Default::default(), true)
+            .unwrap();
     // Inside the copy, across its end, and past it (a 64-byte hop-by-hop header puts the
     // TCP header at 118..138), shorter than the copy, and an IPv6 header of 200 bytes of
     // extensions; each at XDP, TC ingress and TC egress.

@@ -45,6 +45,10 @@ pub struct Config {
     pub modes: Vec<Mode>,
     /// Only the flood table: no hook costs, writer rate or sockperf.
     pub flood_only: bool,
+    /// Only the sockperf table.
+    pub sockperf_only: bool,
+    /// More arguments for every netlat-capture started.
+    pub capture_args: Vec<String>,
     /// Work folder (captures are written here and removed after each run).
     pub dir: PathBuf,
 }
@@ -67,6 +71,9 @@ pub enum Mode {
     Stack,
     /// As `Netlat`, the capture's threads at `--nice 19` (sockperf only).
     Nice,
+    /// As `Netlat`, the writer thread at the capture's priority, as before the
+    /// default of 10 nice levels below it (sockperf only).
+    SameNice,
     /// tcpdump writing a pcap on both hosts' interface.
     Tcpdump,
 }
@@ -86,6 +93,8 @@ impl Mode {
             "xdp-pass" => Mode::XdpPass,
             "stack" => Mode::Stack,
             "tcpdump" => Mode::Tcpdump,
+            "nice" => Mode::Nice,
+            "same-nice" => Mode::SameNice,
             _ => return None,
         })
     }
@@ -99,6 +108,7 @@ impl Mode {
             Mode::XdpPass => "empty XDP program (no capture)".into(),
             Mode::Stack => "netlat, --layers stack, every packet".into(),
             Mode::Nice => "netlat, XDP+TC, every packet, --nice 19".into(),
+            Mode::SameNice => "netlat, XDP+TC, every packet, --writer-nice 0".into(),
             Mode::Tcpdump => "tcpdump -w (both hosts)".into(),
         }
     }
@@ -187,7 +197,7 @@ fn start(mode: Mode, lab: &Lab, cfg: &Config, dir: &Path) -> anyhow::Result<Runn
     let (a, b) = (&lab.hosts[0], &lab.hosts[1]);
     Ok(match mode {
         Mode::None => Running::None,
-        Mode::Netlat | Mode::Sampled | Mode::TcOnly | Mode::Stack | Mode::Nice => {
+        Mode::Netlat | Mode::Sampled | Mode::TcOnly | Mode::Stack | Mode::Nice | Mode::SameNice => {
             let n = cfg.sample.to_string();
             let kb = cfg.ringbuf_kb.to_string();
             let mut extra = vec!["-q", "--sync-port", "0", "--ringbuf-kb", &kb];
@@ -203,6 +213,10 @@ fn start(mode: Mode, lab: &Lab, cfg: &Config, dir: &Path) -> anyhow::Result<Runn
             if mode == Mode::Nice {
                 extra.extend(["--nice", "19"]);
             }
+            if mode == Mode::SameNice {
+                extra.extend(["--writer-nice", "0"]);
+            }
+            extra.extend(cfg.capture_args.iter().map(String::as_str));
             let args = |h: &'static str| [vec!["-i", "veth0", "--host-name", h], extra.clone()].concat();
             let ca = Capture::start(Some(&a.netns), &dir.join("a"), &args("a"))?;
             let cb = Capture::start(Some(&b.netns), &dir.join("b"), &args("b"))?;
@@ -403,6 +417,29 @@ fn median(mut v: Vec<f64>) -> f64 {
 pub fn run(cfg: &Config) -> anyhow::Result<String> {
     let lab = Lab::two_hosts()?;
     std::fs::create_dir_all(&cfg.dir)?;
+    let mut md = String::new();
+    if !cfg.sockperf_only {
+        md.push_str(&flood_table(&lab, cfg)?);
+        if cfg.flood_only {
+            return Ok(md);
+        }
+        md.push_str(&hook_test_table(cfg.size, cfg.sample)?);
+        md.push_str(&hook_flood_table(&lab, cfg)?);
+        let (rate, bpe) = writer_rate(&cfg.dir.join("writer"), 10_000_000)?;
+        let _ = writeln!(
+            md,
+            "\nThe capture's writer alone (Arrow batches + rotating Parquet, one thread, 10 M synthetic flood events): {:.2} M events/s per core of CPU time, {bpe:.1} bytes/event on disk.",
+            rate / 1e6
+        );
+    }
+    if cfg.sockperf_seconds > 0 {
+        md.push_str(&sockperf_table(&lab, cfg)?);
+    }
+    Ok(md)
+}
+
+/// The flood under every mode of `cfg.modes`, round by round.
+fn flood_table(lab: &Lab, cfg: &Config) -> anyhow::Result<String> {
     // Per mode, per round: the flood and its ratio to that round's baseline.
     let mut floods: Vec<Vec<(Flood, f64)>> = vec![Vec::new(); Mode::ALL.len()];
     for round in 0..cfg.rounds {
@@ -411,7 +448,7 @@ pub fn run(cfg: &Config) -> anyhow::Result<String> {
             if *mode != Mode::None && !cfg.modes.contains(mode) {
                 continue;
             }
-            let f = measure(*mode, &lab, cfg)?;
+            let f = measure(*mode, lab, cfg)?;
             if *mode == Mode::None {
                 base = f.pps;
             }
@@ -446,50 +483,51 @@ pub fn run(cfg: &Config) -> anyhow::Result<String> {
             100.0 * m(&|x| x.0.cpu),
         );
     }
-    if cfg.flood_only {
-        drop(lab);
-        return Ok(md);
-    }
-    md.push_str(&hook_test_table(cfg.size, cfg.sample)?);
+    Ok(md)
+}
+
+/// Each packet program's cost during the flood, every packet and sampled.
+fn hook_flood_table(lab: &Lab, cfg: &Config) -> anyhow::Result<String> {
+    let mut md = String::new();
     let _ = writeln!(md, "\nPer-packet cost of each hook (kernel BPF run-time statistics during the flood):\n");
     let _ = writeln!(md, "| program | every packet, ns | 1 in {}, ns | runs |", cfg.sample);
     let _ = writeln!(md, "|---|---:|---:|---:|");
-    let (full, sampled) = (hook_costs(Mode::Netlat, &lab, cfg)?, hook_costs(Mode::Sampled, &lab, cfg)?);
+    let (full, sampled) = (hook_costs(Mode::Netlat, lab, cfg)?, hook_costs(Mode::Sampled, lab, cfg)?);
     for ((name, ns, runs), (_, ns_s, _)) in full.iter().zip(&sampled) {
         let _ = writeln!(md, "| {name} | {ns:.0} | {ns_s:.0} | {runs} |");
     }
-    let (rate, bpe) = writer_rate(&cfg.dir.join("writer"), 10_000_000)?;
+    Ok(md)
+}
+
+/// sockperf ping-pong under the baseline and the sockperf modes of `cfg.modes`.
+fn sockperf_table(lab: &Lab, cfg: &Config) -> anyhow::Result<String> {
+    let mut md = String::new();
     let _ = writeln!(
         md,
-        "\nThe capture's writer alone (Arrow batches + rotating Parquet, one thread, 10 M synthetic flood events): {:.2} M events/s per core of CPU time, {bpe:.1} bytes/event on disk.",
-        rate / 1e6
+        "\nsockperf ping-pong, 64 B, {} s per run x {} rounds (medians, µs):\n",
+        cfg.sockperf_seconds, cfg.rounds
     );
-    if cfg.sockperf_seconds > 0 {
-        let _ = writeln!(
-            md,
-            "\nsockperf ping-pong, 64 B, {} s per run x {} rounds (medians, µs):\n",
-            cfg.sockperf_seconds, cfg.rounds
-        );
-        let _ = writeln!(md, "| capture | p50 | p99 | p99.9 | p99 vs none |");
-        let _ = writeln!(md, "|---|---:|---:|---:|---:|");
-        let modes = [Mode::None, Mode::Netlat, Mode::Nice, Mode::Tcpdump];
-        let mut res: Vec<Vec<([f64; 3], f64)>> = vec![Vec::new(); modes.len()];
-        for _ in 0..cfg.rounds {
-            let mut base = 0.0;
-            for (i, mode) in modes.iter().enumerate() {
-                let p = sockperf(*mode, &lab, cfg)?;
-                if *mode == Mode::None {
-                    base = p[1];
-                }
-                res[i].push((p, p[1] / base));
-            }
-        }
+    let _ = writeln!(md, "| capture | p50 | p99 | p99.9 | p99 vs none |");
+    let _ = writeln!(md, "|---|---:|---:|---:|---:|");
+    let modes: Vec<Mode> = [Mode::None, Mode::Netlat, Mode::SameNice, Mode::Nice, Mode::Tcpdump]
+        .into_iter()
+        .filter(|m| *m == Mode::None || cfg.modes.contains(m))
+        .collect();
+    let mut res: Vec<Vec<([f64; 3], f64)>> = vec![Vec::new(); modes.len()];
+    for _ in 0..cfg.rounds {
+        let mut base = 0.0;
         for (i, mode) in modes.iter().enumerate() {
-            let m = |k: usize| median(res[i].iter().map(|x| x.0[k]).collect());
-            let r = median(res[i].iter().map(|x| x.1).collect());
-            let _ = writeln!(md, "| {} | {:.3} | {:.3} | {:.3} | {r:.3} |", mode.name(cfg.sample), m(0), m(1), m(2));
+            let p = sockperf(*mode, lab, cfg)?;
+            if *mode == Mode::None {
+                base = p[1];
+            }
+            res[i].push((p, p[1] / base));
         }
     }
-    drop(lab);
+    for (i, mode) in modes.iter().enumerate() {
+        let m = |k: usize| median(res[i].iter().map(|x| x.0[k]).collect());
+        let r = median(res[i].iter().map(|x| x.1).collect());
+        let _ = writeln!(md, "| {} | {:.3} | {:.3} | {:.3} | {r:.3} |", mode.name(cfg.sample), m(0), m(1), m(2));
+    }
     Ok(md)
 }

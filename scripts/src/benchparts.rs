@@ -138,7 +138,7 @@ pub fn hook_test_runs(size: usize, sample: u64, runs: u32) -> anyhow::Result<Vec
     let names = ["netlat_xdp", "netlat_tc_in", "netlat_tc_out"];
     let mut rows: Vec<(String, [f64; 3])> = names.iter().map(|n| ((*n).to_owned(), [0.0; 3])).collect();
     for (c, cfg) in configs.iter().enumerate() {
-        let mut scope = Scope::load(Netns::current()?, cfg, 64 << 20, 0, &Default::default())?;
+        let mut scope = Scope::load(Netns::current()?, cfg, 64 << 20, 0, &Default::default(), true)?;
         for (row, name) in rows.iter_mut().zip(names) {
             let per = (runs / frames.len() as u32).max(1);
             let mut ns = 0.0;

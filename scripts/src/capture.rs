@@ -132,9 +132,15 @@ pub fn start_pair(
     };
     let args_a = args(&a.iface, "a", b, &[]);
     let args_b = args(&format!("{}/{}", b.netns, b.iface), "b", a, extra_b);
-    let cap_a = Capture::start(Some(&a.netns), &out.join("a"), &strs(&args_a))?;
-    let cap_b = Capture::start(None, &out.join("b"), &strs(&args_b))?;
-    Ok((cap_a, cap_b))
+    // Started together: loading takes a capture about 2 s here, and one started first
+    // would exchange clock-sync probes with nobody that long (a pcap test saw a host pair
+    // left unaligned, CI on eb8259a).
+    let (cap_a, cap_b) = std::thread::scope(|s| {
+        let cap_a = s.spawn(|| Capture::start(Some(&a.netns), &out.join("a"), &strs(&args_a)));
+        let cap_b = Capture::start(None, &out.join("b"), &strs(&args_b));
+        (cap_a.join().expect("starting capture a"), cap_b)
+    });
+    Ok((cap_a?, cap_b?))
 }
 
 fn strs(v: &[String]) -> Vec<&str> {

@@ -242,13 +242,22 @@ enum Cmd {
         /// netlat-capture's kernel ring buffer, KiB (its --ringbuf-kb).
         #[arg(long, default_value_t = 8192)]
         ringbuf_kb: u32,
-        /// Flood configurations to run, of none, netlat, sampled, tc-only, xdp-pass (an empty
-        /// XDP program), stack (netlat --layers stack), tcpdump (the baseline always runs).
-        #[arg(long, value_delimiter = ',', default_value = "netlat,sampled,tc-only,xdp-pass,tcpdump")]
+        /// Configurations to run, of none, netlat, sampled, tc-only, xdp-pass (an empty
+        /// XDP program), stack (netlat --layers stack), tcpdump (the flood's), and netlat,
+        /// same-nice (--writer-nice 0), nice (--nice 19), tcpdump (sockperf's);
+        /// the baseline always runs.
+        #[arg(long, value_delimiter = ',', default_value = "netlat,sampled,tc-only,xdp-pass,tcpdump,same-nice,nice")]
         modes: Vec<String>,
         /// Only the flood table (no hook costs, writer rate or sockperf).
         #[arg(long)]
         flood_only: bool,
+        /// Only the sockperf table.
+        #[arg(long)]
+        sockperf_only: bool,
+        /// One more argument for every netlat-capture the benchmark starts (repeatable),
+        /// e.g. --capture-arg=--writer-nice --capture-arg=19.
+        #[arg(long = "capture-arg", value_name = "ARG", allow_hyphen_values = true)]
+        capture_args: Vec<String>,
         /// Work folder for the captures (removed after each measurement).
         #[arg(long, default_value = "/tmp/netlat-bench-capture")]
         dir: PathBuf,
@@ -490,6 +499,8 @@ fn main() -> ExitCode {
             ringbuf_kb,
             modes,
             flood_only,
+            sockperf_only,
+            capture_args,
             dir,
             out,
             ..
@@ -514,6 +525,8 @@ fn main() -> ExitCode {
                 ringbuf_kb,
                 modes,
                 flood_only,
+                sockperf_only,
+                capture_args,
                 dir,
             };
             lab::benchcapture::run(&cfg).and_then(|report| {

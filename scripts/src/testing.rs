@@ -1,6 +1,9 @@
 //! Shared preamble of the kernel tests.
 
-use std::sync::{Mutex, MutexGuard};
+use std::{
+    path::Path,
+    sync::{Mutex, MutexGuard},
+};
 
 /// Kernel tests share hooks and program lists: run them one at a time.
 static SERIAL: Mutex<()> = Mutex::new(());
@@ -85,4 +88,14 @@ pub fn captured_pair<T>(lab: &crate::Lab, out: &std::path::Path, common: &[&str]
     let (fa, fb) = (cap_a.stop().expect("stopping capture a"), cap_b.stop().expect("stopping capture b"));
     assert_eq!((fa.code, fb.code), (Some(0), Some(0)), "{}\n{}", fa.stderr, fb.stderr);
     result
+}
+
+/// The run-metadata record of the one capture that wrote into `dir`.
+pub fn run_meta(dir: &Path) -> serde_json::Value {
+    let f = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.to_string_lossy().ends_with(".meta.json"))
+        .unwrap_or_else(|| panic!("no run metadata in {}", dir.display()));
+    serde_json::from_slice(&std::fs::read(&f).unwrap()).unwrap_or_else(|e| panic!("{}: {e}", f.display()))
 }

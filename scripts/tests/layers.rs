@@ -5,7 +5,7 @@ use std::{collections::BTreeMap, fs::File, net::SocketAddrV4, path::Path, proces
 use arrow::array::AsArray;
 use arrow::compute::cast;
 use arrow::datatypes::{DataType, Int64Type, UInt16Type, UInt64Type};
-use lab::testing::{captured_pair, kernel_test};
+use lab::testing::{captured_pair, kernel_test, run_meta};
 use lab::{bins, traffic, Lab};
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use serde_json::Value;
@@ -199,12 +199,7 @@ fn issue4_probes_given_as_data_record_what_the_builtin_hooks_record() {
     let evs = events(tmp.path(), 6003);
     assert_eq!(evs.len() as u64, N, "one identity per datagram");
     // Whether the kernel allowed the function probes (from b's run metadata).
-    let meta = std::fs::read_dir(tmp.path().join("b"))
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .find(|p| p.to_string_lossy().ends_with(".meta.json"))
-        .unwrap();
-    let meta: Value = serde_json::from_slice(&std::fs::read(meta).unwrap()).unwrap();
+    let meta = run_meta(&tmp.path().join("b"));
     let row = |name: &str| meta["probes"].as_array().unwrap().iter().find(|r| r["name"] == name).unwrap().clone();
     for (id, obs) in &evs {
         let at = |p: &str| obs.iter().filter(|(q, _)| q == p).map(|(_, t)| *t).collect::<Vec<i64>>();

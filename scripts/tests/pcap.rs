@@ -152,7 +152,10 @@ fn issue8_tcpdump_captures_agree_with_netlat_capture() {
     let (bx, bi) = (format!("b:{}/veth0:xdp", b.netns), format!("b:{}/veth0:tc_ingress", b.netns));
     let (ncount, np) = either(&nv, "a:veth0:tc_egress", &bx);
     assert_eq!((pcount, ncount), (N, N), "pcap {pp}\nnetlat {np}");
-    let bound = pp["bound_ns"].as_i64().unwrap() + np["bound_ns"].as_i64().unwrap();
+    let aligned = |v: &Value, what: &str| {
+        v["bound_ns"].as_i64().unwrap_or_else(|| panic!("{what}: the hosts' clocks were not aligned: {v}\n{perr}"))
+    };
+    let bound = aligned(pp, "pcap") + aligned(np, "netlat");
 
     // Same packets, same identities; each pcap latency lies inside netlat's tc_egress ->
     // tc_ingress span of that packet (the sniffer taps sit after tc egress and before tc

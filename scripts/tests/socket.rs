@@ -803,8 +803,10 @@ fn issue4_udp_recv_stamped_inside_the_application_receive() {
         lo.push((r0 - s1).max(0));
         hi.push(r1 - s0);
     }
-    // Both ways of learning a socket's next datagram were exercised.
-    assert!(waiting >= 50 && queued >= 50, "reader waiting for {waiting}, datagrams queued for {queued}");
+    // Both ways of learning a socket's next datagram were exercised (each datagram's
+    // stamp is checked above either way). Not 50 each: under two busy loops the reader
+    // was already late for all but 44 (a loaded run of the suite).
+    assert!(waiting >= 10 && queued >= 10, "reader waiting for {waiting}, datagrams queued for {queued}");
 
     let v = analyze(tmp.path(), &["--filter", "udp and dst port 6107"]);
     let path = &v["paths"][0];
@@ -831,6 +833,193 @@ fn issue4_udp_recv_stamped_inside_the_application_receive() {
         q(&lo, 0.5),
         q(&hi, 0.5)
     );
+    drop(lab);
+}
+
+/// Sets `SOL_SOCKET` option `opt` (named `name` in the failure) of `sock` to `value`, whose
+/// type is the option's.
+fn set_socket_option<T>(sock: &std::net::UdpSocket, opt: libc::c_int, value: &T, name: &str) {
+    // SAFETY: a valid socket, and a value of the option's type, which the kernel copies.
+    let r = unsafe {
+        libc::setsockopt(
+            std::os::fd::AsRawFd::as_raw_fd(sock),
+            libc::SOL_SOCKET,
+            opt,
+            (value as *const T).cast(),
+            std::mem::size_of::<T>() as u32,
+        )
+    };
+    assert_eq!(r, 0, "{name}: {}", std::io::Error::last_os_error());
+}
+
+/// Reads datagrams from non-blocking `rx` in a loop until `total` came or 30 s passed:
+/// the reader is running whenever a datagram comes. Each read is (the datagram's number,
+/// its first 8 bytes, CLOCK_MONOTONIC before and after the `recv` that returned it).
+fn spinning_reader(
+    rx: std::net::UdpSocket,
+    total: usize,
+    size: usize,
+) -> std::thread::JoinHandle<Vec<(usize, i64, i64)>> {
+    rx.set_nonblocking(true).unwrap();
+    std::thread::spawn(move || {
+        let mut reads = Vec::with_capacity(total);
+        let mut buf = [0u8; 2048];
+        let deadline = mono_ns() + 30_000_000_000;
+        while reads.len() < total && mono_ns() < deadline {
+            let r0 = mono_ns();
+            match rx.recv(&mut buf) {
+                Ok(n) => {
+                    assert_eq!(n, size);
+                    reads.push((u64::from_be_bytes(buf[..8].try_into().unwrap()) as usize, r0, mono_ns()));
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+                Err(e) => panic!("recv: {e}"),
+            }
+        }
+        reads
+    })
+}
+
+/// Sends datagrams `0..n` of `size` bytes (the number in the first 8) from namespace `ns`
+/// to `dst`, about one per 20 µs: most come to an empty socket.
+fn paced_datagrams(ns: &str, dst: SocketAddrV4, n: usize, size: usize) {
+    let tx = run_in(ns, || std::net::UdpSocket::bind("0.0.0.0:0")).unwrap().unwrap();
+    tx.connect(dst).unwrap();
+    for i in 0..n {
+        let mut buf = vec![0x5au8; size];
+        buf[..8].copy_from_slice(&(i as u64).to_be_bytes());
+        tx.send(&buf).unwrap();
+        let t = mono_ns();
+        while mono_ns() - t < 20_000 {
+            std::hint::spin_loop();
+        }
+    }
+}
+
+/// Checks `host`'s `udp_recv` rows to `dport` against the reads the application timed:
+/// each row is of a datagram read, stamped inside the `recv` that returned it; a read
+/// with no row is counted as not identified, and there are at most `max_missing` such.
+/// `number` maps identities to datagram numbers. Returns (rows, reads not identified).
+fn rows_match_the_reads(
+    dir: &Path,
+    (evs, host, dport): (&[Ev], &str, u16),
+    number: &std::collections::HashMap<u64, usize>,
+    reads: &[(usize, i64, i64)],
+    max_missing: usize,
+) -> (usize, usize) {
+    let mut window = std::collections::HashMap::new();
+    for (k, r0, r1) in reads {
+        assert!(window.insert(*k, (*r0, *r1)).is_none(), "datagram {k} read twice");
+    }
+    let rows = at(evs, &format!("{host}:udp_recv"), dport);
+    let mut wrong = Vec::new();
+    for e in &rows {
+        let k = number[&e.pkt_id];
+        match window.get(&k) {
+            Some(&(r0, r1)) if r0 <= e.ts && e.ts <= r1 => {}
+            w => wrong.push(format!("datagram {k}: read {w:?}, udp_recv at {}", e.ts)),
+        }
+    }
+    assert!(wrong.is_empty(), "{} rows not inside their own read: {:?}", wrong.len(), &wrong[..wrong.len().min(5)]);
+    let missing = reads.len() - rows.len();
+    let unidentified = unidentified_reads(dir, host);
+    assert!(
+        missing <= unidentified && missing <= max_missing,
+        "{missing} rows missing of {} reads, {unidentified} reads not identified",
+        reads.len()
+    );
+    (rows.len(), unidentified)
+}
+
+/// 2,000 datagrams to a spinning reader on `port`, captured with `extra` arguments; the
+/// rows checked by [`rows_match_the_reads`] with at most `max_missing` reads unrecorded.
+/// Returns (rows, reads not identified).
+fn spinning_reader_captured(port: u16, extra: &[&str], max_missing: usize) -> (usize, usize) {
+    let tmp = tempfile::tempdir().unwrap();
+    let lab = Lab::two_hosts().unwrap();
+    let (a, b) = (lab.hosts[0].clone(), lab.hosts[1].clone());
+    const TOTAL: usize = 2000;
+    let dst = SocketAddrV4::new(b.addr, port);
+    let udp = format!("udp and port {port}");
+    let args: Vec<&str> =
+        ["-q", "--layers", "socket"].into_iter().chain(extra.iter().copied()).chain([udp.as_str()]).collect();
+    let reads = captured_pair(&lab, tmp.path(), &args, || {
+        let rx = run_in(&b.netns, || std::net::UdpSocket::bind(dst)).unwrap().unwrap();
+        let reader = spinning_reader(rx, TOTAL, 100);
+        paced_datagrams(&a.netns, dst, TOTAL, 100);
+        reader.join().unwrap()
+    });
+    assert_eq!(reads.len(), TOTAL, "datagrams read");
+    let evs = read_events(tmp.path());
+    let sent = at(&evs, "a:udp_send", port);
+    assert_eq!(sent.len(), TOTAL);
+    let number = sent.iter().enumerate().map(|(i, e)| (e.pkt_id, i)).collect();
+    rows_match_the_reads(tmp.path(), (&evs, "b", port), &number, &reads, max_missing)
+}
+
+/// A reader already running when its datagrams come (regression test for CI on 7d11a92,
+/// which failed `issue4_packets_carry_their_sockets_cgroup` with 2 of 49 reads not
+/// identified): it took the datagram between its enqueue and the `sk_data_ready` where
+/// the capture looked, for about half of the datagrams of this reader. The ingress program
+/// keeps each datagram before it is queued: one `udp_recv` per read (but 1 in 100),
+/// stamped inside the non-blocking `recv` that returned its own datagram.
+#[test]
+fn ci_7d11a92_running_reader_rows_stamped_inside_their_own_read() {
+    let Some(_serial) = kernel_test("ci_7d11a92_running_reader_rows_stamped_inside_their_own_read") else { return };
+    let (rows, unidentified) = spinning_reader_captured(6115, &[], 20);
+    eprintln!("{rows} udp_recv rows of 2000 reads; {unidentified} reads not identified");
+}
+
+/// The same reader without the ingress program (`--no-udp-ingress`, as where no cgroup v2
+/// hierarchy is mounted): reads are identified at the data-ready alone, and the reader
+/// takes many datagrams before it. Each such read is counted, and none takes the row of
+/// another: an entry kept at the data-ready after its datagram was read is not trusted
+/// by the next read (the socket's count of reads moved on).
+#[test]
+fn ci_7d11a92_without_the_ingress_program_no_read_takes_another_datagrams_row() {
+    let test = "ci_7d11a92_without_the_ingress_program_no_read_takes_another_datagrams_row";
+    let Some(_serial) = kernel_test(test) else { return };
+    let (rows, unidentified) = spinning_reader_captured(6117, &["--no-udp-ingress"], 2000);
+    eprintln!("without the ingress program: {rows} udp_recv rows of 2000 reads; {unidentified} reads not identified");
+}
+
+/// A datagram the ingress program kept as its socket's next read, then dropped before the
+/// queue (here by the socket's own filter, which runs after the cgroup programs), is
+/// forgotten: the next read does not take it for its own. The filter drops the odd
+/// datagrams; every row is of an even one, inside its own read.
+#[test]
+fn ci_7d11a92_datagram_a_socket_filter_drops_is_no_reads() {
+    let Some(_serial) = kernel_test("ci_7d11a92_datagram_a_socket_filter_drops_is_no_reads") else { return };
+    let tmp = tempfile::tempdir().unwrap();
+    let lab = Lab::two_hosts().unwrap();
+    let (a, b) = (lab.hosts[0].clone(), lab.hosts[1].clone());
+    const TOTAL: usize = 1000;
+    let dst = SocketAddrV4::new(b.addr, 6116);
+    let filter = ["-q", "--layers", "socket", "udp and port 6116"];
+    let reads = captured_pair(&lab, tmp.path(), &filter, || {
+        let rx = run_in(&b.netns, || std::net::UdpSocket::bind(dst)).unwrap().unwrap();
+        // A UDP socket's filter sees the datagram from its UDP header: byte 15 is the
+        // last of the datagram's number.
+        let code = [
+            libc::sock_filter { code: 0x30, jt: 0, jf: 0, k: 15 }, // ldb [15]
+            libc::sock_filter { code: 0x45, jt: 0, jf: 1, k: 1 },  // jset #1
+            libc::sock_filter { code: 0x06, jt: 0, jf: 0, k: 0 },  // ret #0: drop
+            libc::sock_filter { code: 0x06, jt: 0, jf: 0, k: u32::MAX }, // ret all
+        ];
+        let prog = libc::sock_fprog { len: code.len() as u16, filter: code.as_ptr().cast_mut() };
+        set_socket_option(&rx, libc::SO_ATTACH_FILTER, &prog, "SO_ATTACH_FILTER");
+        let reader = spinning_reader(rx, TOTAL / 2, 100);
+        paced_datagrams(&a.netns, dst, TOTAL, 100);
+        reader.join().unwrap()
+    });
+    assert_eq!(reads.len(), TOTAL / 2, "datagrams read");
+    assert!(reads.iter().all(|(k, _, _)| k % 2 == 0), "the filter let an odd datagram through");
+    let evs = read_events(tmp.path());
+    let sent = at(&evs, "a:udp_send", 6116);
+    assert_eq!(sent.len(), TOTAL);
+    let number = sent.iter().enumerate().map(|(i, e)| (e.pkt_id, i)).collect();
+    let (rows, unidentified) = rows_match_the_reads(tmp.path(), (&evs, "b", 6116), &number, &reads, reads.len() / 100);
+    eprintln!("{rows} udp_recv rows of {} reads ({TOTAL} sent, the odd dropped by the socket filter); {unidentified} reads not identified", reads.len());
     drop(lab);
 }
 
@@ -1098,14 +1287,9 @@ fn issue4_tcp_bulk_past_four_gib_every_tracked_byte() {
 
 /// Where cgroup v2 is mounted (`/sys/fs/cgroup`, or `/sys/fs/cgroup/unified` on a hybrid
 /// host).
-fn cgroup2_root() -> String {
+fn cgroup2_root() -> std::path::PathBuf {
     let mounts = std::fs::read_to_string("/proc/mounts").unwrap();
-    mounts
-        .lines()
-        .map(|l| l.split_whitespace().collect::<Vec<_>>())
-        .find(|f| f.len() > 2 && f[2] == "cgroup2")
-        .map(|f| f[1].to_owned())
-        .expect("a cgroup2 mount")
+    capture::udp_ingress::cgroup2_root(&mounts).expect("a cgroup2 mount")
 }
 
 /// The cgroup (v2) id of this test process: the inode of its cgroupfs directory.
@@ -1113,7 +1297,7 @@ fn own_cgroup() -> u64 {
     let root = cgroup2_root();
     let own = std::fs::read_to_string("/proc/self/cgroup").unwrap();
     let path = own.lines().find_map(|l| l.strip_prefix("0::")).expect("a cgroup v2 line");
-    let dir = Path::new(&root).join(path.trim_start_matches('/'));
+    let dir = root.join(path.trim_start_matches('/'));
     std::os::unix::fs::MetadataExt::ino(&std::fs::metadata(dir).unwrap())
 }
 
@@ -1139,7 +1323,18 @@ fn issue4_snaplen_rows_carry_their_sockets_cgroup() {
     let mine = own_cgroup();
     for p in ["a:udp_send", "a:net_dev_queue", "a:net_dev_start_xmit", "a:net_dev_xmit", "b:udp_recv"] {
         let rows = at(&evs, p, 6113);
-        assert_eq!(rows.len() as u64, N, "{p}");
+        if p == "b:udp_recv" {
+            // A read that took its datagram between the enqueue and its data-ready has no
+            // row and is counted (as in the other UDP tests); CI on 4f26675 saw 29 of 30.
+            let missing = N - rows.len() as u64;
+            let unidentified = unidentified_reads(tmp.path(), "b") as u64;
+            assert!(
+                missing <= unidentified && missing <= 1,
+                "{missing} rows missing, {unidentified} reads not identified"
+            );
+        } else {
+            assert_eq!(rows.len() as u64, N, "{p}");
+        }
         assert!(rows.iter().all(|e| e.cgroup == Some(mine)), "{p}: {:?}, this process's cgroup {mine}", rows[0]);
     }
     assert!(at(&evs, "a:tc_egress", 6113).iter().all(|e| e.cgroup.is_none()));
@@ -1168,7 +1363,7 @@ struct TestCgroup(std::path::PathBuf);
 impl TestCgroup {
     /// Under the cgroup2 mount.
     fn new(name: &str) -> Self {
-        let dir = Path::new(&cgroup2_root()).join(format!("{name}-{}", std::process::id()));
+        let dir = cgroup2_root().join(format!("{name}-{}", std::process::id()));
         std::fs::create_dir(&dir).unwrap();
         Self(dir)
     }
@@ -1219,18 +1414,7 @@ fn issue4_packets_carry_their_sockets_cgroup() {
     // to it are dropped at it.
     let full = SocketAddrV4::new(b.addr, 6112);
     let unread = run_in(&b.netns, || std::net::UdpSocket::bind(full)).unwrap().unwrap();
-    let one: libc::c_int = 1;
-    // SAFETY: a valid socket and option value.
-    let r = unsafe {
-        libc::setsockopt(
-            std::os::fd::AsRawFd::as_raw_fd(&unread),
-            libc::SOL_SOCKET,
-            libc::SO_RCVBUF,
-            (&raw const one).cast(),
-            std::mem::size_of::<libc::c_int>() as u32,
-        )
-    };
-    assert_eq!(r, 0, "SO_RCVBUF: {}", std::io::Error::last_os_error());
+    set_socket_option(&unread, libc::SO_RCVBUF, &(1 as libc::c_int), "SO_RCVBUF");
     const FULL: usize = 20;
     let filter = ["-q", "--layers", "all", "udp and (port 6107 or port 6112)"];
     captured_pair(&lab, tmp.path(), &filter, || {

@@ -2,24 +2,15 @@
 //! timestamped by the real eBPF programs, estimated offline and checked
 //! against clock errors the test injected itself (`--sim-clock`).
 
-use std::{path::Path, process::Command, time::Duration};
+use std::{process::Command, time::Duration};
 
 use lab::{
     bins,
     capture::Capture,
     syncbench::{self, BenchConfig},
-    testing::kernel_test,
+    testing::{kernel_test, run_meta},
     Lab,
 };
-
-fn meta(dir: &Path) -> serde_json::Value {
-    let f = std::fs::read_dir(dir)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .find(|p| p.to_string_lossy().ends_with(".meta.json"))
-        .expect("meta file");
-    serde_json::from_slice(&std::fs::read(f).unwrap()).unwrap()
-}
 
 /// The accuracy benchmark, shortened, as a CI guard: three hosts with
 /// ±0.5 s and ±50 ppm injected and a 1 ms step on one of them. The goal
@@ -49,7 +40,13 @@ fn issue3_clock_sync_recovers_injected_clocks_and_aligns_latencies() {
     for h in &report.hosts {
         assert!(h.n > 200, "{h:?}");
         assert!(h.p99_ns < 20_000.0, "offset error {h:?}");
-        assert!((h.drift_ppm - h.true_drift_ppm).abs() < 0.5, "drift {h:?}");
+        // The drift is the slope over one window, as precise as the window's offsets: what
+        // it puts across the window is within the printed bound, and the 50 ppm injected
+        // is recovered to 5 ppm (a sign error is 100). A fixed 0.5 ppm failed CI on
+        // d4384e7 (0.66 ppm: 3.3 µs across the 5 s window, against a ±16 µs bound); a run
+        // here gave 1.5 ppm, 7.5 µs against ±11.5 µs, with the 1 ms step in the window.
+        let drift_error = (h.drift_ppm - h.true_drift_ppm).abs();
+        assert!(drift_error < 5.0 && drift_error * cfg.window * 1e3 <= h.bound_ns, "drift {h:?}");
         // The bound covers the whole window: 5 s windows with a few pure samples each way
         // leave the slope loose (22 µs in one run); a sign or clock-domain error gives
         // seconds.
@@ -75,34 +72,22 @@ fn issue3_sync_probes_are_stamped_and_never_user_events() {
     let Some(_serial) = kernel_test("issue3_sync_probes_are_stamped_and_never_user_events") else { return };
     let tmp = tempfile::tempdir().unwrap();
     let lab = Lab::two_hosts().unwrap();
-    let (a, b) = (&lab.hosts[0], &lab.hosts[1]);
-    let pa = b.addr.to_string();
-    let pb = a.addr.to_string();
-    let ca = Capture::start(
-        Some(&a.netns),
-        &tmp.path().join("a"),
-        &["-i", "veth0", "--host-name", "a", "-q", "--sync-peer", &pa, "--sync-rate", "20"],
-    )
-    .unwrap();
-    let ib = format!("{}/veth0", b.netns);
-    let cb = Capture::start(
-        None,
-        &tmp.path().join("b"),
-        &["-i", &ib, "--host-name", "b", "-q", "--sync-peer", &pb, "--sync-rate", "20"],
-    )
-    .unwrap();
+    // Started together (`start_pair`): each probes from its start, and loading the programs
+    // takes ~2 s here; one after the other, a probed alone for that long and got replies to
+    // fewer probes than it sent (82 to 85 pairs in CI on c027bc5).
+    let (ca, cb) = lab::capture::start_pair(&lab, tmp.path(), &[], &["-q", "--sync-rate", "20"]).unwrap();
     std::thread::sleep(Duration::from_secs(2));
     let (fa, fb) = (ca.stop().unwrap(), cb.stop().unwrap());
     assert_eq!((fa.code, fb.code), (Some(0), Some(0)), "{}\n{}", fa.stderr, fb.stderr);
     for h in ["a", "b"] {
-        let m = meta(&tmp.path().join(h));
+        let m = run_meta(&tmp.path().join(h));
         let s = &m["sync"];
         assert_eq!(s["port"], 7310, "{m}");
         let peer = &s["prober"]["peers"][0];
         let sent = peer["pairs_sent"].as_u64().unwrap();
         assert!(sent >= 20, "{m}");
-        // Replies to most probes (not to those sent before the peer's
-        // capture was up, or after it stopped).
+        // Replies to at least half the probes (two per pair): none to those sent before
+        // the peer's capture was up, or after it stopped.
         assert!(peer["replies"].as_u64().unwrap() >= sent, "{m}");
         assert!(s["prober"]["answered"].as_u64().unwrap() >= 30, "{m}");
         assert_eq!(s["stamps_dropped"], 0);
@@ -174,7 +159,7 @@ fn issue3_silent_peer_and_taken_port_are_reported() {
     std::thread::sleep(Duration::from_millis(1500));
     let f = ca.stop().unwrap();
     assert_eq!(f.code, Some(0), "{}", f.stderr);
-    let m = meta(&tmp.path().join("a"));
+    let m = run_meta(&tmp.path().join("a"));
     let peer = &m["sync"]["prober"]["peers"][0];
     assert_eq!(peer["addr"], "198.18.0.77:7310");
     assert!(peer["pairs_sent"].as_u64().unwrap() >= 10, "{m}");
