@@ -394,9 +394,6 @@ fn call_done(sk: *const u8, send: bool, seq: u32, len: u32, tid: u32, flow: Flow
 pub fn netlat_sk_data_ready(ctx: BtfTracePointContext) -> i32 {
     let sk = ctx.arg::<*const u8>(0);
     let st = stack();
-    if st.on(hook::UDP_RECV) {
-        crate::udp_recv::ready(st, sk);
-    }
     if !our_tcp(st, sk) {
         return 0;
     }

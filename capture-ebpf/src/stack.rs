@@ -501,26 +501,26 @@ fn keep_copied<B: PacketBuf>(buf: &B) {
     keep(&COPIED, tid(), buf, info, id, h, 0, 0);
 }
 
-/// Remembers the datagram of the `sk_buff` at `skb`, queued on the UDP socket `sk`, as
-/// the one `sk`'s next read returns ([`crate::udp_recv::keep`]), if the capture selects it.
+/// Parses the datagram of the `sk_buff` at `skb`, coming to a UDP socket, into the ticket
+/// [`crate::udp_recv::keep`] builds, if the capture selects it.
 #[inline(always)]
-pub(crate) fn keep_next_read(sk: *const u8, skb: *const u8) -> bool {
+pub(crate) fn keep_next_read(skb: *const u8) -> bool {
     let st = stack();
     let Some((buf, ip_only)) = skb_buf(st, skb) else { return false };
     if ip_only {
         match ethertype(&buf) {
-            Some(ethertype) => keep_next(&IpOnly { ip: buf, ethertype }, sk, skb),
+            Some(ethertype) => keep_next(&IpOnly { ip: buf, ethertype }),
             None => false,
         }
     } else {
-        keep_next(&buf, sk, skb)
+        keep_next(&buf)
     }
 }
 
 #[inline(always)]
-fn keep_next<B: PacketBuf>(buf: &B, sk: *const u8, skb: *const u8) -> bool {
+fn keep_next<B: PacketBuf>(buf: &B) -> bool {
     let Some((info, id)) = identify(buf, hook::UDP_RECV, 0, false) else { return false };
-    crate::udp_recv::keep(info, id, buf.frame_len(), sk, skb)
+    crate::udp_recv::keep(info, id, buf.frame_len())
 }
 
 /// At `sock_recv_length(sk, ret, flags)`: records the datagram this thread's receive call

@@ -94,7 +94,7 @@ const TRACEPOINTS: [(&str, &str, &[u8]); 17] = {
         ("netlat_kfree_skb", "kfree_skb", &[KFREE_SKB]),
         ("netlat_tcp_sendmsg", "tcp_sendmsg_locked", &[SOCK_SEND]),
         ("netlat_sock_send", "sock_send_length", &[SOCK_SEND, UDP_SEND]),
-        ("netlat_sk_data_ready", "sk_data_ready", &[SK_DATA_READY, SOCK_RECV, SCHED_WAKEUP, SCHED_SWITCH, UDP_RECV]),
+        ("netlat_sk_data_ready", "sk_data_ready", &[SK_DATA_READY, SOCK_RECV, SCHED_WAKEUP, SCHED_SWITCH]),
         ("netlat_sock_recv", "sock_recv_length", &[SOCK_RECV, SCHED_WAKEUP, SCHED_SWITCH, SKB_COPY_DATAGRAM, UDP_RECV]),
         ("netlat_tcp_retransmit", "tcp_retransmit_skb", &[TCP_RETRANSMIT]),
         ("netlat_sched_switch", "sched_switch", &[SCHED_SWITCH]),

@@ -176,8 +176,8 @@ struct Cli {
     /// kernels before 6.6, instead of TCX links.
     #[arg(long, hide = true)]
     tc_netlink: bool,
-    /// Test aid: identify UDP reads at the data-ready alone, without UDP's ingress program,
-    /// as where no cgroup v2 hierarchy is mounted.
+    /// Test aid: no UDP ingress program, as where no cgroup v2 hierarchy is mounted: UDP
+    /// reads are then not identified (each is counted).
     #[arg(long, hide = true)]
     no_udp_ingress: bool,
     /// Test aid: the writer sleeps this long after each batch (to prove drop accounting).
@@ -429,7 +429,7 @@ fn main() -> ExitCode {
                 let unidentified = total(|c| c.unidentified);
                 if unidentified > 0 {
                     eprintln!(
-                        "netlat-capture: {unidentified} datagrams read by applications were not identified at the read and have no udp_recv row (queued before the capture began, or taken by a reader already running before their data-ready)"
+                        "netlat-capture: {unidentified} datagrams read by applications were not identified at the read and have no udp_recv row (queued before the capture began, read by another thread of the same socket at once, or with no UDP ingress program)"
                     );
                 }
             }

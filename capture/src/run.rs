@@ -61,8 +61,8 @@ pub struct Options {
     pub flush_every: Duration,
     /// How TC programs are attached.
     pub tc_attach: crate::loader::TcAttach,
-    /// With `udp_recv`, attach UDP's ingress program (docs/probes.md); off, reads are
-    /// identified at the data-ready alone, as where there is no cgroup v2 (a test aid).
+    /// With `udp_recv`, attach UDP's ingress program (docs/probes.md); off, as where there
+    /// is no cgroup v2, reads are not identified (a test aid).
     pub udp_ingress: bool,
     /// Stop after this long.
     pub duration: Option<Duration>,

@@ -1,8 +1,8 @@
-//! UDP's ingress program (`netlat_udp_ingress`, a `cgroup_skb/ingress` program): it keeps a
-//! datagram as its socket's next read before the datagram is queued, so that a reader
-//! already running cannot take it unseen (docs/probes.md, `udp_recv`). It is attached at the
-//! root of the cgroup v2 hierarchy, beside any other program there (it lets every packet
-//! through), with the program that forgets a kept datagram dropped before the queue.
+//! UDP's ingress program (`netlat_udp_ingress`, a `cgroup_skb/ingress` program): it gives
+//! each datagram a ticket in the order UDP queues them, from which the reads are known
+//! (docs/probes.md, `udp_recv`). It is attached at the root of the cgroup v2 hierarchy,
+//! beside any other program there (it lets every packet through), with the program that
+//! marks a datagram dropped before the queue.
 
 use std::path::{Path, PathBuf};
 
@@ -42,17 +42,56 @@ fn unescape(s: &str) -> String {
 }
 
 /// Loads and attaches both programs. An error is a sentence for the user: reads are then
-/// identified at the data-ready alone.
+/// not identified.
+///
+/// With no cgroup v2 hierarchy mounted here (`ip netns exec` mounts a fresh `/sys`, without
+/// the host's cgroup mounts), one is mounted for the attach in a folder of its own and
+/// unmounted after: the hierarchy, and the program attached at its root, stay.
 pub fn attach(ebpf: &mut Ebpf, kernel_btf: &aya::Btf) -> Result<(), String> {
     let explain = |what: String| {
-        format!(
-            "netlat-capture: udp_recv: {what}; a reader already running can take a datagram before the capture identifies it (such reads are counted as not identified)"
-        )
+        format!("netlat-capture: udp_recv: {what}; UDP reads are not identified (each is counted as not identified)")
     };
     let mounts =
         std::fs::read_to_string("/proc/self/mounts").map_err(|e| explain(format!("/proc/self/mounts: {e}")))?;
-    let root = cgroup2_root(&mounts).ok_or_else(|| explain("no cgroup v2 hierarchy is mounted".into()))?;
-    attach_at(ebpf, kernel_btf, &root).map_err(|e| explain(format!("{e:#}")))
+    match cgroup2_root(&mounts) {
+        Some(root) => attach_at(ebpf, kernel_btf, &root).map_err(|e| explain(format!("{e:#}"))),
+        None => {
+            let dir = PrivateCgroup2::mount()
+                .map_err(|e| explain(format!("no cgroup v2 hierarchy is mounted, and mounting one failed: {e}")))?;
+            attach_at(ebpf, kernel_btf, dir.path()).map_err(|e| explain(format!("{e:#}")))
+        }
+    }
+}
+
+/// The cgroup v2 hierarchy mounted in a temporary folder, unmounted (lazily) and removed
+/// when dropped.
+struct PrivateCgroup2(tempfile::TempDir);
+
+impl PrivateCgroup2 {
+    fn mount() -> std::io::Result<Self> {
+        use std::os::unix::ffi::OsStrExt as _;
+        let dir = tempfile::Builder::new().prefix("netlat-cgroup2-").tempdir()?;
+        let path = std::ffi::CString::new(dir.path().as_os_str().as_bytes()).map_err(std::io::Error::other)?;
+        // SAFETY: NUL-terminated strings; mount(2) reads them only.
+        let rc = unsafe { libc::mount(c"cgroup2".as_ptr(), path.as_ptr(), c"cgroup2".as_ptr(), 0, std::ptr::null()) };
+        if rc != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        Ok(Self(dir))
+    }
+
+    fn path(&self) -> &Path {
+        self.0.path()
+    }
+}
+
+impl Drop for PrivateCgroup2 {
+    fn drop(&mut self) {
+        if let Ok(path) = std::ffi::CString::new(std::os::unix::ffi::OsStrExt::as_bytes(self.0.path().as_os_str())) {
+            // SAFETY: a NUL-terminated path; the folder was mounted by `mount`.
+            unsafe { libc::umount2(path.as_ptr(), libc::MNT_DETACH) };
+        }
+    }
 }
 
 fn attach_at(ebpf: &mut Ebpf, kernel_btf: &aya::Btf, root: &Path) -> Result<(), anyhow::Error> {
@@ -73,6 +112,29 @@ fn attach_at(ebpf: &mut Ebpf, kernel_btf: &aya::Btf, root: &Path) -> Result<(), 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// What a capture started by `ip netns exec` finds: no cgroup2 mount of the host's. The
+    /// one it mounts is the same hierarchy (the host's root cgroup), and goes away with it.
+    #[test]
+    fn a_private_cgroup2_mount_is_the_hierarchy_and_is_undone() {
+        // SAFETY: no arguments.
+        if unsafe { libc::geteuid() } != 0 {
+            assert!(std::env::var_os("CI").is_none(), "needs root (mount), which CI has");
+            eprintln!("skipped: needs root (mount)");
+            return;
+        }
+        let mounts = std::fs::read_to_string("/proc/self/mounts").unwrap();
+        let m = PrivateCgroup2::mount().unwrap();
+        let dir = m.path().to_owned();
+        assert!(dir.join("cgroup.procs").is_file(), "{}", dir.display());
+        if let Some(host) = cgroup2_root(&mounts) {
+            use std::os::unix::fs::MetadataExt as _;
+            let id = |d: &Path| std::fs::metadata(d).map(|m| (m.dev(), m.ino())).unwrap();
+            assert_eq!(id(&dir), id(&host));
+        }
+        drop(m);
+        assert!(!dir.exists(), "{} left behind", dir.display());
+    }
 
     #[test]
     fn the_cgroup2_mount_is_found_among_others() {
