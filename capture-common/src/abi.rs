@@ -135,8 +135,8 @@ pub mod stat {
     /// was full.
     pub const SYNC_LOST: u32 = 7;
     /// Reads that returned a datagram the capture had not identified (`udp_recv`): no row
-    /// was written for it. It was queued before the capture began, or a reader already
-    /// running took it between its enqueue and its `sk_data_ready`.
+    /// was written for it. It was queued before the capture began (it has no ticket), or
+    /// the reads lost their place in the socket's tickets (docs/probes.md).
     pub const UNIDENTIFIED: u32 = 8;
     /// Counters per hook.
     pub const COUNT: u32 = 9;
