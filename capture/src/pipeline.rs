@@ -67,7 +67,8 @@ pub struct Rings {
 
 /// The writer thread's body: writes batches until the queue closes, then
 /// closes both rings. `(snap, extra)`: the files have the `head` and the extra columns;
-/// `delay`: a test aid, a sleep after each events batch.
+/// `delay`: a test aid, a sleep after each events batch; `prio` was started (the thread
+/// is at its relaxed value).
 pub fn writer_thread(
     mut rings: Rings,
     host: String,
@@ -77,7 +78,6 @@ pub fn writer_thread(
     (delay, mut prio): (Duration, WriterPriority),
     (snap, extra): (bool, bool),
 ) -> (Rings, Result<(), RingError>) {
-    prio.start();
     let result =
         (|| loop {
             tally.files.store(rings.events.finished().count() as u64, Ordering::Relaxed);

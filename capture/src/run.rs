@@ -325,10 +325,20 @@ pub fn run(mut opts: Options) -> Result<Summary, RunError> {
             (opts.host.clone(), Points::of(&scopes, opts.funcs.hook_names()), tally.clone(), opts.writer_delay);
         let snap = opts.kernel.snaplen > 0;
         let prio = WriterPriority::new(opts.writer_nice, opts.nice, opts.queue_batches.max(1));
-        std::thread::Builder::new()
+        // The ready line waits for the thread to run: by then it has its name and priority
+        // (a busy host may not schedule a new thread for a while).
+        let (started, running) = mpsc::sync_channel::<()>(1);
+        let writer = std::thread::Builder::new()
             .name("netlat-writer".into())
-            .spawn(move || writer_thread(rings, host, points, rx, tally, (delay, prio), (snap, extra)))
-            .expect("spawn writer")
+            .spawn(move || {
+                let mut prio = prio;
+                prio.start();
+                let _ = started.send(());
+                writer_thread(rings, host, points, rx, tally, (delay, prio), (snap, extra))
+            })
+            .expect("spawn writer");
+        let _ = running.recv();
+        writer
     };
 
     let names: Vec<String> = scopes.iter().flat_map(|s| s.ifaces.iter().map(|i| i.ifname.clone())).collect();

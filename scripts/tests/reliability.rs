@@ -465,7 +465,9 @@ fn thread_nice(pid: u32) -> Vec<(String, i64)> {
 /// `--nice N` (issue 7: the capture's own threads yield to the host's work) applies to every
 /// thread the capture runs, the clock-sync prober included, and the Parquet writer runs 10
 /// nice levels below the others (at most 19) unless `--writer-nice` says otherwise; values
-/// out of range are bad usage.
+/// out of range are bad usage. The threads have their names and values when the capture
+/// says it is ready (a loaded run of the suite found the writer not yet running then, still
+/// named and niced as the thread that made it).
 #[test]
 fn issue7_nice_applies_to_every_capture_thread() {
     let Some(_serial) = kernel_test("issue7_nice_applies_to_every_capture_thread") else { return };
