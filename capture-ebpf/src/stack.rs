@@ -502,25 +502,25 @@ fn keep_copied<B: PacketBuf>(buf: &B) {
 }
 
 /// Parses the datagram of the `sk_buff` at `skb`, coming to a UDP socket, into the ticket
-/// [`crate::udp_recv::keep`] builds, if the capture selects it.
+/// [`crate::udp_recv::fill_ticket`] builds, if the capture selects it.
 #[inline(always)]
-pub(crate) fn keep_next_read(skb: *const u8) -> bool {
+pub(crate) fn ticket_datagram(skb: *const u8) {
     let st = stack();
-    let Some((buf, ip_only)) = skb_buf(st, skb) else { return false };
+    let Some((buf, ip_only)) = skb_buf(st, skb) else { return };
     if ip_only {
-        match ethertype(&buf) {
-            Some(ethertype) => keep_next(&IpOnly { ip: buf, ethertype }),
-            None => false,
+        if let Some(ethertype) = ethertype(&buf) {
+            ticket_parsed(&IpOnly { ip: buf, ethertype });
         }
     } else {
-        keep_next(&buf)
+        ticket_parsed(&buf);
     }
 }
 
 #[inline(always)]
-fn keep_next<B: PacketBuf>(buf: &B) -> bool {
-    let Some((info, id)) = identify(buf, hook::UDP_RECV, 0, false) else { return false };
-    crate::udp_recv::keep(info, id, buf.frame_len())
+fn ticket_parsed<B: PacketBuf>(buf: &B) {
+    if let Some((info, id)) = identify(buf, hook::UDP_RECV, 0, false) {
+        crate::udp_recv::fill_ticket(info, id, buf.frame_len());
+    }
 }
 
 /// At `sock_recv_length(sk, ret, flags)`: records the datagram this thread's receive call

@@ -129,16 +129,15 @@ fn ticket(sk: u64, ticket: u64) -> Option<*mut Ticket> {
 }
 
 /// Fills the per-CPU ticket with the selected datagram parsed by
-/// [`crate::stack::keep_next_read`]: its event, stamped now.
+/// [`crate::stack::ticket_datagram`]: its event, stamped now.
 #[inline(always)]
-pub(crate) fn keep(info: &PacketInfo, id: u64, frame_len: u32) -> bool {
-    let Some(n) = TICKET_SCRATCH.get_ptr_mut(0) else { return false };
+pub(crate) fn fill_ticket(info: &PacketInfo, id: u64, frame_len: u32) {
+    let Some(n) = TICKET_SCRATCH.get_ptr_mut(0) else { return };
     // SAFETY: per-CPU slot, filled whole.
     unsafe {
         fill(&raw mut (*n).ev, info, id, frame_len, hook::UDP_RECV, 0);
         (*n).recorded = 1;
     }
-    true
 }
 
 /// Where the ingress program turns its context into the `sk_buff`'s address: a context
@@ -193,12 +192,12 @@ fn arriving(st: &StackConfig, skb: u64) {
         }
     };
     let Some(t) = TICKET_SCRATCH.get_ptr_mut(0) else { return };
-    // SAFETY: per-CPU slot; `ev` is set by `keep` when the datagram is recorded.
+    // SAFETY: per-CPU slot; `ev` is set by `fill_ticket` when the datagram is recorded.
     unsafe {
         (*t).skb = skb;
         (*t).recorded = 0;
         (*t).dropped = 0;
-        crate::stack::keep_next_read(skb as *const u8);
+        crate::stack::ticket_datagram(skb as *const u8);
         let _ = TICKETS.insert(&TicketKey { sk: key, ticket: n }, &*t, 0);
     }
 }

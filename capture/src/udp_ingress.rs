@@ -53,14 +53,22 @@ pub fn attach(ebpf: &mut Ebpf, kernel_btf: &aya::Btf) -> Result<(), String> {
     };
     let mounts =
         std::fs::read_to_string("/proc/self/mounts").map_err(|e| explain(format!("/proc/self/mounts: {e}")))?;
-    match cgroup2_root(&mounts) {
-        Some(root) => attach_at(ebpf, kernel_btf, &root).map_err(|e| explain(format!("{e:#}"))),
+    // Held until the attach is done.
+    let private;
+    let root = match cgroup2_root(&mounts) {
+        Some(root) => root,
         None => {
-            let dir = PrivateCgroup2::mount()
+            private = PrivateCgroup2::mount()
                 .map_err(|e| explain(format!("no cgroup v2 hierarchy is mounted, and mounting one failed: {e}")))?;
-            attach_at(ebpf, kernel_btf, dir.path()).map_err(|e| explain(format!("{e:#}")))
+            private.path().to_owned()
         }
-    }
+    };
+    attach_at(ebpf, kernel_btf, &root).map_err(|e| explain(format!("{e:#}")))
+}
+
+/// `path` for a system call.
+fn c_path(path: &Path) -> std::io::Result<std::ffi::CString> {
+    std::ffi::CString::new(std::os::unix::ffi::OsStrExt::as_bytes(path.as_os_str())).map_err(std::io::Error::other)
 }
 
 /// The cgroup v2 hierarchy mounted in a temporary folder, unmounted (lazily) and removed
@@ -69,9 +77,8 @@ struct PrivateCgroup2(tempfile::TempDir);
 
 impl PrivateCgroup2 {
     fn mount() -> std::io::Result<Self> {
-        use std::os::unix::ffi::OsStrExt as _;
         let dir = tempfile::Builder::new().prefix("netlat-cgroup2-").tempdir()?;
-        let path = std::ffi::CString::new(dir.path().as_os_str().as_bytes()).map_err(std::io::Error::other)?;
+        let path = c_path(dir.path())?;
         // SAFETY: NUL-terminated strings; mount(2) reads them only.
         let rc = unsafe { libc::mount(c"cgroup2".as_ptr(), path.as_ptr(), c"cgroup2".as_ptr(), 0, std::ptr::null()) };
         if rc != 0 {
@@ -87,7 +94,7 @@ impl PrivateCgroup2 {
 
 impl Drop for PrivateCgroup2 {
     fn drop(&mut self) {
-        if let Ok(path) = std::ffi::CString::new(std::os::unix::ffi::OsStrExt::as_bytes(self.0.path().as_os_str())) {
+        if let Ok(path) = c_path(self.0.path()) {
             // SAFETY: a NUL-terminated path; the folder was mounted by `mount`.
             unsafe { libc::umount2(path.as_ptr(), libc::MNT_DETACH) };
         }
