@@ -65,7 +65,9 @@ impl Alignment {
         if a == b {
             return Some(0.0);
         }
-        Some(self.bound(a)? + self.bound(b)?)
+        let hosts = self.bound(a)? + self.bound(b)?;
+        let direct = self.result.as_ref().filter(|_| !self.is_stated(a) && !self.is_stated(b));
+        Some(direct.and_then(|r| r.pair_bound(a, b)).map_or(hosts, |d| d.min(hosts)))
     }
 }
 
@@ -153,6 +155,7 @@ pub fn align(
     metas: &[PathBuf],
     skipped: &mut Vec<Skipped>,
     clock: &crate::ClockOptions,
+    traffic: &mut crate::traffic::TrafficStamps,
 ) -> Alignment {
     let (cfg, reference, same_clock, stated) =
         (&clock.estimator, clock.reference.as_deref(), clock.same_clock, clock.stated.as_slice());
@@ -203,7 +206,11 @@ pub fn align(
         silent(&mut notes, quiet.into_iter().map(|(h, d, n)| (hosts[h].clone(), d, n)).collect());
         return Alignment { result: None, same_clock: false, notes, stated: stated.to_vec() };
     }
-    let result = estimate(&hosts, &stamps, cfg, reference);
+    // The data packets' hosts, renumbered into `hosts`; hosts not in it (stated, or
+    // unknown to the sync tables and events alike) give no samples.
+    let index: Vec<Option<usize>> = traffic.hosts.iter().map(|h| hosts.iter().position(|x| x == h)).collect();
+    traffic.observations.retain_mut(|o| index[o.host].map(|h| o.host = h).is_some());
+    let result = estimate(&hosts, &stamps, &mut traffic.observations, cfg, reference);
     if let Some(r) = reference {
         if !hosts.iter().any(|h| h == r) {
             notes.push(format!("--reference {r}: no such host (hosts: {})", hosts.join(", ")));

@@ -10,7 +10,8 @@
 //!
 //! * [`input`]: finding files and rejecting unusable ones (with a reason, never fatal).
 //! * [`matching`]: the polars query: matching, ambiguity, percentiles (nearest rank).
-//! * [`clocks`]: clock alignment from the captures' sync tables;
+//! * [`clocks`]: clock alignment from the captures' sync tables and, through [`traffic`],
+//!   the data packets themselves;
 //! * [`drops`]: report loss (events the captures could not record) from the run metadata;
 //! * [`report`]: table, CSV and JSON output; [`sync_report`]: the clock table.
 //! * [`charts`]: SVG/PNG charts and the self-contained HTML report page (plain data in).
@@ -43,6 +44,7 @@ pub mod stats;
 pub mod summary;
 pub mod sync_report;
 pub mod tcpbytes;
+pub mod traffic;
 pub mod walk;
 
 use std::collections::BTreeSet;
@@ -126,7 +128,25 @@ fn event_host(f: &std::path::Path, hosts: &mut BTreeSet<String>) {
 /// footers and from the sync tables.
 pub fn clocks(inputs: &mut Inputs, clock: &ClockOptions) -> Alignment {
     let hosts = event_hosts(&inputs.used);
-    clocks::align(&hosts, &mut inputs.sync, &inputs.meta, &mut inputs.skipped, clock)
+    let (mut stamps, problem) = match traffic_stamps(&inputs.used, clock) {
+        Ok(t) => (t, None),
+        Err(e) => (Default::default(), Some(e)),
+    };
+    let mut a = clocks::align(&hosts, &mut inputs.sync, &inputs.meta, &mut inputs.skipped, clock, &mut stamps);
+    a.notes.extend(problem.map(|e| format!("the data packets could not be read for the clock estimate: {e}")));
+    a
+}
+
+/// The data packets' stamps for the clock estimate (none with `--same-clock`: not used).
+fn traffic_stamps(
+    files: &[std::path::PathBuf],
+    clock: &ClockOptions,
+) -> polars::error::PolarsResult<traffic::TrafficStamps> {
+    if clock.same_clock {
+        return Ok(Default::default());
+    }
+    input::guard(|| traffic::read(files))
+        .unwrap_or_else(|m| Err(polars::error::PolarsError::ComputeError(format!("reader panicked: {m}").into())))
 }
 
 /// Analyzes `inputs.used`, aligning clocks with `inputs.sync`.
@@ -145,15 +165,16 @@ pub fn analyze(
             return Err(AnalyzeError::NoUsableInput { skipped: inputs.skipped.len() });
         }
         let (sync, meta, skipped) = (&mut inputs.sync, &inputs.meta, &mut inputs.skipped);
-        let align = |points: &[matching::Point]| {
-            let hosts: BTreeSet<String> = points.iter().map(|p| p.host.clone()).collect();
-            clocks::align(&hosts, sync, meta, skipped, clock)
-        };
-        let result =
+        let result = traffic_stamps(&inputs.used, clock).and_then(|mut stamps| {
+            let align = |points: &[matching::Point]| {
+                let hosts: BTreeSet<String> = points.iter().map(|p| p.host.clone()).collect();
+                clocks::align(&hosts, sync, meta, skipped, clock, &mut stamps)
+            };
             input::guard(|| matching::scan_files(&inputs.used).and_then(|lf| matching::analyze(lf, opts, align)))
                 .unwrap_or_else(|m| {
                     Err(polars::error::PolarsError::ComputeError(format!("reader panicked: {m}").into()))
-                });
+                })
+        });
         let err = match result {
             Ok((mut analysis, alignment)) => {
                 // Few rows (drops and retransmissions); a file that fails here was read

@@ -410,8 +410,10 @@ pub fn analyze(
         alignment: &alignment,
         hosts: opts.hosts.as_ref(),
     };
+    let pairs = summary.pairs(m.pairs, &m.paths);
+    let bound_notes = crate::summary::bound_notes(&pairs);
     let analysis = Analysis {
-        pairs: summary.pairs(m.pairs, &m.paths),
+        pairs,
         paths: summary.paths(m.paths),
         flow_pairs: summary.flow_pairs(m.flow_pairs),
         windows: summary.windows(m.windows, opts.detail.window_ns.unwrap_or(1)),
@@ -423,6 +425,7 @@ pub fn analyze(
             .notes
             .iter()
             .cloned()
+            .chain(bound_notes)
             .chain(stride.map(|n| {
                 format!(
                     "TCP is followed per byte: the sequence positions divisible by {n}; TCP counts are \

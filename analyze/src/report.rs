@@ -247,7 +247,9 @@ fn path_rows(p: &PathStats) -> Vec<Vec<String>> {
 pub fn crossed_note(n: u64) -> String {
     match n {
         0 => String::new(),
-        n => format!(" ({n} on the path out of order across hosts)"),
+        n => format!(
+            " ({n} seen out of the path's order across hosts: a hand-over between hosts at once, or clocks aligned only within their bound; such hops are negative)"
+        ),
     }
 }
 

@@ -8,6 +8,10 @@
 //! the route. The support threshold keeps a stray packet that passed one extra point from
 //! turning every normal packet into a "lost" one.
 //!
+//! Sequences are put in causal order first ([`causal`]): with clocks aligned only within a
+//! bound, a packet can appear at the next host before it left the previous one, and a
+//! route must never say so.
+//!
 //! A named path can extend a route: its points after the last one the flow was seen at
 //! are stations too, so a flow that never reaches a captured point is lost there, which
 //! no amount of looking at the flow's own packets could tell.
@@ -74,6 +78,48 @@ pub fn segment(a: &str, b: &str, hosts: Option<&HostsConf>) -> String {
     on(a, b).or_else(|| on(b, a)).unwrap_or("network").into()
 }
 
+/// `seq` in causal order: each host's points in their own order (one clock), and the
+/// hosts ordered by what the points say, never by aligned clocks alone. A host that saw
+/// the packet only on its way out sent it, so it comes before every other host; one that
+/// saw it only on its way in received it, so it comes after every host that also sent it
+/// on. Between hosts of the same kind (forwarders, or points of unknown side) the
+/// observed order stands.
+pub fn causal(seq: &[u32], points: &[Point]) -> Vec<u32> {
+    use capture_common::abi::hook;
+    let side = |p: u32| {
+        let name = points[p as usize].hook.as_str();
+        hook::NAMES.iter().position(|n| *n == name).and_then(|h| hook::outbound(h as u8))
+    };
+    let mut hosts: Vec<(&str, Vec<u32>)> = Vec::new();
+    for &p in seq {
+        let h = points[p as usize].host.as_str();
+        match hosts.iter_mut().find(|(n, _)| *n == h) {
+            Some((_, v)) => v.push(p),
+            None => hosts.push((h, vec![p])),
+        }
+    }
+    // Stable: hosts of one rank keep the observed order.
+    hosts.sort_by_key(|(_, ps)| {
+        let (out, inn) = (ps.iter().any(|p| side(*p) == Some(true)), ps.iter().any(|p| side(*p) == Some(false)));
+        let unknown = ps.iter().any(|p| side(*p).is_none());
+        match (out, inn, unknown) {
+            (true, false, false) => 0,
+            (false, true, false) => 2,
+            _ => 1,
+        }
+    });
+    hosts.into_iter().flat_map(|(_, v)| v).collect()
+}
+
+/// `seqs` in causal order ([`causal`]), sequences that become one merged.
+pub fn causal_sequences(seqs: &Sequences, points: &[Point]) -> Sequences {
+    let mut merged: BTreeMap<Vec<u32>, u64> = BTreeMap::new();
+    for (s, n) in seqs {
+        *merged.entry(causal(s, points)).or_default() += n;
+    }
+    merged.into_iter().collect()
+}
+
 /// The route of one flow, from its packets' sequences (see the module doc).
 pub fn choose(seqs: &Sequences) -> Option<Vec<u32>> {
     let total: u64 = seqs.iter().map(|s| s.1).sum();
@@ -131,7 +177,7 @@ pub fn build(points: &[Point], sequences: &[Sequences], hosts: Option<&HostsConf
     let mut by_route: BTreeMap<Vec<Station>, (Option<String>, Vec<u32>)> = BTreeMap::new();
     let mut flow_route: Vec<Option<Vec<Station>>> = Vec::with_capacity(sequences.len());
     for (flow, seqs) in sequences.iter().enumerate() {
-        let Some(route) = choose(seqs) else {
+        let Some(route) = choose(&causal_sequences(seqs, points)) else {
             flow_route.push(None);
             continue;
         };
@@ -214,6 +260,28 @@ mod tests {
         assert_eq!(choose(&seqs(&[(&[0, 1, 2], 300), (&[0, 1, 3], 500), (&[0, 1], 10)])), Some(vec![0, 1, 3]));
         // Nothing seen at two points: no route.
         assert_eq!(choose(&seqs(&[(&[0], 10)])), None);
+    }
+
+    /// Issue 22: clocks aligned within a few µs put b's XDP before a's TC egress in most
+    /// packets; the route still goes a → b, and a forwarder stays between them.
+    #[test]
+    fn routes_follow_causality_not_the_clocks() {
+        let points = [
+            point("a", "eth0", "tc_egress"),
+            point("b", "eth0", "xdp"),
+            point("b", "eth0", "tc_ingress"),
+            point("m", "p1", "xdp"),
+            point("m", "eth0", "tc_egress"),
+        ];
+        assert_eq!(causal(&[1, 0, 2], &points), vec![0, 1, 2]);
+        assert_eq!(causal(&[1, 2, 0], &points), vec![0, 1, 2]);
+        // m forwards: after the sender, before the receiver, its own points in its order.
+        assert_eq!(causal(&[3, 1, 4, 2, 0], &points), vec![0, 3, 4, 1, 2]);
+        // Sequences that differ only by the clocks are one route.
+        let merged = causal_sequences(&seqs(&[(&[1, 0, 2], 700), (&[0, 1, 2], 300)]), &points);
+        assert_eq!(merged, seqs(&[(&[0, 1, 2], 1000)]));
+        let topo = build(&points, &[seqs(&[(&[1, 0, 2], 700), (&[0, 1, 2], 300)])], None);
+        assert_eq!(topo.paths[0].name, "a>b");
     }
 
     fn point(host: &str, ifname: &str, hook: &str) -> Point {

@@ -157,3 +157,24 @@ impl Summary<'_> {
         out
     }
 }
+
+/// Words for the hops whose clock bound is larger than their median: their figures say
+/// little beyond the bound, and a reader of the table alone would trust them.
+pub fn bound_notes(pairs: &[PairStats]) -> Vec<String> {
+    pairs
+        .iter()
+        .filter_map(|p| {
+            let b = p.bound_ns?;
+            (p.stats.count > 0 && b > 0 && b > p.stats.p50_ns.abs()).then(|| {
+                format!(
+                    "{} -> {}: the clocks are aligned within ±{:.3} us, more than this hop's median ({:.3} us): \
+                     its figures are right only to within that bound",
+                    p.from,
+                    p.to,
+                    b as f64 / 1e3,
+                    p.stats.p50_ns as f64 / 1e3
+                )
+            })
+        })
+        .collect()
+}

@@ -39,7 +39,7 @@ fn table(al: &Alignment) -> String {
         }
         for e in &r.edges {
             let f = &e.fit;
-            let band = f.windows.iter().map(|w| w.bound_ns).fold(f64::INFINITY, f64::min);
+            let band = f.windows.iter().map(|w| w.center_bound_ns).fold(f64::INFINITY, f64::min);
             let _ = writeln!(
                 out,
                 "  {} - {}: {} windows, {} exchanges, {} of {} samples, narrowest bound ±{} us, loop residual {} us{}",
@@ -77,8 +77,14 @@ fn table(al: &Alignment) -> String {
         let m = &r.messages;
         let _ = writeln!(
             out,
-            "\nmessages: {} seen, {} complete, {} pure, {} impure (gap changed in flight), {} unpaired, {} not seen arriving, {} not seen leaving, {} ambiguous",
-            m.messages, m.complete, m.pure, m.impure, m.unpaired, m.unreceived, m.unsent, m.ambiguous
+            "\nmessages: {} seen, {} complete, {} pure, {} impure (gap changed in flight), {} unpaired, {} not seen arriving, {} not seen leaving, {} ambiguous, {} forwarded by a capturing host",
+            m.messages, m.complete, m.pure, m.impure, m.unpaired, m.unreceived, m.unsent, m.ambiguous, m.forwarded
+        );
+        let t = &r.traffic;
+        let _ = writeln!(
+            out,
+            "traffic: {} packets seen on two hosts or more, {} one-way samples ({} kept, the fastest per ms), {} ambiguous",
+            t.packets, t.samples, t.kept, t.ambiguous
         );
     }
     for n in &al.notes {

@@ -107,6 +107,19 @@ pub mod hook {
     pub const fn is_func(h: u8) -> bool {
         h >= FUNC && (h as usize) < COUNT
     }
+    /// Whether `h` sees a packet on its way out of the host (`Some(true)`), on its way in
+    /// (`Some(false)`), or either ([`FUNC`] slots: not known). A host that saw a packet
+    /// only on its way out sent it before any other host received it: the analyzer orders
+    /// paths by this, never by clocks alone.
+    pub const fn outbound(h: u8) -> Option<bool> {
+        match h {
+            TC_EGRESS | NET_DEV_QUEUE | NET_DEV_START_XMIT | QDISC_ENQUEUE | QDISC_DEQUEUE | NET_DEV_XMIT
+            | SOCK_SEND | UDP_SEND => Some(true),
+            XDP | TC_INGRESS | NETIF_RECEIVE_SKB | NAPI_GRO_RECEIVE | TCP_PROBE | SKB_COPY_DATAGRAM | SK_DATA_READY
+            | SOCK_RECV | SCHED_WAKEUP | SCHED_SWITCH | UDP_RECV => Some(false),
+            _ => None,
+        }
+    }
     /// Hooks whose events carry a TCP byte range of a socket rather than a packet.
     pub const fn is_socket(h: u8) -> bool {
         matches!(h, SOCK_SEND | SK_DATA_READY | SOCK_RECV | TCP_RETRANSMIT | SCHED_WAKEUP | SCHED_SWITCH)

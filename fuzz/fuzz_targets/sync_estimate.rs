@@ -29,7 +29,7 @@ fuzz_target!(|data: &[u8]| {
             }
         })
         .collect();
-    let r = estimate(&hosts, &stamps, &Config::default(), None);
+    let r = estimate(&hosts, &stamps, &mut [], &Config::default(), None);
     for h in &r.hosts {
         if let Some(m) = &h.map {
             for t in [i64::MIN / 4, -1, 0, 1, i64::MAX / 4] {

@@ -67,6 +67,15 @@ enum Cmd {
         /// Only compare the captures already in OUT.
         #[arg(long)]
         compare_only: bool,
+        /// A busy loop on every CPU while the captures run.
+        #[arg(long)]
+        load: bool,
+        /// The senders pace themselves by busy-waiting (one core each at 100 %).
+        #[arg(long)]
+        spinning_senders: bool,
+        /// Only the first host sends, to the second (data one way, probes both ways).
+        #[arg(long)]
+        one_flow: bool,
     },
     /// Long run: steady UDP, frequent rotation with a ring limit; capture RSS
     /// and file counts over time, and the accounting at the end.
@@ -274,6 +283,14 @@ enum Cmd {
 }
 
 #[allow(clippy::too_many_arguments)]
+/// How `syncbench` runs: only the comparison, or the lab with what loads it.
+struct Load {
+    compare_only: bool,
+    busy_cores: bool,
+    spinning_senders: bool,
+    one_flow: bool,
+}
+
 fn syncbench(
     duration: f64,
     rate: u64,
@@ -281,7 +298,7 @@ fn syncbench(
     window: f64,
     clocks: Vec<String>,
     out: PathBuf,
-    compare_only: bool,
+    load: Load,
 ) -> anyhow::Result<()> {
     let clocks = if clocks.is_empty() {
         vec!["a=".into(), "b=offset=0.5s,drift=50ppm".into(), "c=offset=-0.5s,drift=-50ppm".into()]
@@ -301,8 +318,11 @@ fn syncbench(
         sync_rate,
         window,
         step_guard: std::time::Duration::from_millis(300),
+        load: load.busy_cores,
+        spinning_senders: load.spinning_senders,
+        one_flow: load.one_flow,
     };
-    let report = if compare_only {
+    let report = if load.compare_only {
         lab::syncbench::compare(&cfg)?
     } else {
         if !lab::netns::is_root() {
@@ -437,8 +457,20 @@ fn main() -> ExitCode {
             }
             Ok(())
         })(),
-        Cmd::Syncbench { duration, rate, sync_rate, window, clocks, out, compare_only } => {
-            syncbench(duration, rate, sync_rate, window, clocks, out, compare_only)
+        Cmd::Syncbench {
+            duration,
+            rate,
+            sync_rate,
+            window,
+            clocks,
+            out,
+            compare_only,
+            load,
+            spinning_senders,
+            one_flow,
+        } => {
+            let load = Load { compare_only, busy_cores: load, spinning_senders, one_flow };
+            syncbench(duration, rate, sync_rate, window, clocks, out, load)
         }
         Cmd::CollectDemo { duration, out } => collect_demo(duration, out),
         Cmd::Send { netns, to, count, rate, size } => {

@@ -48,6 +48,13 @@ pub struct BenchConfig {
     /// Leave this much time around an injected step out of the offset
     /// errors (the estimator cannot know when between two probes it was).
     pub step_guard: Duration,
+    /// A busy loop on every CPU while the captures run.
+    pub load: bool,
+    /// The senders pace themselves by busy-waiting (one core each at 100 %).
+    pub spinning_senders: bool,
+    /// Only the first host sends (to the second), instead of every host to the next: data
+    /// packets in one direction only, the other known from probes alone.
+    pub one_flow: bool,
 }
 
 /// Offset error of one host.
@@ -92,6 +99,8 @@ pub struct LatencyError {
     pub p99: (i64, i64),
     /// netlat-analyze's own p50 for this pair (must equal the aligned p50).
     pub analyze_p50: Option<i64>,
+    /// netlat-analyze's own p99.
+    pub analyze_p99: Option<i64>,
     /// Bound netlat-analyze printed, ns.
     pub bound_ns: Option<i64>,
 }
@@ -107,6 +116,9 @@ pub struct BenchReport {
     pub latencies: Vec<LatencyError>,
     /// `netlat-analyze sync` table.
     pub sync_table: String,
+    /// Each path netlat-analyze printed: name, stations, packets seen out of its order
+    /// across hosts.
+    pub paths: Vec<(String, Vec<String>, u64)>,
 }
 
 fn quantile(v: &mut [f64], q: f64) -> f64 {
@@ -191,6 +203,7 @@ pub fn run(cfg: &BenchConfig) -> anyhow::Result<BenchReport> {
     }
     let names: Vec<&str> = cfg.hosts.iter().map(|(h, _)| h.as_str()).collect();
     let lab = Lab::star(&names)?;
+    let load = cfg.load.then(traffic::BusyLoops::start);
     let mut caps = Vec::new();
     for (i, (name, sim)) in cfg.hosts.iter().enumerate() {
         let mut args: Vec<String> =
@@ -213,12 +226,14 @@ pub fn run(cfg: &BenchConfig) -> anyhow::Result<BenchReport> {
     let count = (cfg.duration * cfg.rate as f64) as u64;
     let mut sinks = Vec::new();
     let mut senders = Vec::new();
-    for i in 0..n {
+    let flows = if cfg.one_flow { n.min(1) } else { n };
+    for i in 0..flows {
         let (src, dst) = (&lab.hosts[i], &lab.hosts[(i + 1) % n]);
         let addr = SocketAddrV4::new(dst.addr, 6001);
         sinks.push(traffic::UdpSink::start(&dst.netns, addr)?);
         let (ns, rate) = (src.netns.clone(), cfg.rate);
-        senders.push(std::thread::spawn(move || traffic::udp_send(&ns, addr, count, rate, 64)));
+        let send = if cfg.spinning_senders { traffic::udp_send_spinning } else { traffic::udp_send };
+        senders.push(std::thread::spawn(move || send(&ns, addr, count, rate, 64)));
     }
     if n < 2 || count == 0 {
         std::thread::sleep(Duration::from_secs_f64(cfg.duration));
@@ -235,6 +250,7 @@ pub fn run(cfg: &BenchConfig) -> anyhow::Result<BenchReport> {
             bail!("capture on {name} failed ({:?}): {}", f.code, f.stderr);
         }
     }
+    drop(load);
     drop(lab);
     compare(cfg)
 }
@@ -341,10 +357,24 @@ pub fn compare(cfg: &BenchConfig) -> anyhow::Result<BenchReport> {
             p50: (quantile_i64(&mut truth, 0.5), quantile_i64(&mut est, 0.5)),
             p99: (quantile_i64(&mut truth, 0.99), quantile_i64(&mut est, 0.99)),
             analyze_p50: pair.and_then(|p| p["p50_ns"].as_i64()),
+            analyze_p99: pair.and_then(|p| p["p99_ns"].as_i64()),
             bound_ns: pair.and_then(|p| p["bound_ns"].as_i64()),
         });
     }
-    Ok(BenchReport { reference, hosts: host_errors, latencies, sync_table })
+    let paths = lat_doc["paths"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|p| {
+            let stations = p["stations"].as_array().into_iter().flatten();
+            (
+                p["name"].as_str().unwrap_or_default().to_owned(),
+                stations.map(|s| s.as_str().unwrap_or_default().to_owned()).collect(),
+                p["crossed"].as_u64().unwrap_or(0),
+            )
+        })
+        .collect();
+    Ok(BenchReport { reference, hosts: host_errors, latencies, sync_table, paths })
 }
 
 impl BenchReport {
@@ -369,11 +399,11 @@ impl BenchReport {
                 h.bound_ns
             );
         }
-        s.push_str("\n| from → to | packets | latency error median | p99 | max | truth p50 / aligned p50 | truth p99 / aligned p99 | analyze p50 | bound |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|\n");
+        s.push_str("\n| from → to | packets | latency error median | p99 | max | truth p50 / aligned p50 | truth p99 / aligned p99 | analyze p50 / p99 | bound |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|\n");
         for l in &self.latencies {
             let _ = writeln!(
                 s,
-                "| {} → {} | {} | {:.0} ns | {:.0} ns | {:.0} ns | {} / {} ns | {} / {} ns | {} ns | ±{} ns |",
+                "| {} → {} | {} | {:.0} ns | {:.0} ns | {:.0} ns | {} / {} ns | {} / {} ns | {} / {} ns | ±{} ns |",
                 l.from,
                 l.to,
                 l.n,
@@ -385,8 +415,13 @@ impl BenchReport {
                 l.p99.0,
                 l.p99.1,
                 l.analyze_p50.map_or("-".into(), |v| v.to_string()),
+                l.analyze_p99.map_or("-".into(), |v| v.to_string()),
                 l.bound_ns.map_or("-".into(), |v| v.to_string())
             );
+        }
+        s.push_str("\n| path | stations | out of order across hosts |\n|---|---|---:|\n");
+        for (name, stations, crossed) in &self.paths {
+            let _ = writeln!(s, "| {name} | {} | {crossed} |", stations.join(" → "));
         }
         s
     }

@@ -24,7 +24,54 @@ use crate::netns::run_in;
 pub fn udp_send(ns: &str, dst: SocketAddrV4, count: u64, rate: u64, size: usize) -> std::io::Result<Duration> {
     let sock = run_in(ns, || UdpSocket::bind((Ipv4Addr::UNSPECIFIED, 0)))??;
     sock.connect(dst)?;
-    send_numbered(count, rate, size, |buf| until_sent(|| sock.send(buf)))
+    send_numbered(count, rate, size, pace_until, |buf| until_sent(|| sock.send(buf)))
+}
+
+/// [`udp_send`] from a sender that paces itself by busy-waiting, never sleeping: one core
+/// at 100 %, as many real senders (DPDK-style, spin-polling) are.
+pub fn udp_send_spinning(ns: &str, dst: SocketAddrV4, count: u64, rate: u64, size: usize) -> std::io::Result<Duration> {
+    let sock = run_in(ns, || UdpSocket::bind((Ipv4Addr::UNSPECIFIED, 0)))??;
+    sock.connect(dst)?;
+    let spin = |due: Instant| {
+        while Instant::now() < due {
+            std::hint::spin_loop();
+        }
+    };
+    send_numbered(count, rate, size, spin, |buf| until_sent(|| sock.send(buf)))
+}
+
+/// Busy loops on every CPU until dropped: the load of a busy machine.
+pub struct BusyLoops {
+    stop: Arc<AtomicBool>,
+    threads: Vec<JoinHandle<()>>,
+}
+
+impl BusyLoops {
+    /// One spinning thread per CPU.
+    pub fn start() -> Self {
+        let stop = Arc::new(AtomicBool::new(false));
+        let n = std::thread::available_parallelism().map_or(2, |n| n.get());
+        let threads = (0..n)
+            .map(|_| {
+                let stop = Arc::clone(&stop);
+                std::thread::spawn(move || {
+                    while !stop.load(Ordering::Relaxed) {
+                        std::hint::spin_loop();
+                    }
+                })
+            })
+            .collect();
+        Self { stop, threads }
+    }
+}
+
+impl Drop for BusyLoops {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        for t in self.threads.drain(..) {
+            let _ = t.join();
+        }
+    }
 }
 
 /// Sends `count` numbered datagrams of `size` bytes (>= 8) through `send`,
@@ -34,6 +81,7 @@ fn send_numbered(
     count: u64,
     rate: u64,
     size: usize,
+    pace: impl Fn(Instant),
     mut send: impl FnMut(&[u8]) -> std::io::Result<()>,
 ) -> std::io::Result<Duration> {
     let mut buf = vec![0xA5u8; size.max(8)];
@@ -41,7 +89,7 @@ fn send_numbered(
     for i in 0..count {
         // rate 0: no pacing.
         if let Some(ns) = (i * 1_000_000_000).checked_div(rate) {
-            pace_until(start + Duration::from_nanos(ns));
+            pace(start + Duration::from_nanos(ns));
         }
         buf[..8].copy_from_slice(&i.to_be_bytes());
         send(&buf)?;
@@ -174,5 +222,7 @@ pub fn tcp_ping_pong(
 /// port unreachable) do not stop it. Returns the send duration.
 pub fn udp_send_all(ns: &str, dsts: &[SocketAddrV4], count: u64, rate: u64, size: usize) -> std::io::Result<Duration> {
     let sock = run_in(ns, || UdpSocket::bind((Ipv4Addr::UNSPECIFIED, 0)))??;
-    send_numbered(count, rate, size, |buf| dsts.iter().try_for_each(|dst| until_sent(|| sock.send_to(buf, dst))))
+    send_numbered(count, rate, size, pace_until, |buf| {
+        dsts.iter().try_for_each(|dst| until_sent(|| sock.send_to(buf, dst)))
+    })
 }

@@ -32,6 +32,9 @@ fn issue3_clock_sync_recovers_injected_clocks_and_aligns_latencies() {
         sync_rate: 10.0,
         window: 5.0,
         step_guard: Duration::from_millis(300),
+        load: false,
+        spinning_senders: false,
+        one_flow: false,
     };
     let report = syncbench::run(&cfg).unwrap();
     eprintln!("{}\n{}", report.sync_table, report.markdown());
@@ -62,6 +65,44 @@ fn issue3_clock_sync_recovers_injected_clocks_and_aligns_latencies() {
         assert!(l.p99_ns < 20_000.0, "{l:?}");
         assert!(((l.p50.0 - l.p50.1).abs() as f64) <= bound, "{l:?}");
     }
+}
+
+/// Issue 22: a sender that paces itself by busy-waiting, a busy loop on every core and b's
+/// clock skewed made the analyzer print the path `b>a`, b's XDP ~2 µs before a's TC egress
+/// and a hop of -44 µs in place of the real one. The hop must be there, in causal order,
+/// with p50 and p99 within 1 µs of the truth the test set up (`--sim-clock`), and every
+/// packet's aligned latency within the printed bound of its truth.
+#[test]
+fn issue22_a_busy_sender_on_a_busy_machine_keeps_the_hop_and_its_figures() {
+    let Some(_serial) = kernel_test("issue22_a_busy_sender_on_a_busy_machine_keeps_the_hop_and_its_figures") else {
+        return;
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let cfg = BenchConfig {
+        out: tmp.path().join("bench"),
+        duration: 10.0,
+        hosts: vec![("a".into(), String::new()), ("b".into(), "offset=-0.7s,drift=40ppm".into())],
+        rate: 1000,
+        sync_rate: 10.0,
+        window: 10.0,
+        step_guard: Duration::from_millis(300),
+        load: true,
+        spinning_senders: true,
+        one_flow: true,
+    };
+    let report = syncbench::run(&cfg).unwrap();
+    eprintln!("{}\n{}", report.sync_table, report.markdown());
+    let stations = ["a:veth0:tc_egress", "b:veth0:xdp", "b:veth0:tc_ingress"];
+    assert_eq!(report.paths, vec![("a>b".to_owned(), stations.map(String::from).to_vec(), 0)]);
+    let [l] = &report.latencies[..] else { panic!("one direction expected: {:?}", report.latencies) };
+    assert_eq!((l.from.as_str(), l.to.as_str()), ("a", "b"));
+    assert!(l.n >= 9_000, "{l:?}");
+    let bound = l.bound_ns.expect("aligned") as f64;
+    assert!(l.max_ns <= bound, "a packet's latency is off its truth by more than the bound: {l:?}");
+    let (p50, p99) = (l.analyze_p50.expect("hop printed"), l.analyze_p99.expect("hop printed"));
+    assert!((p50 - l.p50.0).abs() <= 1_000 && (p99 - l.p99.0).abs() <= 1_000, "{l:?}");
+    let [h] = &report.hosts[..] else { panic!("{:?}", report.hosts) };
+    assert!(h.p99_ns <= 1_000.0, "offset error {h:?}");
 }
 
 /// Probes are timestamped at TC egress and XDP on both sides, written to the

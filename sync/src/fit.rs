@@ -75,6 +75,39 @@ pub fn envelope(fwd: &[Point], rev: &[Point]) -> Option<Line> {
     Some(Line { a: (f + r) / 2.0, b, gap: f - r })
 }
 
+/// The points of `pts` that can bound a line from below: the lower convex hull. Every line
+/// below all of `pts` is below all of the hull's points and conversely, so the fits see
+/// the same band from the hull alone (a few points instead of thousands of samples).
+pub fn lower_hull(pts: &[Point]) -> Vec<Point> {
+    hull(pts, 1.0)
+}
+
+/// The upper convex hull of `pts` (see [`lower_hull`]).
+pub fn upper_hull(pts: &[Point]) -> Vec<Point> {
+    hull(pts, -1.0)
+}
+
+/// Andrew's monotone chain; `sign` 1 for the lower hull, -1 for the upper.
+fn hull(pts: &[Point], sign: f64) -> Vec<Point> {
+    let mut v: Vec<Point> = pts.to_vec();
+    v.sort_by(|p, q| p.x.total_cmp(&q.x).then((sign * p.u).total_cmp(&(sign * q.u))));
+    // Of points at one abscissa only the first (the most extreme) can be on the hull.
+    v.dedup_by(|q, p| q.x == p.x);
+    let mut out: Vec<Point> = Vec::with_capacity(16);
+    for p in v {
+        while let [.., o, a] = out[..] {
+            let cross = (a.x - o.x) * (sign * (p.u - o.u)) - (sign * (a.u - o.u)) * (p.x - o.x);
+            if cross <= 0.0 {
+                out.pop();
+            } else {
+                break;
+            }
+        }
+        out.push(p);
+    }
+    out
+}
+
 /// Where the lines that separate the samples lie: every line below each forward and above
 /// each reverse sample, with a slope within ±[`MAX_SLOPE`]. The true line is one of them
 /// (delays are not negative), so the fitted line's error at `x` is at most its distance to
@@ -263,5 +296,18 @@ mod tests {
         let line = envelope(&fwd, &rev2).unwrap();
         let f = Feasible::new(&fwd, &rev2, &line).unwrap();
         assert!((f.b_lo + 5e-4).abs() < 1e-12 && (f.b_hi - MAX_SLOPE).abs() < 1e-12, "{f:?}");
+    }
+
+    #[test]
+    fn hulls_keep_the_band_of_all_samples() {
+        let (f, r) = samples(1234.0, 37e-6, 2000.0, 400, 800.0);
+        let (fh, rh) = (lower_hull(&f), upper_hull(&r));
+        assert!(fh.len() < 40 && rh.len() < 40, "{} {}", fh.len(), rh.len());
+        let all = envelope(&f, &r).unwrap();
+        let hulls = envelope(&fh, &rh).unwrap();
+        assert!((all.a - hulls.a).abs() < 1e-6 && (all.b - hulls.b).abs() < 1e-15, "{all:?} {hulls:?}");
+        for b in [-MAX_SLOPE, -1e-5, 0.0, 37e-6, MAX_SLOPE] {
+            assert_eq!(band(&f, &r, b), band(&fh, &rh, b));
+        }
     }
 }

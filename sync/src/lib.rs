@@ -14,6 +14,7 @@
 //! * [`network`]: every pair combined into one map per host against a
 //!   reference, consistent around loops;
 //! * [`map`]: the piecewise-linear clock maps;
+//! * [`traffic`]: one-way samples from the data packets themselves;
 //! * [`sim`]: synthetic offset, drift and steps (a test aid).
 #![deny(missing_docs)]
 
@@ -25,3 +26,4 @@ pub mod pair;
 pub mod prober;
 pub mod samples;
 pub mod sim;
+pub mod traffic;

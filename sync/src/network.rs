@@ -18,6 +18,7 @@ use crate::{
     map::{Knot, Piecewise},
     pair::{fit_edge, Config, EdgeFit},
     samples::{one_way, silent_peers, MessageCounts, Stamp},
+    traffic::{self, Observation, TrafficCounts},
 };
 
 /// One host's clock against the reference.
@@ -70,6 +71,8 @@ pub struct SyncResult {
     pub edges: Vec<EdgeSummary>,
     /// Message accounting.
     pub messages: MessageCounts,
+    /// What the data packets gave ([`crate::traffic`]).
+    pub traffic: TrafficCounts,
     /// `(host, destination, probes)`: probes nobody captured arriving.
     pub silent: Vec<(String, String, u64)>,
     /// Evaluation times where loops did not close (the pairs disagree by
@@ -82,6 +85,18 @@ impl SyncResult {
     /// The map of `host`, if aligned.
     pub fn map(&self, host: &str) -> Option<&Piecewise> {
         self.hosts.iter().find(|h| h.host == host).and_then(|h| h.map.as_ref())
+    }
+
+    /// Bound of `t_b − t_a` from the pair's own fit, when `a` and `b` exchanged samples:
+    /// its bound plus how far the solution moved the pair from it (the loop residual).
+    /// Often far tighter than the two hosts' bounds against the reference added up.
+    pub fn pair_bound(&self, a: &str, b: &str) -> Option<f64> {
+        if self.inconsistent_times > 0 {
+            // The tree's offsets were used at some times: the residuals do not cover them.
+            return None;
+        }
+        let e = self.edges.iter().find(|e| (e.a == a && e.b == b) || (e.a == b && e.b == a))?;
+        Some(e.fit.map.max_bound() + e.loop_residual_ns)
     }
 }
 
@@ -161,9 +176,18 @@ impl Tree<'_> {
 }
 
 /// Estimates every host's clock against `reference` (default: the first
-/// host, by name, that has sync data).
-pub fn estimate(hosts: &[String], stamps: &[Stamp], cfg: &Config, reference: Option<&str>) -> SyncResult {
-    let (msgs, messages) = one_way(stamps, cfg.purity_ns);
+/// host, by name, that has sync data), from the probes' `stamps` and the data packets'
+/// `observations` (host indices into `hosts` in both).
+pub fn estimate(
+    hosts: &[String],
+    stamps: &[Stamp],
+    observations: &mut [Observation],
+    cfg: &Config,
+    reference: Option<&str>,
+) -> SyncResult {
+    let (mut msgs, messages) = one_way(stamps, cfg.purity_ns);
+    let (data, traffic) = traffic::one_way(observations);
+    msgs.extend(data);
     let silent =
         silent_peers(stamps, hosts.len()).into_iter().map(|(h, d, n)| (hosts[h].clone(), d, n)).collect::<Vec<_>>();
     let mut pairs: BTreeSet<(usize, usize)> = BTreeSet::new();
@@ -294,7 +318,9 @@ pub fn estimate(hosts: &[String], stamps: &[Stamp], cfg: &Config, reference: Opt
         }
         let off = |h: usize| idx[h].map_or(0.0, |k| o[k]);
         for &h in &reached {
-            let k = Knot { t_ns: t[h], offset_ns: off(h), bound_ns: tree.offset(h, t[h]).1 };
+            // The tree's bound holds for the tree's offset; the solution moved it by `d`.
+            let (tree_off, tree_bound) = tree.offset(h, t[h]);
+            let k = Knot { t_ns: t[h], offset_ns: off(h), bound_ns: tree_bound + (off(h) - tree_off).abs() };
             let list = &mut knots[h];
             // A backward step maps two reference times to one host time: the
             // later mapping wins.
@@ -363,6 +389,7 @@ pub fn estimate(hosts: &[String], stamps: &[Stamp], cfg: &Config, reference: Opt
         hosts: out_hosts,
         edges,
         messages,
+        traffic,
         silent,
         inconsistent_times: inconsistent,
     }

@@ -22,11 +22,13 @@ use crate::{
 /// Estimator settings.
 #[derive(Clone, Debug)]
 pub struct Config {
-    /// Coded-pair check: largest change of the gap in flight, ns.
+    /// Coded-pair check: largest change of the gap in flight, ns. It counts how noisy the
+    /// probes' paths are; it does not choose samples (every sample is a true bound, and the
+    /// fastest are often the partners of delayed ones).
     pub purity_ns: i64,
     /// Target window length, ns.
     pub window_ns: i64,
-    /// Fraction of exchanges kept per window, lowest RTT first.
+    /// Fraction of exchanges, lowest RTT first, in which clock steps are looked for.
     pub rtt_keep: f64,
     /// Fewest samples per direction for a window fit.
     pub min_points: usize,
@@ -58,6 +60,8 @@ pub struct WindowFit {
     /// [`fit::Feasible`]); at least half the band between the envelopes (the asymmetry
     /// bound), more where the samples leave the slope loose.
     pub bound_ns: f64,
+    /// Error bound at the centre, ns: where the map uses this window's line.
+    pub center_bound_ns: f64,
     /// Half the band between the envelopes, ns: the bound where the samples pin the slope.
     pub half_band_ns: f64,
     /// Slopes of the lines that separate the samples, ppm (for the bound beyond the
@@ -76,6 +80,9 @@ pub struct WindowFit {
 pub struct Step {
     /// Between the two exchanges around it, `b`'s clock, ns.
     pub at_ns: i64,
+    /// The two exchanges around it, `b`'s clock, ns: when it happened is not known more
+    /// closely, and the traffic's samples in between are left out of the fits.
+    pub between_ns: (i64, i64),
     /// Change of `t_b − t_a`, ns.
     pub size_ns: f64,
 }
@@ -93,9 +100,9 @@ pub struct EdgeFit {
     pub windows: Vec<WindowFit>,
     /// Steps found.
     pub steps: Vec<Step>,
-    /// Pure samples available.
+    /// Samples available (probes and traffic).
     pub samples: usize,
-    /// Samples in fits (after the RTT filter).
+    /// Samples in fits (those of segments, between steps, with a fit).
     pub used: usize,
     /// Complete exchanges (probe and reply).
     pub exchanges: usize,
@@ -107,7 +114,8 @@ struct Sample {
     u: i64,
     fwd: bool,
     rtt: Option<i64>,
-    pure: bool,
+    /// A probe or reply, not a data packet.
+    probe: bool,
 }
 
 fn median(v: &mut [f64]) -> f64 {
@@ -158,7 +166,7 @@ fn steps(ex: &[(i64, f64)], all: &[(i64, f64)], cfg: &Config) -> Vec<Step> {
             let j = (0..=mid.len()).min_by(|a, b| cost(*a).total_cmp(&cost(*b))).unwrap_or(0);
             let lo = if j == 0 { x0 } else { mid[j - 1].0 };
             let hi = if j == mid.len() { x1 } else { mid[j].0 };
-            out.push(Step { at_ns: lo + (hi - lo) / 2, size_ns: size });
+            out.push(Step { at_ns: lo + (hi - lo) / 2, between_ns: (lo, hi), size_ns: size });
             last = k;
         }
     }
@@ -174,25 +182,29 @@ fn quantile_i64(mut v: Vec<i64>, q: f64) -> Option<i64> {
     Some(v[i])
 }
 
+/// Fits one window. Every sample is a true bound (a delay is never negative), so none is
+/// left out: queueing only lifts a sample off the envelope, and the band is set by the
+/// fastest samples of each direction, kept whole by the hulls.
 fn fit_window(s: &[Sample], cfg: &Config) -> Option<WindowFit> {
-    let thr = quantile_i64(s.iter().filter_map(|p| p.rtt).collect(), cfg.rtt_keep);
-    let kept: Vec<&Sample> = s.iter().filter(|p| p.rtt.zip(thr).is_none_or(|(r, t)| r <= t)).collect();
     let (start, end) = (s.first()?.x, s.last()?.x);
     let center = start + (end - start) / 2;
-    let pt = |p: &&Sample| Point { x: (p.x - center) as f64, u: p.u as f64 };
-    let fwd: Vec<Point> = kept.iter().filter(|p| p.fwd).map(pt).collect();
-    let rev: Vec<Point> = kept.iter().filter(|p| !p.fwd).map(pt).collect();
+    let pt = |p: &Sample| Point { x: (p.x - center) as f64, u: p.u as f64 };
+    let fwd: Vec<Point> = s.iter().filter(|p| p.fwd).map(pt).collect();
+    let rev: Vec<Point> = s.iter().filter(|p| !p.fwd).map(pt).collect();
     if fwd.len() < cfg.min_points || rev.len() < cfg.min_points {
         return None;
     }
+    let (n_fwd, n_rev) = (fwd.len(), rev.len());
+    let (fwd, rev) = (fit::lower_hull(&fwd), fit::upper_hull(&rev));
     let line = fit::envelope(&fwd, &rev)?;
     let (bound_ns, drift_range_ppm) = match fit::Feasible::new(&fwd, &rev, &line) {
         Some(f) => {
             let at = |t: i64| f.bound_at(&fwd, &rev, &line, (t - center) as f64);
-            (at(start).max(at(end)).max(line.gap / 2.0), (f.b_lo * 1e6, f.b_hi * 1e6))
+            ((at(start).max(at(end)).max(line.gap / 2.0), at(center).max(line.gap / 2.0)), (f.b_lo * 1e6, f.b_hi * 1e6))
         }
-        None => (line.gap.abs() / 2.0, (line.b * 1e6, line.b * 1e6)),
+        None => ((line.gap.abs() / 2.0, line.gap.abs() / 2.0), (line.b * 1e6, line.b * 1e6)),
     };
+    let (bound_ns, center_bound_ns) = bound_ns;
     Some(WindowFit {
         start_ns: start,
         end_ns: end,
@@ -200,52 +212,50 @@ fn fit_window(s: &[Sample], cfg: &Config) -> Option<WindowFit> {
         offset_ns: line.a,
         drift_ppm: line.b * 1e6,
         bound_ns,
+        center_bound_ns,
         half_band_ns: line.gap.abs() / 2.0,
         drift_range_ppm,
-        fwd: fwd.len(),
-        rev: rev.len(),
+        fwd: n_fwd,
+        rev: n_rev,
         consistent: line.gap >= 0.0,
     })
 }
 
-/// Fits windows over one segment's samples (sorted by `x`).
+/// Fits windows over one segment's samples (sorted by `x`): windows of `window_ns`, a
+/// quarter window apart (one window when the segment is shorter). Each window's line is
+/// used at its centre, where the samples around it pin it best; the map joins the centres.
 fn fit_segment(s: &[Sample], cfg: &Config) -> Vec<WindowFit> {
     let Some((first, last)) = s.first().zip(s.last()) else { return Vec::new() };
-    let span = last.x - first.x;
-    let n = ((span as f64 / cfg.window_ns as f64).round() as i64).max(1);
-    let mut fits: Vec<WindowFit> = Vec::new();
-    let mut from = 0;
-    for w in 1..=n {
-        let end_x = if w == n { i64::MAX } else { first.x + span * w / n };
-        let to = s.partition_point(|p| p.x < end_x);
-        if let Some(f) = fit_window(&s[from..to], cfg) {
-            fits.push(f);
-            from = to;
-        }
+    let w = cfg.window_ns.max(1);
+    if last.x - first.x <= w {
+        return fit_window(s, cfg).into_iter().collect();
     }
-    // Samples left over after the last fit join it.
-    if from < s.len() && !fits.is_empty() {
-        let start = s.partition_point(|p| p.x < fits[fits.len() - 1].start_ns);
-        if let Some(f) = fit_window(&s[start..], cfg) {
-            *fits.last_mut().expect("non-empty") = f;
-        }
-    }
-    fits
+    let hop = (w / 4).max(1);
+    let mut starts: Vec<i64> = (0..).map(|k| first.x + k * hop).take_while(|t| t + w < last.x).collect();
+    starts.push(last.x - w);
+    starts
+        .into_iter()
+        .filter_map(|t| {
+            let (from, to) = (s.partition_point(|p| p.x < t), s.partition_point(|p| p.x <= t + w));
+            fit_window(&s[from..to], cfg)
+        })
+        .collect()
 }
 
 /// Fits the pair `(a, b)` from its one-way messages (both directions).
 pub fn fit_edge(a: usize, b: usize, msgs: &[OneWay], cfg: &Config) -> Option<EdgeFit> {
     let mut samples: Vec<Sample> = msgs
         .iter()
-        .filter_map(|w| match (w.from, w.to) {
-            (f, t) if f == a && t == b => Some(Sample { x: w.rx, u: w.rx - w.tx, fwd: true, rtt: None, pure: w.pure }),
-            (f, t) if f == b && t == a => Some(Sample { x: w.tx, u: w.tx - w.rx, fwd: false, rtt: None, pure: w.pure }),
+        .filter_map(|w| match (w.from, w.to, w.kind < crate::traffic::KIND) {
+            (f, t, probe) if f == a && t == b => Some(Sample { x: w.rx, u: w.rx - w.tx, fwd: true, rtt: None, probe }),
+            (f, t, probe) if f == b && t == a => Some(Sample { x: w.tx, u: w.tx - w.rx, fwd: false, rtt: None, probe }),
             _ => None,
         })
         .collect();
     // Exchanges: the probe and the reply of one (session, seq, idx).
     let mut by_key: HashMap<(u64, u64, u8), [Option<usize>; 2]> = HashMap::new();
-    for (i, w) in msgs.iter().filter(|w| (w.from == a && w.to == b) || (w.from == b && w.to == a)).enumerate() {
+    let between = msgs.iter().filter(|w| (w.from == a && w.to == b) || (w.from == b && w.to == a));
+    for (i, w) in between.enumerate().filter(|(_, w)| w.kind < crate::traffic::KIND) {
         by_key.entry((w.session, w.seq, w.idx)).or_default()[usize::from(w.kind.min(1))] = Some(i);
     }
     let mut exchanges: Vec<i64> = Vec::new();
@@ -262,11 +272,6 @@ pub fn fit_edge(a: usize, b: usize, msgs: &[OneWay], cfg: &Config) -> Option<Edg
     }
     let n_exchanges = exchanges.len();
     samples.sort_by_key(|s| s.x);
-    // Steps are looked for in every complete exchange (a step does not make
-    // a pair impure, and impure exchanges still show the offset to within
-    // their RTT); fits use pure samples only.
-    let all_samples = samples;
-    let samples: Vec<Sample> = all_samples.iter().filter(|s| s.pure).copied().collect();
     if samples.is_empty() {
         return None;
     }
@@ -275,7 +280,7 @@ pub fn fit_edge(a: usize, b: usize, msgs: &[OneWay], cfg: &Config) -> Option<Edg
     let thr = quantile_i64(exchanges, cfg.rtt_keep);
     let mut ex: Vec<(i64, f64)> = Vec::new();
     let mut all: Vec<(i64, f64)> = Vec::new();
-    for s in all_samples.iter().filter(|s| s.fwd) {
+    for s in samples.iter().filter(|s| s.fwd) {
         if let (Some(rtt), Some(t)) = (s.rtt, thr) {
             // NTP offset = (u_f + u_r) / 2 = u_f − rtt / 2.
             let o = (s.x, s.u as f64 - rtt as f64 / 2.0);
@@ -286,16 +291,25 @@ pub fn fit_edge(a: usize, b: usize, msgs: &[OneWay], cfg: &Config) -> Option<Edg
         }
     }
     let steps = steps(&ex, &all, cfg);
+    // A traffic sample between the exchanges around a step could be on either side of it.
+    let samples: Vec<Sample> = samples
+        .into_iter()
+        .filter(|s| s.probe || !steps.iter().any(|st| s.x > st.between_ns.0 && s.x < st.between_ns.1))
+        .collect();
 
     let mut windows = Vec::new();
     let mut knots: Vec<Knot> = Vec::new();
     let mut bounds = steps.iter().map(|s| s.at_ns).collect::<Vec<_>>();
     bounds.push(i64::MAX);
     let mut from = 0;
+    let mut covered = 0;
     for (i, cut) in bounds.iter().enumerate() {
         let to = samples.partition_point(|s| s.x < *cut);
         let seg = &samples[from..to];
         let fits = fit_segment(seg, cfg);
+        if !fits.is_empty() {
+            covered += seg.len();
+        }
         if let (Some(f0), Some(fl)) = (fits.first(), fits.last()) {
             let line = |f: &WindowFit, t: i64| f.offset_ns + f.drift_ppm * 1e-6 * (t - f.center_ns) as f64;
             let start = if i == 0 { seg[0].x } else { bounds[i - 1] + crate::map::STEP_WIDTH_NS };
@@ -311,7 +325,7 @@ pub fn fit_edge(a: usize, b: usize, msgs: &[OneWay], cfg: &Config) -> Option<Edg
                 |f: &WindowFit, dt: i64| f.bound_ns + (f.drift_range_ppm.1 - f.drift_range_ppm.0) * 1e-6 * dt as f64;
             push(start, line(f0, start), beyond(f0, f0.start_ns - start));
             for f in &fits {
-                push(f.center_ns, f.offset_ns, f.bound_ns);
+                push(f.center_ns, f.offset_ns, f.center_bound_ns);
             }
             push(end, line(fl, end), beyond(fl, end - fl.end_ns));
         }
@@ -319,7 +333,6 @@ pub fn fit_edge(a: usize, b: usize, msgs: &[OneWay], cfg: &Config) -> Option<Edg
         from = to;
     }
     let (first, last) = (windows.first()?, windows.last()?);
-    let used = windows.iter().map(|w| w.fwd + w.rev).sum();
     Some(EdgeFit {
         a,
         b,
@@ -327,7 +340,7 @@ pub fn fit_edge(a: usize, b: usize, msgs: &[OneWay], cfg: &Config) -> Option<Edg
         windows,
         steps,
         samples: samples.len(),
-        used,
+        used: covered,
         exchanges: n_exchanges,
     })
 }

@@ -30,14 +30,13 @@ pub enum Hook {
 }
 
 impl Hook {
+    /// Every hook with its name in the `hook` column.
+    pub const ALL: [(Self, &'static str); 3] =
+        [(Self::TcEgress, "tc_egress"), (Self::Xdp, "xdp"), (Self::TcIngress, "tc_ingress")];
+
     /// From the `hook` column.
     pub fn from_name(s: &str) -> Option<Self> {
-        match s {
-            "tc_egress" => Some(Self::TcEgress),
-            "xdp" => Some(Self::Xdp),
-            "tc_ingress" => Some(Self::TcIngress),
-            _ => None,
-        }
+        Self::ALL.iter().find(|(_, n)| *n == s).map(|(h, _)| *h)
     }
 }
 
@@ -97,8 +96,10 @@ pub struct MessageCounts {
     pub unreceived: u64,
     /// Seen arriving but not leaving (the sender did not capture).
     pub unsent: u64,
-    /// Seen leaving or arriving at more than one host.
+    /// Seen leaving or arriving at more than one host (hosts that forwarded it aside).
     pub ambiguous: u64,
+    /// Passed through a capturing host that forwarded it; that host's stamps are left out.
+    pub forwarded: u64,
     /// Dropped by the coded-pair check (gap changed in flight).
     pub impure: u64,
     /// Dropped because the other message of the pair is missing.
@@ -131,7 +132,19 @@ pub fn one_way(stamps: &[Stamp], purity_ns: i64) -> (Vec<OneWay>, MessageCounts)
     }
     let mut counts = MessageCounts { messages: msgs.len() as u64, ..Default::default() };
     let mut complete = Vec::new();
-    for ((session, seq, idx, kind), m) in msgs {
+    for ((session, seq, idx, kind), mut m) in msgs {
+        // A host that saw the message both arrive and leave forwarded it (a VM between
+        // two containers): its stamps say nothing of the two ends' clocks.
+        let forwarders: Vec<usize> =
+            m.tx.keys().copied().filter(|h| m.rx_xdp.contains_key(h) || m.rx_tc.contains_key(h)).collect();
+        if !forwarders.is_empty() {
+            counts.forwarded += 1;
+            for h in &forwarders {
+                m.tx.remove(h);
+                m.rx_xdp.remove(h);
+                m.rx_tc.remove(h);
+            }
+        }
         if m.tx.len() > 1 {
             counts.ambiguous += 1;
             continue;
@@ -272,6 +285,11 @@ mod tests {
         assert_eq!(w.len(), 4);
         assert_eq!((w[0].from, w[0].to, w[0].tx, w[0].rx), (0, 1, 1000, 5000));
         assert_eq!((c.messages, c.complete, c.unreceived, c.impure, c.unpaired, c.pure), (8, 7, 1, 2, 1, 4));
+        // A host that saw a message arrive and leave forwarded it: the ends still pair.
+        let mut fwd = s.clone();
+        fwd.extend([st(2, 6000, Hook::Xdp, 0, 0, 1), st(2, 6100, Hook::TcEgress, 0, 0, 1)]);
+        let (w, c) = one_way(&fwd, 1000);
+        assert_eq!((w.iter().filter(|w| w.pure).count(), c.forwarded, c.ambiguous), (4, 1, 0));
         // A second sender for one message makes it ambiguous.
         s.push(st(2, 1, Hook::TcEgress, 0, 0, 1));
         let (w, c) = one_way(&s, 1000);

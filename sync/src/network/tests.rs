@@ -67,7 +67,7 @@ fn three_hosts_full_mesh_agree_with_the_truth() {
     let mut st = pair(&c, 0, 1, 60, 1);
     st.extend(pair(&c, 0, 2, 60, 2));
     st.extend(pair(&c, 1, 2, 60, 3));
-    let res = estimate(&names, &st, &Config::default(), None);
+    let res = estimate(&names, &st, &mut [], &Config::default(), None);
     assert_eq!(res.reference.as_deref(), Some("a"));
     assert_eq!(res.edges.len(), 3);
     check(&res, &c, &names, 0, 300.0);
@@ -89,7 +89,7 @@ fn a_chain_is_aligned_through_the_middle_host_and_any_reference() {
     let mut st = pair(&c, 0, 1, 60, 4);
     st.extend(pair(&c, 1, 2, 60, 5));
     for reference in [0, 2] {
-        let res = estimate(&names, &st, &Config::default(), Some(&names[reference]));
+        let res = estimate(&names, &st, &mut [], &Config::default(), Some(&names[reference]));
         check(&res, &c, &names, reference, 500.0);
         let far = if reference == 0 { "c" } else { "a" };
         let h = res.hosts.iter().find(|h| h.host == far).unwrap();
@@ -104,11 +104,11 @@ fn hosts_without_sync_data_are_named_with_a_reason() {
     let c = clocks();
     let names: Vec<String> = ["a", "b", "lonely"].map(String::from).to_vec();
     let st = pair(&c, 0, 1, 20, 6);
-    let res = estimate(&names, &st, &Config::default(), None);
+    let res = estimate(&names, &st, &mut [], &Config::default(), None);
     let lonely = res.hosts.iter().find(|h| h.host == "lonely").unwrap();
     assert!(lonely.map.is_none());
     assert!(lonely.problem.as_deref().unwrap().contains("no sync exchanges"), "{lonely:?}");
-    let none = estimate(&names, &[], &Config::default(), None);
+    let none = estimate(&names, &[], &mut [], &Config::default(), None);
     assert!(none.reference.is_none());
     assert!(none.hosts.iter().all(|h| h.problem.as_deref().unwrap().contains("no host has usable sync data")));
 }
@@ -126,7 +126,7 @@ fn a_host_is_not_aligned_through_a_pair_with_a_clock_step() {
     let mut st = pair_with(&c, 0, 1, 60, 8000.0, 7);
     st.extend(pair_with(&c, 0, 2, 60, 1000.0, 8));
     st.extend(pair_with(&c, 1, 2, 60, 1000.0, 9));
-    let res = estimate(&names, &st, &Config::default(), Some("a"));
+    let res = estimate(&names, &st, &mut [], &Config::default(), Some("a"));
     assert!(res.edges.iter().filter(|e| !e.fit.steps.is_empty()).count() == 2, "{:?}", res.edges);
     let b = res.hosts.iter().find(|h| h.host == "b").unwrap();
     assert_eq!(b.via, ["a"], "{b:?}");
