@@ -228,6 +228,11 @@ pub fn align(
             }
         }
     }
+    for (a, b) in &result.contradicted {
+        notes.push(format!(
+            "hosts {a} and {b}: the data packets between them contradict their sync probes (a host that forwards packets but captured only the interface they leave by looks like their origin); they are aligned by the probes alone"
+        ));
+    }
     silent(&mut notes, result.silent.clone());
     Alignment { result: Some(result), same_clock: false, notes, stated: stated.to_vec() }
 }

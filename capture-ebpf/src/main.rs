@@ -22,7 +22,7 @@ use aya_ebpf::{
     programs::{TcContext, XdpContext},
 };
 use capture_common::{
-    abi::{flags, hook, stat, CaptureConfig, PacketEvent, PacketHead, StackEvent, SyncStamp, MAX_SNAPLEN},
+    abi::{hook, stat, CaptureConfig, PacketEvent, PacketHead, StackEvent, SyncStamp, MAX_SNAPLEN},
     filter, hash,
     offsets::StackConfig,
     parse::{self, HeadBuf, PacketBuf, PacketInfo, ParseError, HEAD_BUF, HEAD_LEN},
@@ -317,9 +317,10 @@ pub(crate) fn identify_unsampled<B: PacketBuf>(
             return None;
         }
     }
+    // Probes inside VXLAN are stamped too: the host that carries them between two
+    // containers is then seen forwarding them (and they never become user events).
     if cfg.sync_port != 0
         && info.proto == parse::IPPROTO_UDP
-        && info.flags & flags::VXLAN == 0
         && (info.dport == cfg.sync_port || info.sport == cfg.sync_port)
     {
         let b = hb.load::<{ probe::HEADER_LEN }>(info.payload_off).or_else(|| buf.load(info.payload_off));

@@ -121,6 +121,10 @@ pub struct VmSpec {
     pub name: String,
     /// Its address on the underlay.
     pub underlay: Cidr,
+    /// Its own address on the overlay, on its bridge (optional): where its containers
+    /// reach the VM itself, e.g. to exchange clock-sync probes with it.
+    #[serde(default)]
+    pub bridge_addr: Option<Cidr>,
     /// Its containers, bridged to the VXLAN tunnel.
     pub containers: Vec<HostSpec>,
 }
@@ -299,6 +303,12 @@ impl Topology {
                 for (i, vm) in self.vms.iter().enumerate() {
                     name(&format!("vms[{i}].name"), &vm.name)?;
                     addr(&format!("vms[{i}].underlay"), &vm.underlay)?;
+                    if let Some(b) = &vm.bridge_addr {
+                        addr(&format!("vms[{i}].bridge_addr"), b)?;
+                        if !vm.containers.first().is_some_and(|c| c.addr.contains(b.addr)) {
+                            return Err(bad(&format!("vms[{i}].bridge_addr"), "not in the containers' subnet".into()));
+                        }
+                    }
                     if vm.containers.is_empty() || vm.containers.len() > 8 {
                         return Err(bad(&format!("vms[{i}].containers"), "needs 1 to 8 containers".into()));
                     }

@@ -95,6 +95,9 @@ fn overlay_is_checked() {
     assert_eq!(invalid(&good.replace("198.18.0.2/24", "198.18.1.9/24")).0, "vms[1].containers");
     assert_eq!(invalid(&good.replace("vm2", "vm1")).0, "vms[1].name");
     assert_eq!(invalid(&good.replace("c2", "c1")).0, "vms[1].containers[0].name");
+    let bridged = good.replace("underlay: 198.18.1.1/24,", "underlay: 198.18.1.1/24, bridge_addr: 198.18.0.101/24,");
+    assert_eq!(parse(&bridged).unwrap().vms[0].bridge_addr.unwrap().addr.to_string(), "198.18.0.101");
+    assert_eq!(invalid(&bridged.replace("198.18.0.101/24", "198.18.1.101/24")).0, "vms[0].bridge_addr");
 }
 
 #[test]

@@ -23,10 +23,12 @@ pub mod relay;
 pub mod soak;
 pub mod sshlab;
 pub mod syncbench;
+pub mod syncoverlay;
 pub mod teardown;
 pub mod testing;
 pub mod topo;
 pub mod topology;
 pub mod traffic;
+pub mod truth;
 
 pub use topo::{Host, Lab};

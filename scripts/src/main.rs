@@ -76,6 +76,11 @@ enum Cmd {
         /// Only the first host sends, to the second (data one way, probes both ways).
         #[arg(long)]
         one_flow: bool,
+        /// `star`: the hosts of --clock on one switch; `overlay`: containers on two VMs
+        /// over VXLAN (conf/lab/overlay.yaml), four captures, an iperf3 flow beside the UDP
+        /// one, every cross-host hop against the truth.
+        #[arg(long, default_value = "star", value_parser = ["star", "overlay"])]
+        topology: String,
     },
     /// Long run: steady UDP, frequent rotation with a ring limit; capture RSS
     /// and file counts over time, and the accounting at the end.
@@ -336,6 +341,21 @@ fn syncbench(
     Ok(())
 }
 
+fn syncbench_overlay(duration: f64, rate: u64, out: PathBuf, load: bool) -> anyhow::Result<()> {
+    if !lab::netns::is_root() {
+        bail!("the lab needs root (network namespaces, eBPF)");
+    }
+    topo::cleanup_stale()?;
+    let cfg = lab::syncoverlay::OverlayConfig { out, duration, rate, load, ..Default::default() };
+    let t = lab::syncoverlay::run(&cfg)?;
+    println!("{}", t.markdown());
+    println!("| path | stations | out of order across hosts |\n|---|---|---:|");
+    for (name, stations, crossed) in &t.paths {
+        println!("| {name} | {} | {crossed} |", stations.join(" → "));
+    }
+    Ok(())
+}
+
 fn demo(duration: f64, rate: u64, out: PathBuf) -> anyhow::Result<()> {
     if !lab::netns::is_root() {
         bail!("the lab needs root (network namespaces, eBPF)");
@@ -468,9 +488,14 @@ fn main() -> ExitCode {
             load,
             spinning_senders,
             one_flow,
+            topology,
         } => {
-            let load = Load { compare_only, busy_cores: load, spinning_senders, one_flow };
-            syncbench(duration, rate, sync_rate, window, clocks, out, load)
+            if topology == "overlay" {
+                syncbench_overlay(duration, rate, out, load)
+            } else {
+                let load = Load { compare_only, busy_cores: load, spinning_senders, one_flow };
+                syncbench(duration, rate, sync_rate, window, clocks, out, load)
+            }
         }
         Cmd::CollectDemo { duration, out } => collect_demo(duration, out),
         Cmd::Send { netns, to, count, rate, size } => {

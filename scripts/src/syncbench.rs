@@ -361,19 +361,7 @@ pub fn compare(cfg: &BenchConfig) -> anyhow::Result<BenchReport> {
             bound_ns: pair.and_then(|p| p["bound_ns"].as_i64()),
         });
     }
-    let paths = lat_doc["paths"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .map(|p| {
-            let stations = p["stations"].as_array().into_iter().flatten();
-            (
-                p["name"].as_str().unwrap_or_default().to_owned(),
-                stations.map(|s| s.as_str().unwrap_or_default().to_owned()).collect(),
-                p["crossed"].as_u64().unwrap_or(0),
-            )
-        })
-        .collect();
+    let paths = crate::truth::paths(&lat_doc);
     Ok(BenchReport { reference, hosts: host_errors, latencies, sync_table, paths })
 }
 

@@ -198,6 +198,9 @@ impl Running {
             let vx = format!("-n {ns} link add vxlan0 type vxlan id {} local {local} remote {remote}", x.vni);
             ip(&format!("{vx} dstport {} dev eth0", x.port))?;
             Self::new_bridge(ns)?;
+            if let Some(b) = &me.bridge_addr {
+                ip(&format!("-n {ns} addr add {b} dev br0"))?;
+            }
             ip(&format!("-n {ns} link set vxlan0 master br0"))?;
             ip(&format!("-n {ns} link set vxlan0 up"))?;
             // VXLAN over IPv4 adds 50 bytes: the containers' MTU leaves room.

@@ -17,7 +17,7 @@ use serde::Serialize;
 use crate::{
     map::{Knot, Piecewise},
     pair::{fit_edge, Config, EdgeFit},
-    samples::{one_way, silent_peers, MessageCounts, Stamp},
+    samples::{one_way, silent_peers, MessageCounts, OneWay, Stamp},
     traffic::{self, Observation, TrafficCounts},
 };
 
@@ -75,6 +75,8 @@ pub struct SyncResult {
     pub traffic: TrafficCounts,
     /// `(host, destination, probes)`: probes nobody captured arriving.
     pub silent: Vec<(String, String, u64)>,
+    /// Pairs whose traffic samples contradicted their probes, and were left out.
+    pub contradicted: Vec<(String, String)>,
     /// Evaluation times where loops did not close (the pairs disagree by
     /// far more than their bands, as around a clock step they place at
     /// different probes); the tree's offsets are used there.
@@ -194,7 +196,27 @@ pub fn estimate(
     for w in &msgs {
         pairs.insert((w.from.min(w.to), w.from.max(w.to)));
     }
-    let edges: Vec<EdgeFit> = pairs.iter().filter_map(|&(a, b)| fit_edge(a, b, &msgs, cfg)).collect();
+    let mut contradicted: Vec<(usize, usize)> = Vec::new();
+    let edges: Vec<EdgeFit> = pairs
+        .iter()
+        .filter_map(|&(a, b)| {
+            let fit = fit_edge(a, b, &msgs, cfg)?;
+            if fit.windows.iter().all(|w| w.consistent) {
+                return Some(fit);
+            }
+            // Traffic samples that contradict probes the pair fits without them: a host
+            // that saw packets only leave though it forwarded them (its other interface
+            // not captured) was taken as their origin. The probes alone are trusted.
+            let probes: Vec<OneWay> = msgs.iter().filter(|w| w.kind < traffic::KIND).copied().collect();
+            match fit_edge(a, b, &probes, cfg) {
+                Some(p) if !p.windows.is_empty() && p.windows.iter().all(|w| w.consistent) => {
+                    contradicted.push((a, b));
+                    Some(p)
+                }
+                _ => Some(fit),
+            }
+        })
+        .collect();
     let with_data: BTreeSet<usize> = edges.iter().flat_map(|e| [e.a, e.b]).collect();
     let mut order: Vec<usize> = (0..hosts.len()).collect();
     order.sort_by(|a, b| hosts[*a].cmp(&hosts[*b]));
@@ -390,6 +412,7 @@ pub fn estimate(
         edges,
         messages,
         traffic,
+        contradicted: contradicted.into_iter().map(|(a, b)| (hosts[a].clone(), hosts[b].clone())).collect(),
         silent,
         inconsistent_times: inconsistent,
     }

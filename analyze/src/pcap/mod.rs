@@ -210,8 +210,8 @@ fn read_file(path: &Path, format: Format, opts: &Options, offset: i64, src: &mut
             Err(_) => return src.malformed += 1,
         }
         let ts_ns = pkt.ts_ns - offset;
+        // Inside VXLAN too, as netlat-capture does.
         if info.proto == parse::IPPROTO_UDP
-            && info.flags & capture_common::abi::flags::VXLAN == 0
             && (opts.sync_port == 0 || info.sport == opts.sync_port || info.dport == opts.sync_port)
         {
             let header = <[u8; probe::HEADER_LEN]>::try_from(

@@ -3,6 +3,7 @@ use crate::{
     pair::tests_support::exchanges,
     samples::{Hook, OneWay},
     sim::{true_offset, SimClock},
+    traffic::Observation,
 };
 
 fn stamps_of(msgs: &[OneWay], session: u64) -> Vec<Stamp> {
@@ -132,4 +133,54 @@ fn a_host_is_not_aligned_through_a_pair_with_a_clock_step() {
     assert_eq!(b.via, ["a"], "{b:?}");
     let cc = res.hosts.iter().find(|h| h.host == "c").unwrap();
     assert_eq!(cc.via, ["a"], "{cc:?}");
+}
+
+/// Data packets a → b every ms, `d` ns on the wire: their stamps on each host's clock.
+fn traffic(clocks: &[SimClock], a: usize, b: usize, secs: i64, d: i64) -> Vec<Observation> {
+    let t0 = 1_000_000_000_000i64;
+    (0..secs * 1000)
+        .flat_map(|i| {
+            let t = t0 + i * 1_000_000;
+            let id = (a as u64) << 40 | i as u64;
+            [
+                Observation { pkt_id: id, host: a, point: 0, egress: true, ts_ns: clocks[a].apply(t) },
+                Observation { pkt_id: id, host: b, point: 1, egress: false, ts_ns: clocks[b].apply(t + d) },
+            ]
+        })
+        .collect()
+}
+
+/// Issue 22: data packets one way tighten the pair's band to their transit plus the
+/// probes' the other way, and the estimate stays right.
+#[test]
+fn traffic_samples_tighten_the_band() {
+    let c = clocks();
+    let names: Vec<String> = ["a", "b"].map(String::from).to_vec();
+    let st = pair(&c, 0, 1, 30, 10);
+    let probes_only = estimate(&names, &st, &mut [], &Config::default(), None);
+    let mut obs = traffic(&c, 0, 1, 30, 500);
+    let with = estimate(&names, &st, &mut obs, &Config::default(), None);
+    // The minimum delays differ (0.5 against 3 µs): the middle of the band is half the
+    // difference, 1.25 µs, off; within the half band.
+    check(&with, &c[..2], &names, 0, 1300.0);
+    let band = |r: &SyncResult| r.edges[0].fit.windows.iter().map(|w| w.half_band_ns).fold(f64::INFINITY, f64::min);
+    // Probes: 3 µs each way; traffic: 0.5 µs one way.
+    assert!((band(&probes_only) - 3000.0).abs() < 300.0, "{}", band(&probes_only));
+    assert!((band(&with) - 1750.0).abs() < 300.0, "{}", band(&with));
+    assert_eq!((with.traffic.packets, with.traffic.kept), (30_000, 30_000));
+    assert!(with.contradicted.is_empty());
+}
+
+/// Packets taken the wrong way round (a host that only saw them leave, though it forwarded
+/// them) contradict the probes: the pair is fitted on its probes alone, and said so.
+#[test]
+fn traffic_that_contradicts_the_probes_is_left_out() {
+    let c = clocks();
+    let names: Vec<String> = ["a", "b"].map(String::from).to_vec();
+    let st = pair(&c, 0, 1, 30, 11);
+    // b's packets reached a 20 µs before b stamped them leaving.
+    let mut obs = traffic(&c, 1, 0, 30, -20_000);
+    let res = estimate(&names, &st, &mut obs, &Config::default(), None);
+    assert_eq!(res.contradicted, vec![("a".to_owned(), "b".to_owned())]);
+    check(&res, &c[..2], &names, 0, 1000.0);
 }
