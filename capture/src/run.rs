@@ -260,6 +260,8 @@ pub fn run(mut opts: Options) -> Result<Summary, RunError> {
         sync_meta.peers = so.peers.iter().map(ToString::to_string).collect();
         sync_meta.rate = so.rate;
         sync_meta.gap_us = so.gap.as_micros() as u64;
+        // The run's end, as `--duration` will stop it (its clock starts just below).
+        let so = &SyncOptions { end: opts.duration.map(|d| Instant::now() + d), ..so.clone() };
         match SyncRunner::start(so, &scopes[0].netns).map_err(RunError::Sync)? {
             Ok(p) => prober = Some(p),
             Err(why) => {

@@ -27,6 +27,8 @@ pub struct SyncOptions {
     pub rate: f64,
     /// Gap inside a pair.
     pub gap: Duration,
+    /// When the run is due to end (`--duration`): its last seconds are probed fastest.
+    pub end: Option<std::time::Instant>,
 }
 
 /// The running prober.
@@ -47,7 +49,8 @@ impl SyncRunner {
         } else {
             SocketAddr::new(Ipv4Addr::UNSPECIFIED.into(), opts.port)
         };
-        let cfg = ProberConfig { bind, peers: opts.peers.clone(), pairs_per_sec: opts.rate, gap: opts.gap };
+        let cfg =
+            ProberConfig { bind, peers: opts.peers.clone(), pairs_per_sec: opts.rate, gap: opts.gap, end: opts.end };
         let bound = netns.run(move || Prober::bind(cfg)).map_err(|e| e.to_string())?;
         let prober = match bound {
             Ok(p) => p,

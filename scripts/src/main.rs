@@ -19,7 +19,7 @@ use std::{
 
 use anyhow::{bail, Context as _};
 use clap::{Parser, Subcommand};
-use lab::{bins, capture, topo, traffic, Lab};
+use lab::{bins, capture, syncoverlay::Shape, topo, traffic, Lab};
 
 #[derive(Parser)]
 #[command(name = "netlat-lab", version, about = "netlat's local namespace lab")]
@@ -78,8 +78,10 @@ enum Cmd {
         one_flow: bool,
         /// `star`: the hosts of --clock on one switch; `overlay`: containers on two VMs
         /// over VXLAN (conf/lab/overlay.yaml), four captures, an iperf3 flow beside the UDP
-        /// one, every cross-host hop against the truth.
-        #[arg(long, default_value = "star", value_parser = ["star", "overlay"])]
+        /// one; `chain`: two hosts routed through a third (conf/lab/relay.yaml), an iperf3
+        /// flow on one side. For overlay and chain every cross-host hop is checked against
+        /// the truth.
+        #[arg(long, default_value = "star", value_parser = ["star", "overlay", "chain"])]
         topology: String,
     },
     /// Long run: steady UDP, frequent rotation with a ring limit; capture RSS
@@ -341,12 +343,12 @@ fn syncbench(
     Ok(())
 }
 
-fn syncbench_overlay(duration: f64, rate: u64, out: PathBuf, load: bool) -> anyhow::Result<()> {
+fn syncbench_hops(shape: Shape, duration: f64, rate: u64, out: PathBuf, load: bool) -> anyhow::Result<()> {
     if !lab::netns::is_root() {
         bail!("the lab needs root (network namespaces, eBPF)");
     }
     topo::cleanup_stale()?;
-    let cfg = lab::syncoverlay::OverlayConfig { out, duration, rate, load, ..Default::default() };
+    let cfg = lab::syncoverlay::OverlayConfig { shape, out, duration, rate, load, ..Default::default() };
     let t = lab::syncoverlay::run(&cfg)?;
     println!("{}", t.markdown());
     println!("| path | stations | out of order across hosts |\n|---|---|---:|");
@@ -490,8 +492,9 @@ fn main() -> ExitCode {
             one_flow,
             topology,
         } => {
-            if topology == "overlay" {
-                syncbench_overlay(duration, rate, out, load)
+            if topology != "star" {
+                let shape = if topology == "chain" { Shape::Chain } else { Shape::Overlay };
+                syncbench_hops(shape, duration, rate, out, load)
             } else {
                 let load = Load { compare_only, busy_cores: load, spinning_senders, one_flow };
                 syncbench(duration, rate, sync_rate, window, clocks, out, load)

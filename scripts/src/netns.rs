@@ -24,3 +24,18 @@ pub fn is_root() -> bool {
     // SAFETY: no arguments, cannot fail.
     unsafe { libc::geteuid() == 0 }
 }
+
+/// Starts `args` inside namespace `netns` (as `ip netns exec`), output discarded, tracked
+/// for teardown.
+pub fn spawn_in(netns: &str, args: &[&str]) -> anyhow::Result<std::process::Child> {
+    use anyhow::Context as _;
+    let child = std::process::Command::new("ip")
+        .args(["netns", "exec", netns])
+        .args(args)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .with_context(|| format!("starting {args:?}"))?;
+    crate::teardown::track_child(child.id());
+    Ok(child)
+}

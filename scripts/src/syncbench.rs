@@ -196,6 +196,9 @@ fn analyze(args: &[&std::ffi::OsStr]) -> anyhow::Result<String> {
     Ok(String::from_utf8(o.stdout)?)
 }
 
+/// How long each capture outlasts the traffic, seconds.
+const END_MARGIN_S: f64 = 1.5;
+
 /// Runs the lab, captures, analysis and comparison.
 pub fn run(cfg: &BenchConfig) -> anyhow::Result<BenchReport> {
     if cfg.out.exists() {
@@ -204,23 +207,40 @@ pub fn run(cfg: &BenchConfig) -> anyhow::Result<BenchReport> {
     let names: Vec<&str> = cfg.hosts.iter().map(|(h, _)| h.as_str()).collect();
     let lab = Lab::star(&names)?;
     let load = cfg.load.then(traffic::BusyLoops::start);
-    let mut caps = Vec::new();
-    for (i, (name, sim)) in cfg.hosts.iter().enumerate() {
-        let mut args: Vec<String> =
-            ["-i", "veth0", "--host-name", name, "-q", "--sync-rate"].iter().map(|s| s.to_string()).collect();
-        args.push(cfg.sync_rate.to_string());
-        for (j, h) in lab.hosts.iter().enumerate() {
-            if j != i {
-                args.extend(["--sync-peer".to_owned(), h.addr.to_string()]);
-            }
-        }
-        if !sim.is_empty() {
-            args.extend(["--sim-clock".to_owned(), sim.clone()]);
-        }
-        args.extend(["udp", "and", "port", "6001"].map(String::from));
-        let args: Vec<&str> = args.iter().map(String::as_str).collect();
-        caps.push(Capture::start(Some(&lab.hosts[i].netns), &cfg.out.join(name), &args)?);
-    }
+    // Each capture runs for the traffic's duration and a little more and ends by itself,
+    // as `netlat-capture --duration` does for users (its last seconds are probed fastest).
+    // Started together, so the traffic starts as soon as all are ready.
+    let lab_ref = &lab;
+    let caps: Vec<anyhow::Result<Capture>> = std::thread::scope(|s| {
+        let handles: Vec<_> = cfg
+            .hosts
+            .iter()
+            .enumerate()
+            .map(|(i, (name, sim))| {
+                s.spawn(move || {
+                    let mut args: Vec<String> = ["-i", "veth0", "--host-name", name, "-q", "--sync-rate"]
+                        .iter()
+                        .map(|s| s.to_string())
+                        .collect();
+                    args.push(cfg.sync_rate.to_string());
+                    for (j, h) in lab_ref.hosts.iter().enumerate() {
+                        if j != i {
+                            args.extend(["--sync-peer".to_owned(), h.addr.to_string()]);
+                        }
+                    }
+                    if !sim.is_empty() {
+                        args.extend(["--sim-clock".to_owned(), sim.clone()]);
+                    }
+                    args.extend(["--duration".to_owned(), (cfg.duration + END_MARGIN_S).to_string()]);
+                    args.extend(["udp", "and", "port", "6001"].map(String::from));
+                    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+                    Capture::start(Some(&lab_ref.hosts[i].netns), &cfg.out.join(name), &args)
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().expect("capture start panicked")).collect()
+    });
+    let mut caps: Vec<Capture> = caps.into_iter().collect::<anyhow::Result<_>>()?;
     // Traffic around the ring: host i sends to host i+1.
     let n = lab.hosts.len();
     let count = (cfg.duration * cfg.rate as f64) as u64;
@@ -243,6 +263,10 @@ pub fn run(cfg: &BenchConfig) -> anyhow::Result<BenchReport> {
     }
     for s in sinks {
         s.finish()?;
+    }
+    let deadline = std::time::Instant::now() + Duration::from_secs_f64(END_MARGIN_S + 10.0);
+    while caps.iter_mut().any(Capture::is_running) && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
     }
     for (cap, (name, _)) in caps.into_iter().zip(&cfg.hosts) {
         let f = cap.stop()?;

@@ -6,36 +6,18 @@
 //! `host:c3p:tc_egress -> c3:eth0:xdp`, and grow at least tenfold to a
 //! millisecond or more.
 
-use std::{
-    fmt::Write as _,
-    net::SocketAddrV4,
-    path::Path,
-    process::{Child, Command, Stdio},
-    time::Duration,
-};
+use std::{fmt::Write as _, net::SocketAddrV4, path::Path, process::Command, time::Duration};
 
 use anyhow::{bail, Context as _};
 
 use super::{analyze, capture, cell, stop, svg, Dirs, Hop};
-use crate::{teardown, topology::Running, traffic};
+use crate::{netns::spawn_in, teardown, topology::Running, traffic};
 
 const FILTER: &str = "udp and port 5001";
 /// The hop the shaped queue sits on.
 pub const QUEUE_HOP: (&str, &str) = ("host:c3p:tc_egress", "c3:eth0:xdp");
 /// The token bucket on c3p.
 pub const TBF: &str = "rate 100mbit burst 32kb latency 10ms";
-
-fn spawn_in(netns: &str, args: &[&str]) -> anyhow::Result<Child> {
-    let child = Command::new("ip")
-        .args(["netns", "exec", netns])
-        .args(args)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .with_context(|| format!("starting {args:?}"))?;
-    teardown::track_child(child.id());
-    Ok(child)
-}
 
 fn phase(lab: &Running, dir: &Path, load: bool, count: u64, rate: u64) -> anyhow::Result<Vec<Hop>> {
     let (c1, c2, c3) = (lab.host("c1")?, lab.host("c2")?, lab.host("c3")?);
