@@ -25,6 +25,10 @@ use crate::{
     truth::{self, Truth},
 };
 
+/// How long each capture outlasts the traffic, seconds (its start to the traffic's, ~1 s,
+/// comes on top).
+const END_MARGIN_S: f64 = 1.5;
+
 /// Which topology.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Shape {
@@ -160,8 +164,9 @@ pub fn run(cfg: &OverlayConfig) -> anyhow::Result<Truth> {
             .map(|(i, st)| {
                 let dir = cfg.out.join(st.host);
                 let sim = cfg.clocks.get(i).cloned().unwrap_or_default();
+                let duration = (cfg.duration + END_MARGIN_S + 1.0).to_string();
                 s.spawn(move || {
-                    let mut args: Vec<&str> = vec!["--host-name", st.host, "-q"];
+                    let mut args: Vec<&str> = vec!["--host-name", st.host, "-q", "--duration", &duration];
                     for i in &st.ifaces {
                         args.extend(["-i", i]);
                     }
@@ -199,7 +204,13 @@ pub fn run(cfg: &OverlayConfig) -> anyhow::Result<Truth> {
             bail!("iperf3 failed ({status}): is iperf3 installed?");
         }
     }
-    std::thread::sleep(Duration::from_millis(500));
+    // Each capture ends by itself at its --duration, as users run it (its last seconds
+    // are probed fastest).
+    let mut caps = caps;
+    let deadline = std::time::Instant::now() + Duration::from_secs_f64(END_MARGIN_S + 12.0);
+    while caps.iter_mut().any(Capture::is_running) && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
     for (cap, st) in caps.into_iter().zip(&plan.stations) {
         let f = cap.stop()?;
         if f.code != Some(0) {

@@ -62,6 +62,9 @@ pub struct WindowFit {
     pub bound_ns: f64,
     /// Error bound at the centre, ns: where the map uses this window's line.
     pub center_bound_ns: f64,
+    /// Error bounds at the window's start and end, ns (the map's first and last points
+    /// use the first and last window's).
+    pub edge_bounds_ns: (f64, f64),
     /// Half the band between the envelopes, ns: the bound where the samples pin the slope.
     pub half_band_ns: f64,
     /// Slopes of the lines that separate the samples, ppm (for the bound beyond the
@@ -197,22 +200,24 @@ fn fit_window(s: &[Sample], cfg: &Config) -> Option<WindowFit> {
     let (n_fwd, n_rev) = (fwd.len(), rev.len());
     let (fwd, rev) = (fit::lower_hull(&fwd), fit::upper_hull(&rev));
     let line = fit::envelope(&fwd, &rev)?;
-    let (bound_ns, drift_range_ppm) = match fit::Feasible::new(&fwd, &rev, &line) {
+    // At the start, centre and end (never below half the band).
+    let (bounds, drift_range_ppm) = match fit::Feasible::new(&fwd, &rev, &line) {
         Some(f) => {
-            let at = |t: i64| f.bound_at(&fwd, &rev, &line, (t - center) as f64);
-            ((at(start).max(at(end)).max(line.gap / 2.0), at(center).max(line.gap / 2.0)), (f.b_lo * 1e6, f.b_hi * 1e6))
+            let at = |t: i64| f.bound_at(&fwd, &rev, &line, (t - center) as f64).max(line.gap / 2.0);
+            ([at(start), at(center), at(end)], (f.b_lo * 1e6, f.b_hi * 1e6))
         }
-        None => ((line.gap.abs() / 2.0, line.gap.abs() / 2.0), (line.b * 1e6, line.b * 1e6)),
+        None => ([line.gap.abs() / 2.0; 3], (line.b * 1e6, line.b * 1e6)),
     };
-    let (bound_ns, center_bound_ns) = bound_ns;
+    let [at_start, center_bound_ns, at_end] = bounds;
     Some(WindowFit {
         start_ns: start,
         end_ns: end,
         center_ns: center,
         offset_ns: line.a,
         drift_ppm: line.b * 1e6,
-        bound_ns,
+        bound_ns: at_start.max(at_end),
         center_bound_ns,
+        edge_bounds_ns: (at_start, at_end),
         half_band_ns: line.gap.abs() / 2.0,
         drift_range_ppm,
         fwd: n_fwd,
@@ -321,13 +326,14 @@ pub fn fit_edge(a: usize, b: usize, msgs: &[OneWay], cfg: &Config) -> Option<Edg
             };
             // Before the first window's samples (just after a step) and after the last
             // one's, the bound widens by the spread of the separating lines' slopes.
-            let beyond =
-                |f: &WindowFit, dt: i64| f.bound_ns + (f.drift_range_ppm.1 - f.drift_range_ppm.0) * 1e-6 * dt as f64;
-            push(start, line(f0, start), beyond(f0, f0.start_ns - start));
+            let beyond = |edge: f64, f: &WindowFit, dt: i64| {
+                edge + (f.drift_range_ppm.1 - f.drift_range_ppm.0) * 1e-6 * dt as f64
+            };
+            push(start, line(f0, start), beyond(f0.edge_bounds_ns.0, f0, f0.start_ns - start));
             for f in &fits {
                 push(f.center_ns, f.offset_ns, f.center_bound_ns);
             }
-            push(end, line(fl, end), beyond(fl, end - fl.end_ns));
+            push(end, line(fl, end), beyond(fl.edge_bounds_ns.1, fl, end - fl.end_ns));
         }
         windows.extend(fits);
         from = to;
