@@ -619,7 +619,7 @@ fn issue5_report_renders_in_chromium() {
         assert!(bytes > 5_000, "{}: {bytes} bytes", file.display());
     }
     // The tables carry the figures the text report prints.
-    assert!(shot.dom.contains("a:veth0:tc_egress") && shot.dom.contains("33.551"), "hop table");
+    assert!(shot.dom.contains("a:veth0:tc_egress") && shot.dom.contains("33.539"), "hop table");
     assert!(shot.non_white_fraction() > 0.05, "blank page: {}", shot.non_white_fraction());
     let palette_seen = analyze::charts::PALETTE.iter().filter(|c| shot.count_colour(c, 12) > 200).count();
     assert!(palette_seen >= 3, "only {palette_seen} palette colours drawn");
