@@ -132,17 +132,57 @@ pub fn start_pair(
     };
     let args_a = args(&a.iface, "a", b, &[]);
     let args_b = args(&format!("{}/{}", b.netns, b.iface), "b", a, extra_b);
-    // Started together: loading takes a capture about 2 s here, and one started first
-    // would exchange clock-sync probes with nobody that long (a pcap test saw a host pair
-    // left unaligned, CI on eb8259a).
-    let (cap_a, cap_b) = std::thread::scope(|s| {
-        let cap_a = s.spawn(|| Capture::start(Some(&a.netns), &out.join("a"), &strs(&args_a)));
-        let cap_b = Capture::start(None, &out.join("b"), &strs(&args_b));
-        (cap_a.join().expect("starting capture a"), cap_b)
-    });
-    Ok((cap_a?, cap_b?))
+    let mut caps = start_all(&[
+        Start { netns: Some(a.netns.clone()), dir: out.join("a"), args: args_a },
+        Start { netns: None, dir: out.join("b"), args: args_b },
+    ])?
+    .into_iter();
+    Ok((caps.next().expect("two"), caps.next().expect("two")))
 }
 
-fn strs(v: &[String]) -> Vec<&str> {
-    v.iter().map(String::as_str).collect()
+/// One capture to start: its namespace (`None`: this process's), output folder and
+/// arguments.
+pub struct Start {
+    /// Namespace under /run/netns.
+    pub netns: Option<String>,
+    /// Output folder.
+    pub dir: PathBuf,
+    /// Arguments (a filter expression last).
+    pub args: Vec<String>,
+}
+
+/// Starts every capture at once and waits until all are ready. Loading takes a capture
+/// about 2 s here, and one started first would exchange clock-sync probes with nobody that
+/// long (a pcap test saw a host pair left unaligned, CI on eb8259a).
+pub fn start_all(starts: &[Start]) -> anyhow::Result<Vec<Capture>> {
+    std::thread::scope(|s| {
+        let handles: Vec<_> = starts
+            .iter()
+            .map(|st| {
+                s.spawn(move || {
+                    let args: Vec<&str> = st.args.iter().map(String::as_str).collect();
+                    Capture::start(st.netns.as_deref(), &st.dir, &args)
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().expect("capture start panicked")).collect()
+    })
+}
+
+/// Lets captures started with `--duration` end by themselves (their last seconds are
+/// probed fastest), waiting at most `timeout`, then stops any still running. Fails on the
+/// first that did not exit 0, by its name in `names`.
+pub fn finish_all(caps: Vec<Capture>, names: &[&str], timeout: Duration) -> anyhow::Result<()> {
+    let mut caps = caps;
+    let deadline = Instant::now() + timeout;
+    while caps.iter_mut().any(Capture::is_running) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    for (cap, name) in caps.into_iter().zip(names) {
+        let f = cap.stop()?;
+        if f.code != Some(0) {
+            anyhow::bail!("capture on {name} failed ({:?}): {}", f.code, f.stderr);
+        }
+    }
+    Ok(())
 }

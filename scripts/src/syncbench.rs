@@ -28,7 +28,11 @@ use arrow::array::{Array, Int64Array, StringArray, UInt64Array};
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use sync::{map::Piecewise, sim::SimClock};
 
-use crate::{bins, capture::Capture, traffic, Lab};
+use crate::{
+    bins,
+    capture::{finish_all, start_all, Start},
+    traffic, Lab,
+};
 
 /// What to run.
 #[derive(Clone, Debug)]
@@ -197,7 +201,7 @@ fn analyze(args: &[&std::ffi::OsStr]) -> anyhow::Result<String> {
 }
 
 /// How long each capture outlasts the traffic, seconds.
-const END_MARGIN_S: f64 = 1.5;
+pub const END_MARGIN_S: f64 = 1.5;
 
 /// Runs the lab, captures, analysis and comparison.
 pub fn run(cfg: &BenchConfig) -> anyhow::Result<BenchReport> {
@@ -208,39 +212,30 @@ pub fn run(cfg: &BenchConfig) -> anyhow::Result<BenchReport> {
     let lab = Lab::star(&names)?;
     let load = cfg.load.then(traffic::BusyLoops::start);
     // Each capture runs for the traffic's duration and a little more and ends by itself,
-    // as `netlat-capture --duration` does for users (its last seconds are probed fastest).
-    // Started together, so the traffic starts as soon as all are ready.
-    let lab_ref = &lab;
-    let caps: Vec<anyhow::Result<Capture>> = std::thread::scope(|s| {
-        let handles: Vec<_> = cfg
-            .hosts
-            .iter()
-            .enumerate()
-            .map(|(i, (name, sim))| {
-                s.spawn(move || {
-                    let mut args: Vec<String> = ["-i", "veth0", "--host-name", name, "-q", "--sync-rate"]
-                        .iter()
-                        .map(|s| s.to_string())
-                        .collect();
-                    args.push(cfg.sync_rate.to_string());
-                    for (j, h) in lab_ref.hosts.iter().enumerate() {
-                        if j != i {
-                            args.extend(["--sync-peer".to_owned(), h.addr.to_string()]);
-                        }
-                    }
-                    if !sim.is_empty() {
-                        args.extend(["--sim-clock".to_owned(), sim.clone()]);
-                    }
-                    args.extend(["--duration".to_owned(), (cfg.duration + END_MARGIN_S).to_string()]);
-                    args.extend(["udp", "and", "port", "6001"].map(String::from));
-                    let args: Vec<&str> = args.iter().map(String::as_str).collect();
-                    Capture::start(Some(&lab_ref.hosts[i].netns), &cfg.out.join(name), &args)
-                })
-            })
-            .collect();
-        handles.into_iter().map(|h| h.join().expect("capture start panicked")).collect()
-    });
-    let mut caps: Vec<Capture> = caps.into_iter().collect::<anyhow::Result<_>>()?;
+    // as `netlat-capture --duration` does for users; started together, so the traffic
+    // starts as soon as all are ready.
+    let starts: Vec<Start> = cfg
+        .hosts
+        .iter()
+        .enumerate()
+        .map(|(i, (name, sim))| {
+            let mut args: Vec<String> =
+                ["-i", "veth0", "--host-name", name, "-q", "--sync-rate"].iter().map(|s| s.to_string()).collect();
+            args.push(cfg.sync_rate.to_string());
+            for (j, h) in lab.hosts.iter().enumerate() {
+                if j != i {
+                    args.extend(["--sync-peer".to_owned(), h.addr.to_string()]);
+                }
+            }
+            if !sim.is_empty() {
+                args.extend(["--sim-clock".to_owned(), sim.clone()]);
+            }
+            args.extend(["--duration".to_owned(), (cfg.duration + END_MARGIN_S).to_string()]);
+            args.extend(["udp", "and", "port", "6001"].map(String::from));
+            Start { netns: Some(lab.hosts[i].netns.clone()), dir: cfg.out.join(name), args }
+        })
+        .collect();
+    let caps = start_all(&starts)?;
     // Traffic around the ring: host i sends to host i+1.
     let n = lab.hosts.len();
     let count = (cfg.duration * cfg.rate as f64) as u64;
@@ -264,16 +259,7 @@ pub fn run(cfg: &BenchConfig) -> anyhow::Result<BenchReport> {
     for s in sinks {
         s.finish()?;
     }
-    let deadline = std::time::Instant::now() + Duration::from_secs_f64(END_MARGIN_S + 10.0);
-    while caps.iter_mut().any(Capture::is_running) && std::time::Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    for (cap, (name, _)) in caps.into_iter().zip(&cfg.hosts) {
-        let f = cap.stop()?;
-        if f.code != Some(0) {
-            bail!("capture on {name} failed ({:?}): {}", f.code, f.stderr);
-        }
-    }
+    finish_all(caps, &names, Duration::from_secs_f64(END_MARGIN_S + 10.0))?;
     drop(load);
     drop(lab);
     compare(cfg)

@@ -18,16 +18,13 @@ use anyhow::{bail, Context as _};
 use conf::lab::Topology;
 
 use crate::{
-    capture::Capture,
+    capture::{finish_all, start_all, Start},
     netns::spawn_in,
+    syncbench::END_MARGIN_S,
     topology::{self, Running},
     traffic,
     truth::{self, Truth},
 };
-
-/// How long each capture outlasts the traffic, seconds (its start to the traffic's, ~1 s,
-/// comes on top).
-const END_MARGIN_S: f64 = 1.5;
 
 /// Which topology.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -155,34 +152,30 @@ pub fn run(cfg: &OverlayConfig) -> anyhow::Result<Truth> {
     let lab = Running::up(&t)?;
     let plan = plan(cfg.shape, &lab)?;
     let load = cfg.load.then(traffic::BusyLoops::start);
-    // Started together: each probes its peers from its start.
-    let caps: Vec<anyhow::Result<Capture>> = std::thread::scope(|s| {
-        let handles: Vec<_> = plan
-            .stations
-            .iter()
-            .enumerate()
-            .map(|(i, st)| {
-                let dir = cfg.out.join(st.host);
-                let sim = cfg.clocks.get(i).cloned().unwrap_or_default();
-                let duration = (cfg.duration + END_MARGIN_S + 1.0).to_string();
-                s.spawn(move || {
-                    let mut args: Vec<&str> = vec!["--host-name", st.host, "-q", "--duration", &duration];
-                    for i in &st.ifaces {
-                        args.extend(["-i", i]);
-                    }
-                    for p in &st.peers {
-                        args.extend(["--sync-peer", p]);
-                    }
-                    if !sim.is_empty() {
-                        args.extend(["--sim-clock", &sim]);
-                    }
-                    Capture::start(Some(&st.netns), &dir, &args)
-                })
-            })
-            .collect();
-        handles.into_iter().map(|h| h.join().expect("capture start panicked")).collect()
-    });
-    let caps: Vec<Capture> = caps.into_iter().collect::<anyhow::Result<_>>()?;
+    // Started together (each probes its peers from its start), each ending by itself at
+    // its --duration, after the traffic (which starts a second or so after they are ready).
+    let duration = (cfg.duration + END_MARGIN_S + 1.0).to_string();
+    let starts: Vec<Start> = plan
+        .stations
+        .iter()
+        .enumerate()
+        .map(|(i, st)| {
+            let mut args: Vec<String> =
+                ["--host-name", st.host, "-q", "--duration", &duration].map(String::from).into();
+            for i in &st.ifaces {
+                args.extend(["-i".to_owned(), (*i).to_owned()]);
+            }
+            for p in &st.peers {
+                args.extend(["--sync-peer".to_owned(), p.clone()]);
+            }
+            let sim = cfg.clocks.get(i).cloned().unwrap_or_default();
+            if !sim.is_empty() {
+                args.extend(["--sim-clock".to_owned(), sim]);
+            }
+            Start { netns: Some(st.netns.clone()), dir: cfg.out.join(st.host), args }
+        })
+        .collect();
+    let caps = start_all(&starts)?;
     std::thread::sleep(Duration::from_secs(1));
     let mut procs = Vec::new();
     if cfg.tcp_mbps > 0 {
@@ -204,19 +197,8 @@ pub fn run(cfg: &OverlayConfig) -> anyhow::Result<Truth> {
             bail!("iperf3 failed ({status}): is iperf3 installed?");
         }
     }
-    // Each capture ends by itself at its --duration, as users run it (its last seconds
-    // are probed fastest).
-    let mut caps = caps;
-    let deadline = std::time::Instant::now() + Duration::from_secs_f64(END_MARGIN_S + 12.0);
-    while caps.iter_mut().any(Capture::is_running) && std::time::Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    for (cap, st) in caps.into_iter().zip(&plan.stations) {
-        let f = cap.stop()?;
-        if f.code != Some(0) {
-            bail!("capture on {} failed ({:?}): {}", st.host, f.code, f.stderr);
-        }
-    }
+    let names: Vec<&str> = plan.stations.iter().map(|st| st.host).collect();
+    finish_all(caps, &names, Duration::from_secs_f64(END_MARGIN_S + 12.0))?;
     drop(load);
     drop(lab);
     truth::check(&cfg.out, &[])
