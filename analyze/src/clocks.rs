@@ -147,15 +147,15 @@ fn prober_notes(metas: &[PathBuf], skipped: &mut Vec<Skipped>) -> (Vec<String>, 
 }
 
 /// Aligns the clocks of `event_hosts` (and any other host in the sync
-/// tables). Unreadable sync files are moved to `skipped`; `metas` (run
-/// metadata) name peers that never replied.
+/// tables), from the sync tables and the data packets of `events`. Unreadable sync files
+/// are moved to `skipped`; `metas` (run metadata) name peers that never replied.
 pub fn align(
     event_hosts: &BTreeSet<String>,
     sync_files: &mut Vec<PathBuf>,
     metas: &[PathBuf],
     skipped: &mut Vec<Skipped>,
     clock: &crate::ClockOptions,
-    traffic: &mut crate::traffic::TrafficStamps,
+    events: &[PathBuf],
 ) -> Alignment {
     let (cfg, reference, same_clock, stated) =
         (&clock.estimator, clock.reference.as_deref(), clock.same_clock, clock.stated.as_slice());
@@ -206,11 +206,15 @@ pub fn align(
         silent(&mut notes, quiet.into_iter().map(|(h, d, n)| (hosts[h].clone(), d, n)).collect());
         return Alignment { result: None, same_clock: false, notes, stated: stated.to_vec() };
     }
-    // The data packets' hosts, renumbered into `hosts`; hosts not in it (stated, or
-    // unknown to the sync tables and events alike) give no samples.
-    let index: Vec<Option<usize>> = traffic.hosts.iter().map(|h| hosts.iter().position(|x| x == h)).collect();
-    traffic.observations.retain_mut(|o| index[o.host].map(|h| o.host = h).is_some());
-    let result = estimate(&hosts, &stamps, &mut traffic.observations, cfg, reference);
+    // The data packets of `events` on these hosts (read only when there is something to
+    // align: a pass over every events file).
+    let mut traffic = crate::input::guard(|| crate::traffic::read(events, &hosts))
+        .unwrap_or_else(|m| Err(PolarsError::ComputeError(format!("reader panicked: {m}").into())))
+        .unwrap_or_else(|e| {
+            notes.push(format!("the data packets could not be read for the clock estimate: {e}"));
+            Vec::new()
+        });
+    let result = estimate(&hosts, &stamps, &mut traffic, cfg, reference);
     if let Some(r) = reference {
         if !hosts.iter().any(|h| h == r) {
             notes.push(format!("--reference {r}: no such host (hosts: {})", hosts.join(", ")));

@@ -128,25 +128,7 @@ fn event_host(f: &std::path::Path, hosts: &mut BTreeSet<String>) {
 /// footers and from the sync tables.
 pub fn clocks(inputs: &mut Inputs, clock: &ClockOptions) -> Alignment {
     let hosts = event_hosts(&inputs.used);
-    let (mut stamps, problem) = match traffic_stamps(&inputs.used, clock) {
-        Ok(t) => (t, None),
-        Err(e) => (Default::default(), Some(e)),
-    };
-    let mut a = clocks::align(&hosts, &mut inputs.sync, &inputs.meta, &mut inputs.skipped, clock, &mut stamps);
-    a.notes.extend(problem.map(|e| format!("the data packets could not be read for the clock estimate: {e}")));
-    a
-}
-
-/// The data packets' stamps for the clock estimate (none with `--same-clock`: not used).
-fn traffic_stamps(
-    files: &[std::path::PathBuf],
-    clock: &ClockOptions,
-) -> polars::error::PolarsResult<traffic::TrafficStamps> {
-    if clock.same_clock {
-        return Ok(Default::default());
-    }
-    input::guard(|| traffic::read(files))
-        .unwrap_or_else(|m| Err(polars::error::PolarsError::ComputeError(format!("reader panicked: {m}").into())))
+    clocks::align(&hosts, &mut inputs.sync, &inputs.meta, &mut inputs.skipped, clock, &inputs.used)
 }
 
 /// Analyzes `inputs.used`, aligning clocks with `inputs.sync`.
@@ -164,17 +146,16 @@ pub fn analyze(
         if inputs.used.is_empty() {
             return Err(AnalyzeError::NoUsableInput { skipped: inputs.skipped.len() });
         }
-        let (sync, meta, skipped) = (&mut inputs.sync, &inputs.meta, &mut inputs.skipped);
-        let result = traffic_stamps(&inputs.used, clock).and_then(|mut stamps| {
-            let align = |points: &[matching::Point]| {
-                let hosts: BTreeSet<String> = points.iter().map(|p| p.host.clone()).collect();
-                clocks::align(&hosts, sync, meta, skipped, clock, &mut stamps)
-            };
+        let (sync, meta, skipped, used) = (&mut inputs.sync, &inputs.meta, &mut inputs.skipped, &inputs.used);
+        let align = |points: &[matching::Point]| {
+            let hosts: BTreeSet<String> = points.iter().map(|p| p.host.clone()).collect();
+            clocks::align(&hosts, sync, meta, skipped, clock, used)
+        };
+        let result =
             input::guard(|| matching::scan_files(&inputs.used).and_then(|lf| matching::analyze(lf, opts, align)))
                 .unwrap_or_else(|m| {
                     Err(polars::error::PolarsError::ComputeError(format!("reader panicked: {m}").into()))
-                })
-        });
+                });
         let err = match result {
             Ok((mut analysis, alignment)) => {
                 // Few rows (drops and retransmissions); a file that fails here was read

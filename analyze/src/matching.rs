@@ -214,6 +214,16 @@ pub fn scan_columns(path: &Path, columns: &[&str]) -> PolarsResult<LazyFrame> {
     Ok(lf.select(columns))
 }
 
+/// Rows of `tables`, from the files' footers.
+pub fn row_count(tables: &[LazyFrame]) -> PolarsResult<u64> {
+    let mut total = 0;
+    for t in tables {
+        let n = t.clone().select([len().cast(DataType::UInt64).alias("n")]).collect()?;
+        total += n.column("n")?.u64()?.get(0).unwrap_or(0);
+    }
+    Ok(total)
+}
+
 /// The columns TCP byte mode reads besides the [`REQUIRED_COLUMNS`].
 pub const SEQ_COLUMNS: [&str; 2] = ["tcp_seq", "payload_len"];
 
@@ -318,11 +328,7 @@ pub fn analyze(
     let keys: Vec<Expr> = POINT_KEYS.iter().chain(&FLOW_KEYS).map(|k| col(*k)).collect();
     // Rows are reserved once (the counts come from the footers): growing by doubling would
     // copy them and briefly hold up to three times their size.
-    let mut total = 0usize;
-    for t in &tables {
-        let n = t.clone().select([len().cast(DataType::UInt64).alias("n")]).collect()?;
-        total += n.column("n")?.u64()?.get(0).unwrap_or(0) as usize;
-    }
+    let total = row_count(&tables)? as usize;
     let mut raw = tables;
     let tables: Vec<LazyFrame> = raw.iter().cloned().map(|t| prepared(t, false)).collect();
     let reading = crate::progress::spinner("reading capture files");

@@ -1,7 +1,7 @@
 //! The data packets' own stamps for the clock estimate ([`sync::traffic`]): every packet
-//! seen leaving one host and arriving at another bounds their clocks' offset. They are
-//! read before the matching, on each host's own clock, from the points where packets
-//! leave (TC egress) and arrive (XDP, TC ingress).
+//! seen leaving one host and arriving at another bounds their clocks' offset. The clock
+//! alignment reads them (when there are two hosts or more), on each host's own clock, from
+//! the points where packets leave (TC egress) and arrive (XDP, TC ingress).
 //!
 //! Large inputs are thinned by `pkt_id` (a hash of the packet, so a uniform sample kept
 //! the same at every point) to about [`TARGET_ROWS`] events: the estimate needs the
@@ -15,30 +15,16 @@ use sync::{samples::Hook, traffic::Observation};
 /// Events read, about, however large the input.
 pub const TARGET_ROWS: u64 = 2_000_000;
 
-/// Stamps of data packets, host indices into `hosts`.
-#[derive(Clone, Debug, Default)]
-pub struct TrafficStamps {
-    /// Host names.
-    pub hosts: Vec<String>,
-    /// The stamps.
-    pub observations: Vec<Observation>,
-    /// One in this many packets (by `pkt_id`) was read.
-    pub stride: u64,
-}
-
-/// Reads the stamps of `paths` (netlat events tables).
-pub fn read(paths: &[PathBuf]) -> PolarsResult<TrafficStamps> {
+/// Reads the stamps of `paths` (netlat events tables) taken on `hosts`, numbered as there
+/// (other hosts' stamps are left out).
+pub fn read(paths: &[PathBuf], hosts: &[String]) -> PolarsResult<Vec<Observation>> {
     let columns = ["pkt_id", "ts_ns", "host", "netns", "ifname", "hook"];
     let tables: Vec<LazyFrame> =
         paths.iter().map(|p| crate::matching::scan_columns(p, &columns)).collect::<PolarsResult<_>>()?;
-    let mut total = 0u64;
-    for t in &tables {
-        let n = t.clone().select([len().cast(DataType::UInt64).alias("n")]).collect()?;
-        total += n.column("n")?.u64()?.get(0).unwrap_or(0);
-    }
+    let total = crate::matching::row_count(&tables)?;
     let stride = total.div_ceil(TARGET_ROWS).max(1).next_power_of_two();
     let hooks = Hook::ALL.iter().map(|(_, n)| col("hook").eq(lit(*n))).reduce(Expr::or).expect("hooks");
-    let mut out = TrafficStamps { stride, ..Default::default() };
+    let mut out = Vec::new();
     let mut points: Vec<(String, u64, String, String)> = Vec::new();
     for t in tables {
         let df = t
@@ -63,13 +49,7 @@ pub fn read(paths: &[PathBuf]) -> PolarsResult<TrafficStamps> {
             else {
                 continue;
             };
-            let host = match out.hosts.iter().position(|x| x == h) {
-                Some(i) => i,
-                None => {
-                    out.hosts.push(h.to_owned());
-                    out.hosts.len() - 1
-                }
-            };
+            let Some(host) = hosts.iter().position(|x| x == h) else { continue };
             let (ns, ifn, hk) =
                 (netns.get(i).unwrap_or(0), ifname.get(i).unwrap_or_default(), hook.get(i).unwrap_or_default());
             // Few points: a scan beats hashing three strings per event.
@@ -80,7 +60,7 @@ pub fn read(paths: &[PathBuf]) -> PolarsResult<TrafficStamps> {
                     points.len() as u32 - 1
                 }
             };
-            out.observations.push(Observation { pkt_id, host, point, egress: k == Hook::TcEgress, ts_ns });
+            out.push(Observation { pkt_id, host, point, egress: k == Hook::TcEgress, ts_ns });
         }
     }
     Ok(out)
